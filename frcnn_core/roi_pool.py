@@ -1,0 +1,64 @@
+"""RoI pooling: RoIPool on one stride-16 map (the paper), RoIAlign over FPN levels (torchvision).
+
+Shapes: R RoIs over a batch, C channels, (h, w) the pooled size. RoIs are per-image lists of
+(Ri, 4) boxes in input pixels.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torchvision.ops import roi_align, roi_pool
+
+
+def to_roi_format(rois: list[Tensor]) -> Tensor:
+    """Per-image (Ri, 4) boxes -> (R, 5) rows (image index, x1, y1, x2, y2)."""
+    rows = [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(rois)]
+    return torch.cat(rows, dim=0)
+
+
+def infer_scale(feature_size: tuple[int, int], input_size: tuple[int, int]) -> float:
+    """A level's scale (1 / stride) as the power of two nearest feature height / input height."""
+    return 2.0 ** round(math.log2(float(feature_size[0]) / float(input_size[0])))
+
+
+def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 224.0, canonical_level: int = 4) -> Tensor:
+    """FPN paper's level rule, k = floor(4 + log2(sqrt(area) / 224)), clamped to [k_min, k_max].
+
+    boxes: (R, 4). Returns (R,) int64 level offsets from k_min (0 = finest level).
+    """
+    sizes = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    levels = torch.floor(canonical_level + torch.log2(sizes / canonical_size) + torch.tensor(1e-6, dtype=sizes.dtype))
+    return (torch.clamp(levels, min=k_min, max=k_max).to(torch.int64) - k_min).to(torch.int64)
+
+
+def multiscale_roi_align(
+    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int, sampling_ratio: int
+) -> tuple[Tensor, Tensor]:
+    """RoIAlign each RoI on the FPN level its size calls for.
+
+    features: per level (N, C, Hl, Wl), finest first; input_sizes: (h, w) of each resized image.
+    Returns pooled (R, C, output_size, output_size) and level (R,) int64 (index into features).
+    """
+    largest = (max(s[0] for s in input_sizes), max(s[1] for s in input_sizes))
+    scales = [infer_scale(f.shape[-2:], largest) for f in features]
+    rows = to_roi_format(rois)
+    if len(features) == 1:
+        level = torch.zeros(len(rows), dtype=torch.int64, device=rows.device)
+        return roi_align(features[0], rows, output_size, scales[0], sampling_ratio), level
+    k_min, k_max = int(-math.log2(scales[0])), int(-math.log2(scales[-1]))
+    level = fpn_levels(rows[:, 1:], k_min, k_max)
+    first = features[0]
+    pooled = torch.zeros((len(rows), first.shape[1], output_size, output_size), dtype=first.dtype, device=first.device)
+    for level_id, (feature, scale) in enumerate(zip(features, scales)):
+        in_level = torch.nonzero(level == level_id).flatten()
+        pooled[in_level] = roi_align(feature, rows[in_level], output_size, scale, sampling_ratio).to(pooled.dtype)
+    return pooled, level
+
+
+def single_level_roi_pool(feature: Tensor, rois: list[Tensor], spatial_scale: float, output_size: int) -> tuple[Tensor, Tensor]:
+    """The paper's RoI max pooling on one feature map. Returns pooled (R, C, h, w) and level zeros."""
+    rows = to_roi_format(rois)
+    pooled = roi_pool(feature, rows, output_size, spatial_scale)
+    return pooled, torch.zeros(len(rows), dtype=torch.int64, device=rows.device)
