@@ -19,15 +19,15 @@ FPN_CHANNELS = 256
 
 
 class FeatureList(nn.Module):
-    """Wraps a backbone so that it always returns a list of feature maps."""
+    """Wraps a single-map backbone so that it returns a list of feature maps, like the FPNs'
+    dicts (`body.*` keys, as in torchvision's detection backbones)."""
 
     def __init__(self, body: nn.Module):
         super().__init__()
         self.body = body
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        out = self.body(images)
-        return list(out.values()) if isinstance(out, dict) else [out]
+        return [self.body(images)]
 
 
 def _norm(frozen_norm: bool) -> type[nn.Module]:
