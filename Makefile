@@ -1,0 +1,36 @@
+# Faster R-CNN Studio — every target creates .venv (pip) when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared
+# torchvision's weights API looks in $TORCH_HOME/hub/checkpoints; we seed it from ../shared/weights.
+export TORCH_HOME ?= $(CURDIR)/.torch
+CHECKPOINTS := $(TORCH_HOME)/hub/checkpoints
+
+.PHONY: run test bench weights clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+weights:
+	mkdir -p $(CHECKPOINTS)
+	if [ -d $(SHARED)/weights ]; then \
+	  for f in $(SHARED)/weights/*.pth; do [ -e "$(CHECKPOINTS)/$$(basename $$f)" ] || cp "$$f" $(CHECKPOINTS)/; done; \
+	fi
+
+run: $(VENV)/.installed weights
+	$(VENV)/bin/frcnn detect resources/samples/rocket.jpg resources/samples/chelsea.png \
+	  --model mobilenet-v2 --weights imagenet --vis out/run --json out/run/detections.json
+	@echo "pictures in out/run/ (the GUI arrives with issue 4; the trained bccd-demo model with issue 3)"
+
+test: $(VENV)/.installed weights
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+bench: $(VENV)/.installed weights
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf out .pytest_cache

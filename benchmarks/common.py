@@ -1,0 +1,152 @@
+"""What the benchmarks share: the calibrated weights file, the photos, output comparison, timing.
+
+COCO weights cannot be downloaded here, so every benchmark uses the same stand-in: torchvision's
+`fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)` built after `torch.manual_seed(0)`,
+whose BatchNorm running statistics are reset and then set by ONE train-mode forward pass over a
+real photo (momentum=None: a cumulative average, i.e. exactly that batch's statistics). Without
+that, random weights and unit BatchNorm statistics give degenerate scores. With weights=None
+torchvision builds trainable `BatchNorm2d` (COCO weights would give `FrozenBatchNorm2d`); both
+models then run that BatchNorm2d in eval mode.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+from frcnn_core.imageio import load_image
+
+SAMPLES_DIR = Path(os.environ.get("FRCNN_SAMPLES", "/work/shared/samples"))
+BENCH_PHOTO = "astronaut.png"  # 512x512: both models resize it to 800x800
+CALIBRATION_PHOTO = "coffee.png"
+BOX_TOLERANCE_PX = 1e-3
+SCORE_TOLERANCE = 1e-4
+
+
+def load_photo(name: str, samples_dir: Path = SAMPLES_DIR) -> Tensor:
+    """(3, H, W) float32 in [0, 1] of a sample photo, read with our image loader."""
+    return load_image(samples_dir / name).tensor
+
+
+def calibrated_torchvision(device: str = "cpu", samples_dir: Path = SAMPLES_DIR) -> nn.Module:
+    """torchvision's resnet50-fpn with seeded random weights and real BatchNorm statistics, in eval mode."""
+    torch.manual_seed(0)
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).to(device)
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.reset_running_stats()
+            layer.momentum = None  # cumulative average: after one batch, that batch's statistics
+    photo = load_photo(CALIBRATION_PHOTO, samples_dir).to(device)
+    height, width = photo.shape[1:]
+    dummy_target = {
+        "boxes": torch.tensor([[width * 0.25, height * 0.25, width * 0.75, height * 0.75]], device=device),
+        "labels": torch.tensor([1], device=device),
+    }
+    model.train()
+    with torch.no_grad():
+        model([photo], [dummy_target])
+    return model.eval()
+
+
+def norm_layer_name(model: nn.Module) -> str:
+    """The class name of the backbone's first norm layer (BatchNorm2d or FrozenBatchNorm2d)."""
+    return type(model.backbone.body.bn1).__name__
+
+
+def write_weights_file(model: nn.Module, directory: str) -> str:
+    """torch.save the model's state_dict (on the CPU) into `directory`; returns the path."""
+    path = os.path.join(directory, "resnet50_fpn_calibrated.pth")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def make_weights_file(directory: str, device: str = "cpu", samples_dir: Path = SAMPLES_DIR) -> tuple[str, str]:
+    """Calibrate (see module docstring) and save; returns (path, norm layer class name)."""
+    model = calibrated_torchvision(device, samples_dir)
+    return write_weights_file(model, directory), norm_layer_name(model)
+
+
+def torchvision_from_file(path: str, device: str = "cpu") -> nn.Module:
+    """torchvision's resnet50-fpn (BatchNorm2d, as with weights=None) loaded from a state_dict file."""
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device).eval()
+
+
+def ours_from_file(path: str, device: str = "cpu") -> nn.Module:
+    """Our resnet50-fpn from the same file, torchvision's score threshold (0.05)."""
+    from frcnn_core.zoo import build_model
+
+    return build_model("resnet50-fpn", path, score_thresh=0.05).to(device)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How two lists of detections (one dict per image) differ."""
+
+    equal: bool
+    counts: tuple[list[int], list[int]]
+    max_box_diff_px: float
+    max_score_diff: float
+    reason: str
+
+    def summary(self) -> str:
+        counts = f"{sum(self.counts[0])} vs {sum(self.counts[1])} detections"
+        if not self.equal:
+            return f"no ({self.reason}; {counts})"
+        return f"yes ({counts}; max |Δbox| {self.max_box_diff_px:.1e} px, max |Δscore| {self.max_score_diff:.1e})"
+
+
+def compare_detections(ours: list[dict], theirs: list[dict]) -> Comparison:
+    """Equal when, image by image, counts and labels match, boxes within BOX_TOLERANCE_PX and
+    scores within SCORE_TOLERANCE (detections in the order each model returns them)."""
+    counts = ([len(d["scores"]) for d in ours], [len(d["scores"]) for d in theirs])
+    box_diff = score_diff = 0.0
+    for index, (mine, other) in enumerate(zip(ours, theirs)):
+        if len(mine["scores"]) != len(other["scores"]):
+            return Comparison(False, counts, float("nan"), float("nan"), f"image {index}: counts differ")
+        if not torch.equal(mine["labels"].cpu(), other["labels"].cpu()):
+            return Comparison(False, counts, float("nan"), float("nan"), f"image {index}: labels differ")
+        if len(mine["scores"]):
+            box_diff = max(box_diff, (mine["boxes"] - other["boxes"]).abs().max().item())
+            score_diff = max(score_diff, (mine["scores"] - other["scores"]).abs().max().item())
+    equal = box_diff <= BOX_TOLERANCE_PX and score_diff <= SCORE_TOLERANCE
+    reason = "" if equal else "boxes or scores beyond tolerance"
+    return Comparison(equal, counts, box_diff, score_diff, reason)
+
+
+def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 1,
+                   sync: Callable[[], None] = lambda: None) -> tuple[float, object]:
+    """Median wall time of `repeats` calls after `warmup` untimed ones; returns (seconds, last result)."""
+    result = None
+    for _ in range(warmup):
+        result = run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

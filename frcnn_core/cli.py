@@ -1,0 +1,146 @@
+"""`frcnn` command line: models, detect, trace (DESIGN.md, "CLI contract").
+
+A user's mistake (bad image, annotation, checkpoint, model name) is one line on stderr and exit
+status 2; `--verbose` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+import torch
+
+from frcnn_core import reports
+from frcnn_core.config import PRESETS
+from frcnn_core.errors import InputError
+from frcnn_core.imageio import load_image
+from frcnn_core.zoo import MODELS, WEIGHT_CHOICES, build_model
+
+DEFAULT_MODEL = "mobilenet-v2"
+STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
+          "class-scores", "detections", "funnel")
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name ({', '.join(MODELS)}) or checkpoint file")
+    parser.add_argument("--weights", default=None,
+                        help=f"{' | '.join(WEIGHT_CHOICES)} | PATH (default: coco where the model has it, else imagenet)")
+    parser.add_argument("--preset", choices=PRESETS, default=None, help="stage settings (default: the model's own)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frcnn", description="Faster R-CNN Studio: detect and look inside the detector")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="list the model names")
+
+    detect = commands.add_parser("detect", help="detect objects in images")
+    detect.add_argument("images", nargs="+", metavar="IMAGE")
+    _model_arguments(detect)
+    detect.add_argument("--score-thresh", type=float, default=None, help="keep detections scoring above this")
+    detect.add_argument("--json", metavar="OUT", help="write detections as JSON ('-' for stdout)")
+    detect.add_argument("--vis", metavar="DIR", help="write a picture of the detections per image")
+
+    trace = commands.add_parser("trace", help="run one image through every stage and report each")
+    trace.add_argument("image", metavar="IMAGE")
+    _model_arguments(trace)
+    trace.add_argument("--gt", metavar="ANNOTATION", help="VOC XML ground truth: adds anchor labels and RoI samples")
+    trace.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    trace.add_argument("--json", metavar="OUT", help="write the stage summary as JSON ('-' for stdout)")
+    trace.add_argument("--out", metavar="DIR", help="write a picture of each stage")
+    return parser
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA device is available")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def _load_model(args, score_thresh: float | None = None):
+    weights = args.weights
+    if weights is None:
+        weights = "coco" if args.model in MODELS and MODELS[args.model].coco_weights is not None else "imagenet"
+    if weights == "none":
+        torch.manual_seed(0)  # a random model, but the same one every run
+    model = build_model(args.model, weights, preset=args.preset, score_thresh=score_thresh)
+    return model.to(_device(args.device))
+
+
+def command_models(args) -> int:
+    for name, spec in MODELS.items():
+        weights = ", ".join(w for w in WEIGHT_CHOICES if w != "coco" or spec.coco_weights is not None)
+        print(f"{name:22s} {spec.description}  [weights: {weights}; preset: {spec.default_preset}]")
+    return 0
+
+
+def command_detect(args) -> int:
+    model = _load_model(args, args.score_thresh)
+    device = next(model.parameters()).device
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.inference_mode():
+            if args.vis:
+                detections, traces = model([image.tensor.to(device)], trace=True)
+                reports.save_detections_picture(image, traces[0], model.class_names, args.vis)
+            else:
+                detections = model([image.tensor.to(device)])
+        detections = {k: v.cpu() for k, v in detections[0].items()}
+        results.append(reports.detections_record(path, image, detections, model.class_names))
+        print(f"{path}: {len(detections['boxes'])} detections", file=sys.stderr)
+    if args.json:
+        reports.write_json(args.json, {"model": model.model_name, "images": results})
+    return 2 if failed else 0
+
+
+def command_trace(args) -> int:
+    model = _load_model(args)
+    device = next(model.parameters()).device
+    image = load_image(args.image)
+    gt = reports.read_gt(args.gt, model.class_names) if args.gt else None
+    tensor = image.tensor.to(device)
+    with torch.inference_mode():
+        detections, traces = model([tensor], trace=True)
+        inference_trace = traces[0]
+        training_trace = None
+        if gt is not None:
+            generator = torch.Generator().manual_seed(args.seed)
+            target = {"boxes": gt["boxes"].to(device), "labels": gt["labels"].to(device)}
+            _, traces = model([tensor], [target], trace=True, generator=generator)
+            training_trace = traces[0]
+    summary = reports.trace_summary(inference_trace, training_trace)
+    print(reports.trace_text(summary))
+    if args.json:
+        reports.write_json(args.json, summary)
+    if args.out:
+        reports.save_trace_pictures(image, inference_trace, training_trace, model.class_names,
+                                    gt["boxes"] if gt else None, args.out)
+    return 0
+
+
+COMMANDS = {"models": command_models, "detect": command_detect, "trace": command_trace}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as error:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

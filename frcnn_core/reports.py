@@ -1,0 +1,149 @@
+"""What the CLI writes: JSON records (DESIGN.md's shapes), the text summary, stage pictures.
+
+Every file is written atomically (temp file in the same folder, then rename).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from frcnn_core.data.voc import read_voc_xml
+from frcnn_core.imageio import LoadedImage
+from frcnn_core.trace import Trace
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to `path` through a temp file in the same folder and a rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str, payload: dict) -> None:
+    """JSON to a file, or to stdout for '-'."""
+    text = json.dumps(payload, indent=1)
+    if path == "-":
+        print(text)
+    else:
+        write_atomic(path, (text + "\n").encode())
+
+
+def detections_record(path: str, image: LoadedImage, detections: dict, class_names: list[str]) -> dict:
+    """One image's entry of `detect --json`."""
+    return {
+        "path": str(path),
+        "width": image.width,
+        "height": image.height,
+        "detections": [
+            {"box": [float(v) for v in box], "score": float(score), "label": int(label),
+             "label_name": class_names[int(label)] if int(label) < len(class_names) else str(int(label))}
+            for box, score, label in zip(detections["boxes"], detections["scores"], detections["labels"])
+        ],
+    }
+
+
+def read_gt(path: str, class_names: list[str]) -> dict:
+    """GT boxes and labels from a VOC XML file; names the model does not know become label 1."""
+    annotation = read_voc_xml(path)
+    for problem in annotation.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    labels = [class_names.index(n) if n in class_names[1:] else 1 for n in annotation.names]
+    return {"boxes": annotation.boxes, "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+def trace_summary(inference: Trace, training: Trace | None) -> dict:
+    """`trace --json`: the walkthrough's numbers. With GT, the training pass (training settings)
+    supplies anchors, labels, proposals, RoI samples and pooling; detections come from inference."""
+    main = training or inference
+    proposals = main.proposals
+    channels = main.roi_pool.output_shape[1]
+    stages = {
+        "anchors": {"total": int(len(main.anchors.boxes)), "inside": int(main.anchors.inside.sum())},
+        "proposals": {"pre_nms": int(len(proposals.pre_nms_boxes)), "post_nms": int(len(proposals.post_nms_idx))},
+        "roi_pool": {"output_shape": list(main.roi_pool.output_shape)},
+        "detections": {"count": int(len(inference.detections.keep_idx))},
+    }
+    if training is not None:
+        labels = training.anchor_labels
+        stages["anchor_labels"] = {
+            "positive": int((labels.labels == 1).sum()),
+            "negative": int((labels.labels == 0).sum()),
+            "ignored": int((labels.labels == -1).sum()),
+            "sampled_positive": int(len(labels.sampled_pos_idx)),
+            "sampled_negative": int(len(labels.sampled_neg_idx)),
+        }
+        fg = int(training.roi_targets.is_foreground.sum())
+        stages["roi_samples"] = {"positive": fg, "negative": int(len(training.roi_targets.labels)) - fg}
+    scale_y, scale_x = main.scale
+    return {
+        "input_size": list(main.input_size),
+        "scale": scale_x if abs(scale_x - scale_y) < 1e-9 else min(scale_x, scale_y),
+        "scale_yx": [scale_y, scale_x],
+        "features": [[channels, h, w] for h, w in main.anchors.grid_sizes],
+        "stages": stages,
+    }
+
+
+def trace_text(summary: dict) -> str:
+    """The summary as a few readable lines."""
+    s = summary["stages"]
+    lines = [
+        f"input {summary['input_size'][0]}x{summary['input_size'][1]} (scale {summary['scale']:.4g}); features "
+        + ", ".join("x".join(str(v) for v in f) for f in summary["features"]),
+        f"anchors: {s['anchors']['total']:,} total, {s['anchors']['inside']:,} inside the image",
+    ]
+    if "anchor_labels" in s:
+        a = s["anchor_labels"]
+        lines.append(f"anchor labels: {a['positive']:,} positive, {a['negative']:,} negative, {a['ignored']:,} ignored; "
+                     f"sampled {a['sampled_positive']} positive + {a['sampled_negative']} negative")
+    lines.append(f"proposals: {s['proposals']['pre_nms']:,} before NMS, {s['proposals']['post_nms']:,} after")
+    if "roi_samples" in s:
+        lines.append(f"RoI samples: {s['roi_samples']['positive']} foreground + {s['roi_samples']['negative']} background")
+    lines.append(f"RoI pooling output: {s['roi_pool']['output_shape']}")
+    lines.append(f"detections: {s['detections']['count']}")
+    return "\n".join(lines)
+
+
+def save_detections_picture(image: LoadedImage, trace: Trace, class_names: list[str], out_dir: str) -> Path:
+    """<out_dir>/<image stem>.detections.png."""
+    from frcnn_core.vis import render_stage
+
+    picture = render_stage(image.tensor, trace, "detections", class_names)
+    target = Path(out_dir) / f"{Path(image.path).stem}.detections.png"
+    _save_png(picture, target)
+    return target
+
+
+def save_trace_pictures(image: LoadedImage, inference: Trace, training: Trace | None, class_names: list[str],
+                        gt_boxes, out_dir: str) -> list[Path]:
+    """One picture per stage: training-pass stages when there is GT, detections from inference."""
+    from frcnn_core.vis import save_stage_pictures
+
+    written = []
+    if training is not None:
+        stages = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples")
+        written += save_stage_pictures(image.tensor, training, out_dir, class_names, gt_boxes, stages=stages)
+        written += save_stage_pictures(image.tensor, inference, out_dir, class_names, gt_boxes, stages=("detections",))
+    else:
+        written += save_stage_pictures(image.tensor, inference, out_dir, class_names, gt_boxes)
+    return written
+
+
+def _save_png(picture, target: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    write_atomic(target, buffer.getvalue())
