@@ -19,12 +19,12 @@ Run: `.venv/bin/python benchmarks/bench_seed_stages.py [--repeats N]`.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 from torchvision.ops import box_iou
+
+from common import interleaved_timings, summary
 
 from frcnn_core.anchors import inside_mask, make_anchors
 from frcnn_core.config import IGNORE, NEG, POS, AnchorConfig
@@ -140,43 +140,34 @@ def check_agreement(our_result: dict, naive_result: dict) -> dict:
     return counts
 
 
-def _median_ms(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def run(repeats: int = 5, our_repeats: int = 50) -> dict:
-    """Time both (median ms), check they agree; also time the baseline's two halves."""
+def run(repeats: int = 10) -> dict:
+    """Check both agree, then time them (ms; the baseline's two halves too), taking turns."""
     gt_tensor = torch.tensor(GT_BOXES)
     gt_array = np.array(GT_BOXES, dtype=np.float32)
     counts = check_agreement(ours(gt_tensor, torch.Generator().manual_seed(0)),
                              naive(gt_array, np.random.default_rng(0)))
     generator, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
-    ours_ms = _median_ms(lambda: ours(gt_tensor, generator), our_repeats)
-    naive_ms = _median_ms(lambda: naive(gt_array, rng), repeats)
     anchors = naive_anchors()
-    naive_anchor_ms = _median_ms(naive_anchors, repeats)
-    naive_label_ms = _median_ms(lambda: naive_labels(anchors, gt_array, rng), repeats)
-    return {"ours_ms": ours_ms, "naive_ms": naive_ms, "speedup": naive_ms / ours_ms,
-            "naive_anchor_ms": naive_anchor_ms, "naive_label_ms": naive_label_ms, "counts": counts,
-            "repeats": repeats, "our_repeats": our_repeats, "threads": torch.get_num_threads()}
+    times, _ = interleaved_timings({
+        "ours": lambda: ours(gt_tensor, generator),
+        "naive": lambda: naive(gt_array, rng),
+        "naive_anchors": naive_anchors,
+        "naive_labels": lambda: naive_labels(anchors, gt_array, rng),
+    }, repeats)
+    stats = {name: summary(values, unit=1000) for name, values in times.items()}
+    return {"ms": stats, "speedup": stats["naive"]["median"] / stats["ours"]["median"],
+            "counts": counts, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the baseline (ours: 10x)")
-    args = parser.parse_args()
-    result = run(args.repeats, args.repeats * 10)
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs of each (after 1 warm-up)")
+    result = run(parser.parse_args().repeats)
+    ms = result["ms"]
     print(f"counts (identical labels, anchor by anchor): {result['counts']}")
-    print(f"ours : {result['ours_ms']:.2f} ms (median of {result['our_repeats']})")
-    print(f"naive: {result['naive_ms']:.1f} ms (median of {result['repeats']}; anchor loops "
-          f"{result['naive_anchor_ms']:.1f} ms, labelling {result['naive_label_ms']:.1f} ms)")
-    print(f"speed-up: {result['speedup']:.0f}x")
+    for name in ms:
+        print(f"{name:14s} median {ms[name]['median']:8.2f} ms   min {ms[name]['min']:8.2f} ms   (n={ms[name]['n']})")
+    print(f"speed-up (medians): {result['speedup']:.0f}x")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from frcnn_core.imageio import load_image
+from frcnn_core.zoo import build_model
 
 SAMPLES_DIR = Path(os.environ.get("FRCNN_SAMPLES", "/work/shared/samples"))
 BENCH_PHOTO = "astronaut.png"  # 512x512: both models resize it to 800x800
@@ -83,8 +84,6 @@ def torchvision_from_file(path: str, device: str = "cpu") -> nn.Module:
 
 def ours_from_file(path: str, device: str = "cpu") -> nn.Module:
     """Our resnet50-fpn from the same file, torchvision's score threshold (0.05)."""
-    from frcnn_core.zoo import build_model
-
     return build_model("resnet50-fpn", path, score_thresh=0.05).to(device)
 
 
@@ -123,20 +122,29 @@ def compare_detections(ours: list[dict], theirs: list[dict]) -> Comparison:
     return Comparison(equal, counts, box_diff, score_diff, reason)
 
 
-def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 1,
-                   sync: Callable[[], None] = lambda: None) -> tuple[float, object]:
-    """Median wall time of `repeats` calls after `warmup` untimed ones; returns (seconds, last result)."""
-    result = None
-    for _ in range(warmup):
-        result = run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def interleaved_timings(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                        sync: Callable[[], None] = lambda: None) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Wall times in seconds of each callable, `repeats` times after `warmup` untimed calls, taking
+    turns round by round so that load from other processes hits all of them alike.
+
+    Returns (times per name, the last result per name).
+    """
+    results = {name: None for name in runs}
+    times = {name: [] for name in runs}
+    for round_index in range(warmup + repeats):
+        for name, run in runs.items():
+            sync()
+            start = time.perf_counter()
+            results[name] = run()
+            sync()
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times, results
+
+
+def summary(times: list[float], unit: float = 1.0) -> dict:
+    """{"median", "min", "n"} of `times`, multiplied by `unit` (1000 for milliseconds)."""
+    return {"median": statistics.median(times) * unit, "min": min(times) * unit, "n": len(times)}
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -112,7 +112,9 @@ def _draw_anchors(image: Image.Image, trace: Trace, style: _Style, class_names, 
         distance = ((level_boxes[:, :2] + level_boxes[:, 2:]) / 2 - centre).norm(dim=1)
         cell = int(torch.argmin(distance)) // shapes
         name, colour = _LEVEL_COLOURS[level % len(_LEVEL_COLOURS)]
-        _boxes(draw, level_boxes[cell * shapes:(cell + 1) * shapes], colour, style.thick - 1)
+        # Finer levels drawn wider, so a coarser level with the same shapes leaves their rim visible.
+        width = style.thin + 1 + 2 * (len(anchors.grid_sizes) - 1 - level)
+        _boxes(draw, level_boxes[cell * shapes:(cell + 1) * shapes], colour, width)
         names.append(name)
         level_start += rows * cols * shapes
     levels = f"per level: {', '.join(names)}" if len(names) > 1 else names[0]

@@ -1,0 +1,159 @@
+"""resnet50-fpn inference on the CPU, ours against torchvision, same weights, same photo.
+
+Each is called the way its users call it: torchvision as `model.eval()` then
+`with torch.inference_mode(): model([image])`; ours as `model([image])` (and
+`model([image], trace=True)` for the trace overhead). Weights: `common.calibrated_torchvision`
+(seeded, BatchNorm statistics from one real photo), saved once and loaded by both. Timings take
+turns round by round (see `common.interleaved_timings`); peak memory is the `ru_maxrss` of a fresh
+subprocess per variant after one inference.
+
+Run: `.venv/bin/python benchmarks/bench_inference.py [--repeats N] [--profile]`.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from frcnn_core.transform import prepare
+
+from common import (
+    BENCH_PHOTO,
+    compare_detections,
+    interleaved_timings,
+    load_photo,
+    make_weights_file,
+    ours_from_file,
+    summary,
+    torchvision_from_file,
+)
+
+# Variant name -> (which model, how it is called). "ours-inference-mode" only for memory: it shows
+# how much of ours' peak is autograd keeping activations because `ours([image])` records a graph.
+VARIANTS = {
+    "torchvision": ("torchvision", "inference_mode"),
+    "ours": ("ours", "plain"),
+    "ours-trace": ("ours", "trace"),
+    "ours-inference-mode": ("ours", "inference_mode"),
+}
+TIMED = ("torchvision", "ours", "ours-trace")
+MEASURED_RSS = ("torchvision", "ours", "ours-inference-mode")
+
+
+def load_model(which: str, weights: str):
+    return torchvision_from_file(weights) if which == "torchvision" else ours_from_file(weights)
+
+
+def caller(variant: str, model, image: torch.Tensor):
+    """A no-argument callable running one inference the way `variant` says; returns detections."""
+    _, style = VARIANTS[variant]
+
+    def call():
+        if style == "inference_mode":
+            with torch.inference_mode():
+                return model([image])
+        if style == "trace":
+            return model([image], trace=True)[0]
+        return model([image])
+
+    return call
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def rss_child(variant: str, weights: str) -> None:
+    """Subprocess entry: load, note peak RSS, run one inference, print both peaks as JSON."""
+    model = load_model(VARIANTS[variant][0], weights)
+    call = caller(variant, model, load_photo(BENCH_PHOTO))
+    after_load = _rss_mb()
+    call()
+    print(json.dumps({"after_load_mb": after_load, "peak_mb": _rss_mb()}))
+
+
+def measure_rss(variant: str, weights: str) -> dict:
+    """Peak RSS (MB) of a fresh interpreter running one inference of `variant`."""
+    completed = subprocess.run([sys.executable, __file__, "--rss-child", variant, "--weights", weights],
+                               capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def profile_top_ops(weights: str, rows: int = 12) -> str:
+    """One profiled inference per timed variant; the ops with the most self CPU time, as text."""
+    image = load_photo(BENCH_PHOTO)
+    report = []
+    for variant in TIMED:
+        call = caller(variant, load_model(VARIANTS[variant][0], weights), image)
+        call()
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            call()
+        table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+        report.append(f"== {variant}\n{table}")
+    return "\n".join(report)
+
+
+def run(repeats: int = 5, warmup: int = 1, with_rss: bool = True) -> dict:
+    """Time, compare and (optionally) measure peak memory; returns a dict of results."""
+    with tempfile.TemporaryDirectory() as directory:
+        weights, norm_layer = make_weights_file(directory)
+        image = load_photo(BENCH_PHOTO)
+        models = {which: load_model(which, weights) for which in ("torchvision", "ours")}
+        runs = {variant: caller(variant, models[VARIANTS[variant][0]], image) for variant in TIMED}
+        times, results = interleaved_timings(runs, repeats, warmup)
+        input_size = prepare([image], models["ours"].config.transform).input_sizes[0]
+        del models, runs
+        gc.collect()
+        rss = {variant: measure_rss(variant, weights) for variant in MEASURED_RSS} if with_rss else {}
+    seconds = {variant: summary(values) for variant, values in times.items()}
+    return {
+        "seconds": seconds,
+        "ratio": seconds["ours"]["median"] / seconds["torchvision"]["median"],
+        "trace_ratio": seconds["ours-trace"]["median"] / seconds["ours"]["median"],
+        "outputs": compare_detections(results["ours"], results["torchvision"]),
+        "trace_outputs": compare_detections(results["ours-trace"], results["ours"]),
+        "rss_mb": rss,
+        "norm_layer": norm_layer,
+        "photo": BENCH_PHOTO,
+        "image_size": tuple(image.shape[1:]),
+        "input_size": input_size,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed inferences of each (default 5)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--profile", action="store_true", help="print each variant's top ops instead")
+    parser.add_argument("--rss-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, args.weights)
+        return
+    if args.profile:
+        with tempfile.TemporaryDirectory() as directory:
+            print(profile_top_ops(make_weights_file(directory)[0]))
+        return
+    result = run(args.repeats, args.warmup, not args.no_rss)
+    print(f"photo {result['photo']} {result['image_size']} -> input {result['input_size']}; "
+          f"norm layer {result['norm_layer']}; {result['threads']} threads")
+    for variant, stats in result["seconds"].items():
+        print(f"{variant:12s} median {stats['median']:.2f} s  min {stats['min']:.2f} s  (n={stats['n']})")
+    print(f"ours / torchvision: {result['ratio']:.2f}; trace overhead: {result['trace_ratio']:.2f}")
+    print(f"outputs equal: {result['outputs'].summary()}; with trace: {result['trace_outputs'].summary()}")
+    for variant, rss in result["rss_mb"].items():
+        print(f"peak RSS {variant}: {rss['peak_mb']:.0f} MB (after load {rss['after_load_mb']:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
