@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -40,8 +41,11 @@ def load_weights_file(path: str | os.PathLike) -> WeightsFile:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else error.__class__.__name__
-        raise InputError(path, f"refused: the file asks to run code while loading, which is never allowed ({reason[:160]})") from error
+        wanted = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if wanted:
+            raise InputError(path, f"refused: the file asks to run {wanted.group(1)} while loading, "
+                                   "and checkpoints may hold only tensors and plain data") from error
+        raise InputError(path, "not a PyTorch checkpoint (damaged data)") from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
         raise InputError(path, f"not a PyTorch checkpoint ({first[:160]})") from error

@@ -4,6 +4,7 @@ Every file is written atomically (temp file in the same folder, then rename).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ import torch
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.imageio import LoadedImage
 from frcnn_core.trace import Trace
+from frcnn_core.vis import render_stage, save_stage_pictures
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -118,8 +120,6 @@ def trace_text(summary: dict) -> str:
 
 def save_detections_picture(image: LoadedImage, trace: Trace, class_names: list[str], out_dir: str) -> Path:
     """<out_dir>/<image stem>.detections.png."""
-    from frcnn_core.vis import render_stage
-
     picture = render_stage(image.tensor, trace, "detections", class_names)
     target = Path(out_dir) / f"{Path(image.path).stem}.detections.png"
     _save_png(picture, target)
@@ -129,8 +129,6 @@ def save_detections_picture(image: LoadedImage, trace: Trace, class_names: list[
 def save_trace_pictures(image: LoadedImage, inference: Trace, training: Trace | None, class_names: list[str],
                         gt_boxes, out_dir: str) -> list[Path]:
     """One picture per stage: training-pass stages when there is GT, detections from inference."""
-    from frcnn_core.vis import save_stage_pictures
-
     written = []
     if training is not None:
         stages = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples")
@@ -142,8 +140,6 @@ def save_trace_pictures(image: LoadedImage, inference: Trace, training: Trace | 
 
 
 def _save_png(picture, target: Path) -> None:
-    import io
-
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     write_atomic(target, buffer.getvalue())

@@ -86,12 +86,14 @@ def fast_rcnn_loss(
     class_logits (R, C); box_deltas (R, 4C); labels (R,) int64; regression_targets (R, 4).
     Returns (loss_classifier, loss_box_reg).
     """
+    if labels.numel() == 0:  # no RoI sampled (e.g. no GT and a background floor above 0)
+        return class_logits.sum() * 0, box_deltas.sum() * 0
     classification = F.cross_entropy(class_logits, labels)
     fg = torch.nonzero(labels > 0).flatten()
     # (R, 4C) -> (R, C, 4), then each foreground RoI's row for its own class
-    per_class = box_deltas.reshape(len(box_deltas), -1, 4)
+    per_class = box_deltas.reshape(len(box_deltas), class_logits.shape[1], 4)
     box_loss = F.smooth_l1_loss(per_class[fg, labels[fg]], regression_targets[fg], beta=beta, reduction="sum")
-    return classification, box_loss / max(labels.numel(), 1)
+    return classification, box_loss / labels.numel()
 
 
 @dataclass(frozen=True)

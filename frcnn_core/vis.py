@@ -21,11 +21,14 @@ from PIL import Image, ImageDraw, ImageFont
 from frcnn_core.config import IGNORE, NEG, POS
 from frcnn_core.trace import Trace
 
-STAGE_PICTURES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "detections")
+STAGE_PICTURES = (
+    "anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "detections",
+)
 
-_NEEDS = {"anchor-labels": "anchor_labels", "roi-samples": "roi_targets", "detections": "detections"}
-_WHY = {"anchor_labels": "a training pass (with GT)", "roi_targets": "a training pass (with GT)",
-        "detections": "an inference pass (no GT)"}
+# stage -> (the trace field it needs, the pass that records it)
+_NEEDS = {"anchor-labels": ("anchor_labels", "a training pass (with GT)"),
+          "roi-samples": ("roi_targets", "a training pass (with GT)"),
+          "detections": ("detections", "an inference pass (no GT)")}
 
 GT_COLOUR = (0, 230, 0)
 _LEVEL_COLOURS = (("red", (235, 40, 40)), ("blue", (40, 110, 255)), ("orange", (255, 150, 0)),
@@ -78,13 +81,15 @@ def _boxes(draw: ImageDraw.ImageDraw, boxes: torch.Tensor, colour, width: int) -
 
 
 def _tag(draw: ImageDraw.ImageDraw, box: list[float], text: str, colour, font) -> None:
-    """A filled label at the box's top-left corner: above it, or inside when there is no room."""
+    """A filled label at the box's top-left corner: above it, or inside when there is no room;
+    shifted left when it would run off the image."""
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    height = bottom - top + 4
+    width, height = right - left + 6, bottom - top + 4
+    x = max(0.0, min(box[0], draw.im.size[0] - width))
     y = box[1] - height if box[1] >= height else box[1]
-    draw.rectangle((box[0], y, box[0] + right - left + 6, y + height), fill=colour)
+    draw.rectangle((x, y, x + width, y + height), fill=colour)
     ink = (0, 0, 0) if sum(c * w for c, w in zip(colour, (0.299, 0.587, 0.114))) > 140 else (255, 255, 255)
-    draw.text((box[0] + 3, y + 2 - top), text, fill=ink, font=font)
+    draw.text((x + 3, y + 2 - top), text, fill=ink, font=font)
 
 
 def _scored_boxes(draw, boxes: torch.Tensor, scores: torch.Tensor, width: int) -> str:
@@ -99,6 +104,7 @@ def _scored_boxes(draw, boxes: torch.Tensor, scores: torch.Tensor, width: int) -
 
 
 def _draw_anchors(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """The centre cell's anchors per level, over a light sample of the inside anchors."""
     anchors = trace.anchors
     draw = ImageDraw.Draw(image, "RGBA")
     inside_idx = torch.nonzero(anchors.inside).flatten()
@@ -124,6 +130,7 @@ def _draw_anchors(image: Image.Image, trace: Trace, style: _Style, class_names, 
 
 
 def _draw_anchor_labels(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """Positive anchors (sampled thick) and sampled negatives; ignored ones are only counted."""
     anchor_labels = trace.anchor_labels
     draw = ImageDraw.Draw(image, "RGBA")
     boxes, labels = trace.anchors.boxes, anchor_labels.labels
@@ -137,6 +144,7 @@ def _draw_anchor_labels(image: Image.Image, trace: Trace, style: _Style, class_n
 
 
 def _draw_objectness(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """Level 0's best objectness per location as a jet heatmap over the image."""
     (rows, cols), shapes = trace.anchors.grid_sizes[0], trace.anchors.shapes_per_cell[0]
     (stride_y, stride_x), (scale_y, scale_x) = trace.anchors.strides[0], trace.scale
     # (rows*cols*shapes,) ordered (row, col, shape) -> (rows, cols): best shape per location.
@@ -153,6 +161,7 @@ def _draw_objectness(image: Image.Image, trace: Trace, style: _Style, class_name
 
 
 def _draw_pre_nms(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """The best valid pre-NMS proposals, coloured by score."""
     proposals = trace.proposals
     valid_idx = torch.nonzero(proposals.valid).flatten()
     shown_idx = valid_idx[torch.argsort(proposals.pre_nms_scores[valid_idx], descending=True)[:_PRE_NMS_SHOWN]]
@@ -164,6 +173,7 @@ def _draw_pre_nms(image: Image.Image, trace: Trace, style: _Style, class_names, 
 
 
 def _draw_proposals(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """The best post-NMS proposals, coloured by score, with the NMS counts."""
     proposals = trace.proposals
     scores = proposals.scores
     shown = torch.argsort(scores, descending=True)[:_POST_NMS_SHOWN]
@@ -175,6 +185,7 @@ def _draw_proposals(image: Image.Image, trace: Trace, style: _Style, class_names
 
 
 def _draw_roi_samples(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """Foreground RoIs tagged with their class, and background RoIs."""
     targets = trace.roi_targets
     draw = ImageDraw.Draw(image)
     foreground = targets.is_foreground
@@ -184,17 +195,18 @@ def _draw_roi_samples(image: Image.Image, trace: Trace, style: _Style, class_nam
     for gt_idx in targets.matched_gt_idx[foreground].unique().tolist():
         group_idx = torch.nonzero(foreground & (targets.matched_gt_idx == gt_idx)).flatten()
         best_idx = group_idx[torch.argmax(targets.max_iou[group_idx])]
-        text = f"{class_names[int(targets.labels[best_idx])]} x{len(group_idx)}"
+        text = f"{class_names[int(targets.labels[best_idx])]}: {len(group_idx)} RoIs"
         _tag(draw, targets.rois[best_idx].tolist(), text, _FOREGROUND_COLOUR, style.font)
     fg_count = int(foreground.sum())
-    caption = (f"RoI samples: {len(targets.rois):,} = {fg_count:,} foreground (orange, class x RoIs per GT) + "
-               f"{len(targets.rois) - fg_count:,} background (blue)")
+    caption = (f"RoI samples: {len(targets.rois):,} = {fg_count:,} foreground (orange; one tag per GT: class, "
+               f"RoI count) + {len(targets.rois) - fg_count:,} background (blue)")
     if not targets.quota_filled:
         caption += f"; positive quota not filled ({fg_count} of {targets.positive_quota})"
     return caption
 
 
 def _draw_detections(image: Image.Image, trace: Trace, style: _Style, class_names, score_thresh) -> str:
+    """Detections at or above `score_thresh`, coloured by class, with name-and-score tags."""
     detections = trace.detections
     draw = ImageDraw.Draw(image)
     shown = torch.nonzero(detections.scores >= score_thresh).flatten()
@@ -208,6 +220,7 @@ def _draw_detections(image: Image.Image, trace: Trace, style: _Style, class_name
     return f"detections: {len(shown):,} with score >= {score_thresh:.3g} (of {len(detections.scores):,})"
 
 
+# Each drawer draws its stage onto the image in place and returns the caption's live numbers.
 _DRAWERS = {"anchors": _draw_anchors, "anchor-labels": _draw_anchor_labels, "objectness": _draw_objectness,
             "proposals-pre-nms": _draw_pre_nms, "proposals": _draw_proposals, "roi-samples": _draw_roi_samples,
             "detections": _draw_detections}
@@ -217,9 +230,9 @@ def _unsupported(trace: Trace, stage: str) -> str | None:
     """Why `trace` cannot show `stage`, or None when it can. Raises ValueError for unknown stages."""
     if stage not in _DRAWERS:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGE_PICTURES)}")
-    field = _NEEDS.get(stage)
+    field, recorded_by = _NEEDS.get(stage, (None, None))
     if field is not None and getattr(trace, field) is None:
-        return f"stage {stage!r} needs trace.{field}, which only {_WHY[field]} records"
+        return f"stage {stage!r} needs trace.{field}, which only {recorded_by} records"
     return None
 
 

@@ -10,7 +10,9 @@ from torchvision.models.detection.image_list import ImageList
 from frcnn_core.anchors import base_anchors, inside_mask, make_anchors
 from frcnn_core.config import AnchorConfig
 
-SEED_ANCHORS = AnchorConfig(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1, 2),), center_offset=0.5, round_base=False)
+SEED_ANCHORS = AnchorConfig(
+    sizes=((128, 256, 512),), aspect_ratios=((0.5, 1, 2),), center_offset=0.5, round_base=False
+)
 
 
 def test_base_anchors_hand_case_rounded_like_torchvision():

@@ -2,8 +2,6 @@
 anchor targets and the loss."""
 from __future__ import annotations
 
-import math
-
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,10 +11,6 @@ from torchvision.ops import batched_nms, box_iou, nms
 
 from frcnn_core.config import IGNORE, NEG, POS, RPNConfig
 from frcnn_core.rpn import RPNHead, anchor_targets, nms_suppressors, propose, rpn_loss
-
-
-def _logit(probability: float) -> float:
-    return math.log(probability / (1 - probability))
 
 
 def _random_boxes(count: int, generator: torch.Generator, extent: float) -> torch.Tensor:
@@ -145,9 +139,13 @@ def _random_rpn_outputs(seed: int, num_per_level: list[int], extent: float):
     post_nms_top_n=st.integers(1, 30),
     nms_thresh=st.sampled_from([0.3, 0.5, 0.7]),
 )
-def test_propose_nms_is_a_sorted_subset_equal_to_batched_nms(seed, num_per_level, pre_nms_top_n, post_nms_top_n, nms_thresh):
+def test_propose_nms_is_a_sorted_subset_equal_to_batched_nms(
+    seed, num_per_level, pre_nms_top_n, post_nms_top_n, nms_thresh
+):
     logits, deltas, anchors, levels = _random_rpn_outputs(seed, num_per_level, extent=60.0)
-    config = RPNConfig(pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh, min_size=2.0)
+    config = RPNConfig(
+        pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh, min_size=2.0
+    )
 
     proposals = propose(logits, deltas, anchors, levels, num_per_level, (80, 80), config)
 
