@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from frcnn_core.config import DetectorConfig
 from frcnn_core.errors import InputError
+from frcnn_core.fileio import write_atomic
 
 FORMAT = "frcnn-studio/1"
 
@@ -64,16 +64,6 @@ def save_checkpoint(path: str | os.PathLike, model_name: str, config: DetectorCo
                     state_dict: dict, extra: dict | None = None) -> None:
     """Write a checkpoint atomically: a temp file in the same folder, fsync, then rename."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "model": model_name, "config": config.to_dict(), "class_names": list(class_names),
                "state_dict": state_dict, **(extra or {})}
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(target, lambda stream: torch.save(payload, stream))

@@ -74,6 +74,14 @@ class FasterRCNN(nn.Module):
         self.config = config
         self.class_names = list(class_names)
         self._anchor_cache: dict[tuple, LevelAnchors] = {}
+        self.memory_format = torch.contiguous_format
+
+    def use_channels_last(self, enabled: bool = True) -> "FasterRCNN":
+        """Run convolutions in channels-last layout: about 2x faster on CPUs with oneDNN, but the
+        floats differ from torchvision's contiguous layout at the 1e-6 relative level, so near-tied
+        scores can swap order. Off by default; `--fast` in the CLI."""
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        return self.to(memory_format=self.memory_format)
 
     def anchors_for(self, grid_sizes: list[tuple[int, int]], padded_size: tuple[int, int], device) -> LevelAnchors:
         """Anchors for a feature-grid layout, cached: they depend on shapes only."""
@@ -111,7 +119,7 @@ class FasterRCNN(nn.Module):
         rpn_config = self.config.rpn_train if training else self.config.rpn_test
         roi_config = self.config.roi_train if training else self.config.roi_test
         batch = transform.prepare(images, self.config.transform)
-        features = self.backbone(batch.tensor)
+        features = self.backbone(batch.tensor.contiguous(memory_format=self.memory_format))
         features = list(features.values()) if isinstance(features, dict) else features
         objectness, deltas = self.rpn["head"](features)
         grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]

@@ -4,33 +4,17 @@ Every file is written atomically (temp file in the same folder, then rename).
 """
 from __future__ import annotations
 
-import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from frcnn_core.data.voc import read_voc_xml
+from frcnn_core.fileio import write_atomic, write_bytes_atomic
 from frcnn_core.imageio import LoadedImage
 from frcnn_core.trace import Trace
 from frcnn_core.vis import render_stage, save_stage_pictures
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to `path` through a temp file in the same folder and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str, payload: dict) -> None:
@@ -39,7 +23,7 @@ def write_json(path: str, payload: dict) -> None:
     if path == "-":
         print(text)
     else:
-        write_atomic(path, (text + "\n").encode())
+        write_bytes_atomic(path, (text + "\n").encode())
 
 
 def detections_record(path: str, image: LoadedImage, detections: dict, class_names: list[str]) -> dict:
@@ -122,8 +106,7 @@ def save_detections_picture(image: LoadedImage, trace: Trace, class_names: list[
     """<out_dir>/<image stem>.detections.png."""
     picture = render_stage(image.tensor, trace, "detections", class_names)
     target = Path(out_dir) / f"{Path(image.path).stem}.detections.png"
-    _save_png(picture, target)
-    return target
+    return write_atomic(target, lambda stream: picture.save(stream, format="PNG"))
 
 
 def save_trace_pictures(image: LoadedImage, inference: Trace, training: Trace | None, class_names: list[str],
@@ -137,9 +120,3 @@ def save_trace_pictures(image: LoadedImage, inference: Trace, training: Trace | 
     else:
         written += save_stage_pictures(image.tensor, inference, out_dir, class_names, gt_boxes)
     return written
-
-
-def _save_png(picture, target: Path) -> None:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    write_atomic(target, buffer.getvalue())

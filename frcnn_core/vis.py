@@ -9,8 +9,6 @@ original-image pixels, so nothing here rescales coordinates except the objectnes
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from frcnn_core.config import IGNORE, NEG, POS
+from frcnn_core.fileio import write_atomic
 from frcnn_core.trace import Trace
 
 STAGE_PICTURES = (
@@ -306,13 +305,6 @@ def save_stage_pictures(image: torch.Tensor, trace: Trace, out_dir, class_names:
     written = []
     for stage in supported:
         picture = render_stage(image, trace, stage, class_names, gt_boxes)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{stage}-", suffix=".png", dir=out_dir)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                picture.save(file, format="PNG")
-            os.replace(temp_name, out_dir / f"{stage}.png")
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_atomic(out_dir / f"{stage}.png", lambda stream, picture=picture: picture.save(stream, format="PNG"))
         written.append(out_dir / f"{stage}.png")
     return written
