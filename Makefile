@@ -24,6 +24,7 @@ weights:
 run: $(VENV)/.installed weights
 	$(VENV)/bin/frcnn detect resources/samples/rocket.jpg resources/samples/chelsea.png \
 	  --model mobilenet-v2 --weights imagenet --vis out/run --json out/run/detections.json
+	$(VENV)/bin/frcnn trace resources/samples/rocket.jpg --model mobilenet-v2 --weights imagenet --out out/run/stages
 	@echo "pictures in out/run/ (the GUI arrives with issue 4; the trained bccd-demo model with issue 3)"
 
 test: $(VENV)/.installed weights
