@@ -12,7 +12,6 @@ Run: `.venv/bin/python benchmarks/bench_inference.py [--repeats N] [--profile]`.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import resource
 import subprocess
@@ -35,16 +34,12 @@ from common import (
     torchvision_from_file,
 )
 
-# Variant name -> (which model, how it is called). "ours-inference-mode" only for memory: it shows
-# how much of ours' peak is autograd keeping activations because `ours([image])` records a graph.
+# Variant name -> (which model, how it is called).
 VARIANTS = {
     "torchvision": ("torchvision", "inference_mode"),
     "ours": ("ours", "plain"),
     "ours-trace": ("ours", "trace"),
-    "ours-inference-mode": ("ours", "inference_mode"),
 }
-TIMED = ("torchvision", "ours", "ours-trace")
-MEASURED_RSS = ("torchvision", "ours", "ours-inference-mode")
 
 
 def load_model(which: str, weights: str):
@@ -66,23 +61,37 @@ def caller(variant: str, model, image: torch.Tensor):
     return call
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _peak_rss_mb() -> dict:
+    """ru_maxrss (Linux: KiB) and, as a cross-check, /proc's VmHWM (peak of this process image
+    only; ru_maxrss would also include a parent's RSS at fork time, were that larger)."""
+    peak = {"ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                peak["vmhwm_mb"] = int(line.split()[1]) / 1024
+    return peak
 
 
 def rss_child(variant: str, weights: str) -> None:
-    """Subprocess entry: load, note peak RSS, run one inference, print both peaks as JSON."""
+    """Subprocess entry: load, note the peak, run one inference, print both peaks as JSON."""
     model = load_model(VARIANTS[variant][0], weights)
     call = caller(variant, model, load_photo(BENCH_PHOTO))
-    after_load = _rss_mb()
+    after_load = _peak_rss_mb()["ru_maxrss_mb"]
     call()
-    print(json.dumps({"after_load_mb": after_load, "peak_mb": _rss_mb()}))
+    print(json.dumps({"after_load_mb": after_load, **_peak_rss_mb()}))
 
 
-def measure_rss(variant: str, weights: str) -> dict:
-    """Peak RSS (MB) of a fresh interpreter running one inference of `variant`."""
-    completed = subprocess.run([sys.executable, __file__, "--rss-child", variant, "--weights", weights],
-                               capture_output=True, text=True, check=True)
+def weights_child(directory: str) -> None:
+    """Subprocess entry: calibrate and save the weights (keeps the parent's RSS small)."""
+    path, norm_layer = make_weights_file(directory)
+    print(json.dumps({"path": path, "norm_layer": norm_layer}))
+
+
+def _child(*args: str) -> dict:
+    """Run this file in a fresh interpreter with `args`; its last stdout line, parsed as JSON."""
+    completed = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"subprocess {' '.join(args)} failed:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -90,7 +99,7 @@ def profile_top_ops(weights: str, rows: int = 12) -> str:
     """One profiled inference per timed variant; the ops with the most self CPU time, as text."""
     image = load_photo(BENCH_PHOTO)
     report = []
-    for variant in TIMED:
+    for variant in VARIANTS:
         call = caller(variant, load_model(VARIANTS[variant][0], weights), image)
         call()
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
@@ -101,17 +110,22 @@ def profile_top_ops(weights: str, rows: int = 12) -> str:
 
 
 def run(repeats: int = 5, warmup: int = 1, with_rss: bool = True) -> dict:
-    """Time, compare and (optionally) measure peak memory; returns a dict of results."""
+    """Time, compare and (optionally) measure peak memory; returns a dict of results.
+
+    Calibration and the memory measurements run in subprocesses before this process loads any
+    model, so that no child inherits a larger ru_maxrss from it.
+    """
     with tempfile.TemporaryDirectory() as directory:
-        weights, norm_layer = make_weights_file(directory)
+        made = _child("--make-weights", directory)
+        weights = made["path"]
+        rss = {}
+        if with_rss:
+            rss = {variant: _child("--rss-child", variant, "--weights", weights) for variant in VARIANTS}
         image = load_photo(BENCH_PHOTO)
         models = {which: load_model(which, weights) for which in ("torchvision", "ours")}
-        runs = {variant: caller(variant, models[VARIANTS[variant][0]], image) for variant in TIMED}
+        runs = {variant: caller(variant, models[VARIANTS[variant][0]], image) for variant in VARIANTS}
         times, results = interleaved_timings(runs, repeats, warmup)
         input_size = prepare([image], models["ours"].config.transform).input_sizes[0]
-        del models, runs
-        gc.collect()
-        rss = {variant: measure_rss(variant, weights) for variant in MEASURED_RSS} if with_rss else {}
     seconds = {variant: summary(values) for variant, values in times.items()}
     return {
         "seconds": seconds,
@@ -120,7 +134,7 @@ def run(repeats: int = 5, warmup: int = 1, with_rss: bool = True) -> dict:
         "outputs": compare_detections(results["ours"], results["torchvision"]),
         "trace_outputs": compare_detections(results["ours-trace"], results["ours"]),
         "rss_mb": rss,
-        "norm_layer": norm_layer,
+        "norm_layer": made["norm_layer"],
         "photo": BENCH_PHOTO,
         "image_size": tuple(image.shape[1:]),
         "input_size": input_size,
@@ -136,7 +150,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print each variant's top ops instead")
     parser.add_argument("--rss-child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--make-weights", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make_weights:
+        weights_child(args.make_weights)
+        return
     if args.rss_child:
         rss_child(args.rss_child, args.weights)
         return
@@ -150,9 +168,11 @@ def main() -> None:
     for variant, stats in result["seconds"].items():
         print(f"{variant:12s} median {stats['median']:.2f} s  min {stats['min']:.2f} s  (n={stats['n']})")
     print(f"ours / torchvision: {result['ratio']:.2f}; trace overhead: {result['trace_ratio']:.2f}")
-    print(f"outputs equal: {result['outputs'].summary()}; with trace: {result['trace_outputs'].summary()}")
+    for name in ("outputs", "trace_outputs"):
+        print(f"{name} equal: {result[name].summary()}")
     for variant, rss in result["rss_mb"].items():
-        print(f"peak RSS {variant}: {rss['peak_mb']:.0f} MB (after load {rss['after_load_mb']:.0f} MB)")
+        print(f"peak RSS {variant}: {rss['ru_maxrss_mb']:.0f} MB (VmHWM {rss['vmhwm_mb']:.0f} MB; "
+              f"after load {rss['after_load_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":

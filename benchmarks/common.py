@@ -100,8 +100,9 @@ class Comparison:
     def summary(self) -> str:
         counts = f"{sum(self.counts[0])} vs {sum(self.counts[1])} detections"
         if not self.equal:
-            return f"no ({self.reason}; {counts})"
-        return f"yes ({counts}; max |Δbox| {self.max_box_diff_px:.1e} px, max |Δscore| {self.max_score_diff:.1e})"
+            return f"no: {self.reason} ({counts})"
+        return (f"yes: {counts}, largest box difference {self.max_box_diff_px:.1e} px, "
+                f"largest score difference {self.max_score_diff:.1e}")
 
 
 def compare_detections(ours: list[dict], theirs: list[dict]) -> Comparison:
@@ -154,6 +155,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)  # mkstemp creates 0600; a results file is for everyone
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -1,0 +1,127 @@
+"""Run every CPU benchmark, print one Markdown table and write it to benchmarks/results.md.
+
+Run: `.venv/bin/python benchmarks/run_all.py [--repeats N]` (what `make bench` runs).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+import bench_inference
+import bench_seed_stages
+from common import atomic_write_text
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results.md"
+
+
+def cpu_model() -> str:
+    """lscpu's model name, else platform.processor(), else 'unknown'."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        lines = []
+    for line in lines:
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _seconds(stats: dict) -> str:
+    return f"{stats['median']:.2f} s (min {stats['min']:.2f}, n={stats['n']})"
+
+
+def _milliseconds(stats: dict) -> str:
+    return f"{stats['median']:.2f} ms (min {stats['min']:.2f}, n={stats['n']})"
+
+
+def _times(factor: float) -> str:
+    return f"{factor:.0f}x" if factor >= 10 else f"{factor:.1f}x"
+
+
+def _rss(rss: dict, variant: str) -> str:
+    if variant not in rss:
+        return "not measured"
+    peak = rss[variant]
+    return f"{peak['ru_maxrss_mb']:.0f} MB (after loading the model: {peak['after_load_mb']:.0f} MB)"
+
+
+def _vmhwm_note(rss: dict) -> str:
+    if not rss:
+        return ""
+    gap = max(abs(peak["ru_maxrss_mb"] - peak["vmhwm_mb"]) for peak in rss.values())
+    return f" (/proc VmHWM agrees within {gap:.0f} MB)"
+
+
+def table(inference: dict, seed: dict) -> str:
+    """The Markdown table of both benchmarks' results."""
+    seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
+    rows = [
+        ("resnet50-fpn inference, torchvision (`inference_mode`)", _seconds(seconds["torchvision"])),
+        ("resnet50-fpn inference, ours (`ours([img])`)", _seconds(seconds["ours"])),
+        ("ratio ours / torchvision (medians)", f"{inference['ratio']:.2f}"),
+        ("outputs equal (count, labels, boxes ≤ 1e-3 px, scores ≤ 1e-4)", inference["outputs"].summary()),
+        ("ours with `trace=True`", _seconds(seconds["ours-trace"])),
+        ("trace overhead (trace=True / plain, medians)",
+         f"{inference['trace_ratio']:.2f}; detections equal to the plain call: {inference['trace_outputs'].summary()}"),
+        ("peak RSS, torchvision (`inference_mode`)", _rss(rss, "torchvision")),
+        ("peak RSS, ours (`ours([img])`)", _rss(rss, "ours")),
+        ("peak RSS, ours with `trace=True`", _rss(rss, "ours-trace")),
+        ("seed anchors + labels + sampling, ours (vectorised)", _milliseconds(ms["ours"])),
+        ("same, ours with torch limited to 1 thread (diagnostic)", _milliseconds(ms["ours_1_thread"])),
+        ("seed anchors + labels + sampling, naive loops",
+         f"{_milliseconds(ms['naive'])}; anchor loops {ms['naive_anchors']['median']:.1f} ms, "
+         f"labelling {ms['naive_labels']['median']:.1f} ms"),
+        ("seed speed-up naive / ours (medians)",
+         f"{_times(seed['speedup'])} with default threads; {_times(seed['speedup_1_thread'])} with ours on 1 thread"),
+    ]
+    lines = ["| measure | result |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def report(inference: dict, seed: dict, started: datetime.datetime, runtime_s: float, load: tuple) -> str:
+    """results.md: the context, then the table, then what the seed run labelled."""
+    counts = seed["counts"]
+    context = [
+        f"# Benchmarks ({started:%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"- torch {torch.__version__}, torchvision {torchvision.__version__}, Python {platform.python_version()}",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, torch threads {inference['threads']} (default)",
+        f"- load average (1 min) at start {load[0]:.1f}, at end {load[1]:.1f}; total runtime {runtime_s:.0f} s",
+        f"- inference: {inference['photo']} {inference['image_size'][1]}x{inference['image_size'][0]} resized to "
+        f"{inference['input_size'][1]}x{inference['input_size'][0]}; seeded random weights with BatchNorm statistics "
+        f"from one photo (norm layer that ran: {inference['norm_layer']}); medians after 1 warm-up, "
+        "variants taking turns; peak RSS = ru_maxrss of a fresh subprocess after one inference"
+        f"{_vmhwm_note(inference['rss_mb'])}",
+        f"- seed: {counts['anchors']:,} anchors, {counts['inside']:,} inside, {counts['positive']} positive, "
+        f"{counts['negative']:,} negative, {counts['ignored']:,} ignored; sampled {counts['sampled_positive']} + "
+        f"{counts['sampled_negative']} — identical labels anchor by anchor in both implementations",
+        "",
+        "",
+    ]
+    return "\n".join(context) + table(inference, seed) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed inferences per variant (default 5)")
+    args = parser.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    start, load_start = time.perf_counter(), os.getloadavg()[0]
+    inference = bench_inference.run(args.repeats)  # first: its subprocesses fork from a small process
+    seed = bench_seed_stages.run()
+    text = report(inference, seed, started, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
+    print(text)
+    atomic_write_text(RESULTS_PATH, text)
+    print(f"written to {RESULTS_PATH}")
+
+
+if __name__ == "__main__":
+    main()
