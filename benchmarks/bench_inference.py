@@ -39,11 +39,15 @@ VARIANTS = {
     "torchvision": ("torchvision", "inference_mode"),
     "ours": ("ours", "plain"),
     "ours-trace": ("ours", "trace"),
+    "ours-fast": ("ours-fast", "plain"),
 }
 
 
 def load_model(which: str, weights: str):
-    return torchvision_from_file(weights) if which == "torchvision" else ours_from_file(weights)
+    if which == "torchvision":
+        return torchvision_from_file(weights)
+    model = ours_from_file(weights)
+    return model.use_channels_last() if which == "ours-fast" else model
 
 
 def caller(variant: str, model, image: torch.Tensor):
@@ -122,7 +126,7 @@ def run(repeats: int = 5, warmup: int = 1, with_rss: bool = True) -> dict:
         if with_rss:
             rss = {variant: _child("--rss-child", variant, "--weights", weights) for variant in VARIANTS}
         image = load_photo(BENCH_PHOTO)
-        models = {which: load_model(which, weights) for which in ("torchvision", "ours")}
+        models = {which: load_model(which, weights) for which in ("torchvision", "ours", "ours-fast")}
         runs = {variant: caller(variant, models[VARIANTS[variant][0]], image) for variant in VARIANTS}
         times, results = interleaved_timings(runs, repeats, warmup)
         input_size = prepare([image], models["ours"].config.transform).input_sizes[0]
@@ -130,6 +134,8 @@ def run(repeats: int = 5, warmup: int = 1, with_rss: bool = True) -> dict:
     return {
         "seconds": seconds,
         "ratio": seconds["ours"]["median"] / seconds["torchvision"]["median"],
+        "fast_ratio": seconds["ours-fast"]["median"] / seconds["torchvision"]["median"],
+        "fast_outputs": compare_detections(results["ours-fast"], results["torchvision"]),
         "trace_ratio": seconds["ours-trace"]["median"] / seconds["ours"]["median"],
         "outputs": compare_detections(results["ours"], results["torchvision"]),
         "trace_outputs": compare_detections(results["ours-trace"], results["ours"]),

@@ -5,9 +5,9 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from torchvision.ops import MultiScaleRoIAlign, roi_pool
+from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from frcnn_core.roi_pool import fpn_levels, infer_scale, multiscale_roi_align, single_level_roi_pool, to_roi_format
+from frcnn_core.roi_pool import _roi_align, fpn_levels, infer_scale, multiscale_roi_align, single_level_roi_pool, to_roi_format
 
 
 def _square(side: float) -> list[float]:
@@ -92,3 +92,17 @@ def test_single_level_roi_pool_shape_and_torchvision_equality(counts):
     assert pooled.shape == (sum(counts), 6, 7, 7)
     assert level.tolist() == [0] * sum(counts)
     assert torch.equal(pooled, roi_pool(feature, to_roi_format(rois), 7, 1 / 16))
+
+
+def test_large_batches_split_across_threads_are_bit_identical_and_differentiable():
+    generator = torch.Generator().manual_seed(3)
+    feature = torch.randn(2, 8, 40, 60, generator=generator, requires_grad=True)
+    corners = torch.rand(300, 2, generator=generator) * 400
+    sizes = torch.rand(300, 2, generator=generator) * 150 + 4
+    rows = torch.cat([torch.randint(0, 2, (300, 1), generator=generator).float(), corners, corners + sizes], dim=1)
+    expected = roi_align(feature, rows, 7, 0.125, 2)
+    pooled = _roi_align(feature, rows, 7, 0.125, 2)
+    assert torch.equal(pooled, expected)
+    (grad,) = torch.autograd.grad(pooled.sum(), feature)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), feature)
+    assert torch.allclose(grad, expected_grad, atol=1e-5)
