@@ -130,10 +130,9 @@ class FasterRCNN(nn.Module):
         objectness, deltas = self.rpn["head"](features)
         grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
         anchors = self.anchors_for(grid_sizes, tuple(batch.tensor.shape[-2:]), batch.tensor.device)
-        proposals = [
-            propose(objectness[i], deltas[i], anchors.boxes, anchors.level, anchors.num_per_level, size, rpn_config)
-            for i, size in enumerate(batch.input_sizes)
-        ]
+        proposals = propose(
+            objectness, deltas, anchors.boxes, anchors.level, anchors.num_per_level, batch.input_sizes, rpn_config
+        )
         rois = [p.boxes for p in proposals]
         outputs = StageOutputs(batch, rpn_config, anchors, objectness, deltas, proposals, rois, None, None, None, None)
         if training:
@@ -151,12 +150,9 @@ class FasterRCNN(nn.Module):
         head_features = self.roi_heads["box_head"](outputs.pooled)
         outputs.class_logits, outputs.box_deltas = self.roi_heads["box_predictor"](head_features)
         if not training:
-            logits = outputs.class_logits.split([len(r) for r in rois])
-            box_deltas = outputs.box_deltas.split([len(r) for r in rois])
-            outputs.detections = [
-                postprocess(logits[i], box_deltas[i], rois[i], batch.input_sizes[i], roi_config)
-                for i in range(len(images))
-            ]
+            outputs.detections = postprocess(
+                outputs.class_logits, outputs.box_deltas, rois, batch.input_sizes, roi_config
+            )
         return outputs
 
     def _losses(self, outputs: StageOutputs) -> dict[str, Tensor]:

@@ -126,20 +126,30 @@ class Detections:
 
 
 def postprocess(
-    class_logits: Tensor, box_deltas: Tensor, rois: Tensor, image_size: tuple[int, int], config: RoIConfig
-) -> Detections:
+    class_logits: Tensor, box_deltas: Tensor, rois: list[Tensor], image_sizes: list[tuple[int, int]], config: RoIConfig
+) -> list[Detections]:
     """Softmax, class-specific decode, clip, score threshold, min size, per-class NMS, top-K.
 
-    class_logits (R, C); box_deltas (R, 4C); rois (R, 4); image_size (h, w). Candidates are the
-    (RoI, class >= 1) pairs with score > `score_thresh` and both sides >= `min_size`; keep_idx
-    indexes them, best first, at most `detections_per_img`.
+    class_logits (R, C) and box_deltas (R, 4C) for the RoIs of all images; rois: per image (Ri, 4);
+    image_sizes: (h, w) per image. Decoding and the softmax run once for the batch, the rest per
+    image. Candidates are the (RoI, class >= 1) pairs with score > `score_thresh` and both sides >=
+    `min_size`; keep_idx indexes them, best first, at most `detections_per_img`.
     """
-    num_rois, num_classes = class_logits.shape
-    class_boxes = box_ops.clip(box_ops.decode(box_deltas, rois, config.box_weights), image_size)
-    class_scores = F.softmax(class_logits, -1)
+    all_boxes = box_ops.decode(box_deltas, torch.cat(rois), config.box_weights)
+    all_scores = F.softmax(class_logits, -1)
+    counts = [len(r) for r in rois]
+    return [
+        _detections_of_image(scores, box_ops.clip(boxes, size), config)
+        for scores, boxes, size in zip(all_scores.split(counts), all_boxes.split(counts), image_sizes)
+    ]
+
+
+def _detections_of_image(class_scores: Tensor, class_boxes: Tensor, config: RoIConfig) -> Detections:
+    num_rois, num_classes = class_scores.shape
+    device = class_scores.device
     # drop the background column, then (R, C-1) -> (R*(C-1),) in RoI-major order
-    roi_idx = torch.arange(num_rois, device=rois.device)[:, None].expand(num_rois, num_classes - 1).reshape(-1)
-    labels = torch.arange(1, num_classes, device=rois.device)[None, :].expand(num_rois, num_classes - 1).reshape(-1)
+    roi_idx = torch.arange(num_rois, device=device)[:, None].expand(num_rois, num_classes - 1).reshape(-1)
+    labels = torch.arange(1, num_classes, device=device)[None, :].expand(num_rois, num_classes - 1).reshape(-1)
     scores = class_scores[:, 1:].reshape(-1)
     flat_boxes = class_boxes[:, 1:].reshape(-1, 4)
     above = torch.nonzero(scores > config.score_thresh).flatten()

@@ -130,13 +130,16 @@ class Proposals:
 
 
 def top_n_per_level(objectness: Tensor, num_per_level: list[int], top_n: int) -> Tensor:
-    """Anchor indices of the `top_n` highest logits of each level, level by level, best first."""
+    """Anchor indices of the `top_n` highest logits of each level, level by level, best first.
+
+    objectness: (A,) or (N, A); returns (P,) or (N, P) — one top-k per level for the whole batch.
+    """
     chosen, offset = [], 0
-    for level_logits in objectness.split(num_per_level):
-        count = min(top_n, level_logits.numel())
-        chosen.append(level_logits.topk(count).indices + offset)
-        offset += level_logits.numel()
-    return torch.cat(chosen)
+    for level_logits in objectness.split(num_per_level, dim=-1):
+        count = min(top_n, level_logits.shape[-1])
+        chosen.append(level_logits.topk(count, dim=-1).indices + offset)
+        offset += level_logits.shape[-1]
+    return torch.cat(chosen, dim=-1)
 
 
 def propose(
@@ -145,21 +148,32 @@ def propose(
     anchors: Tensor,
     levels: Tensor,
     num_per_level: list[int],
-    image_size: tuple[int, int],
+    image_sizes: list[tuple[int, int]],
     config: RPNConfig,
-) -> Proposals:
-    """Decode, top-N per level, clip, drop small and low-scoring boxes, NMS per level, top-N.
+) -> list[Proposals]:
+    """Top-N per level, decode, clip, drop small and low-scoring boxes, NMS per level, top-N.
 
-    objectness: (A,) logits; deltas: (A, 4); anchors: (A, 4); levels: (A,) level id;
-    image_size: (h, w) of the resized image. Invariants: post_nms_idx is a prefix of
-    nms_keep_idx; scores along nms_keep_idx are non-increasing within each level.
+    objectness: (N, A) logits; deltas: (N, A, 4); anchors: (A, 4); levels: (A,) level id;
+    image_sizes: (h, w) of each resized image. Top-N, decoding and the sigmoid run once for the
+    batch; filtering and NMS per image. Invariants: post_nms_idx is a prefix of nms_keep_idx;
+    scores along nms_keep_idx are non-increasing within each level.
     """
     objectness = objectness.detach()
-    pre_idx = top_n_per_level(objectness, num_per_level, config.pre_nms_top_n)
-    decoded = box_ops.decode(deltas.detach()[pre_idx], anchors[pre_idx], config.box_weights)[:, 0]
-    pre_boxes = box_ops.clip(decoded, image_size)
-    pre_scores = torch.sigmoid(objectness[pre_idx])
+    pre_idx = top_n_per_level(objectness, num_per_level, config.pre_nms_top_n)  # (N, P)
+    picked_deltas = torch.gather(deltas.detach(), 1, pre_idx[..., None].expand(-1, -1, 4))
+    # (N, P, 4) -> (N*P, 4) for decoding, then back
+    decoded = box_ops.decode(picked_deltas.reshape(-1, 4), anchors[pre_idx.reshape(-1)], config.box_weights)
+    decoded = decoded.reshape(pre_idx.shape + (4,))
+    pre_scores = torch.sigmoid(torch.gather(objectness, 1, pre_idx))
     pre_levels = levels[pre_idx]
+    return [
+        _filter_and_nms(pre_idx[i], box_ops.clip(decoded[i], size), pre_scores[i], pre_levels[i], config)
+        for i, size in enumerate(image_sizes)
+    ]
+
+
+def _filter_and_nms(pre_idx: Tensor, pre_boxes: Tensor, pre_scores: Tensor, pre_levels: Tensor,
+                    config: RPNConfig) -> Proposals:
     valid = box_ops.small_box_mask(pre_boxes, config.min_size) & (pre_scores >= config.score_thresh)
     valid_idx = torch.nonzero(valid).flatten()
     keep = valid_idx[batched_nms(pre_boxes[valid_idx], pre_scores[valid_idx], pre_levels[valid_idx], config.nms_thresh)]

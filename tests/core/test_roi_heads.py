@@ -13,6 +13,11 @@ NUM_ROIS, NUM_CLASSES = 50, 4
 IMAGE_SIZE = (90, 120)
 
 
+
+def postprocess_one(class_logits, box_deltas, rois, image_size, config):
+    """Post-processing of one image (the batch API with one image)."""
+    return postprocess(class_logits, box_deltas, [rois], [image_size], config)[0]
+
 def _random_second_stage(seed: int):
     generator = torch.Generator().manual_seed(seed)
     corner = torch.rand(NUM_ROIS, 2, generator=generator) * 80
@@ -34,7 +39,7 @@ def test_postprocess_equals_torchvision():
     for seed in range(3):
         class_logits, box_deltas, rois = _random_second_stage(seed)
 
-        detections = postprocess(class_logits, box_deltas, rois, IMAGE_SIZE, config)
+        detections = postprocess_one(class_logits, box_deltas, rois, IMAGE_SIZE, config)
         (boxes,), (scores,), (labels,) = _torchvision_roi_heads(config).postprocess_detections(
             class_logits, box_deltas, [rois], [IMAGE_SIZE]
         )
@@ -49,7 +54,7 @@ def test_postprocess_caps_the_detection_count_like_torchvision():
     config = RoIConfig(score_thresh=0.0, nms_thresh=0.9, detections_per_img=7)
     class_logits, box_deltas, rois = _random_second_stage(4)
 
-    detections = postprocess(class_logits, box_deltas, rois, IMAGE_SIZE, config)
+    detections = postprocess_one(class_logits, box_deltas, rois, IMAGE_SIZE, config)
     (boxes,), (scores,), _ = _torchvision_roi_heads(config).postprocess_detections(
         class_logits, box_deltas, [rois], [IMAGE_SIZE]
     )
@@ -61,7 +66,7 @@ def test_postprocess_caps_the_detection_count_like_torchvision():
 def test_postprocess_indices_lead_back_to_the_rois():
     class_logits, box_deltas, rois = _random_second_stage(5)
 
-    detections = postprocess(class_logits, box_deltas, rois, IMAGE_SIZE, RoIConfig())
+    detections = postprocess_one(class_logits, box_deltas, rois, IMAGE_SIZE, RoIConfig())
 
     assert detections.class_scores.shape == (NUM_ROIS, NUM_CLASSES)
     assert detections.class_boxes.shape == (NUM_ROIS, NUM_CLASSES, 4)
@@ -78,7 +83,7 @@ def test_postprocess_indices_lead_back_to_the_rois():
 
 
 def test_postprocess_with_no_rois_gives_no_detections():
-    detections = postprocess(
+    detections = postprocess_one(
         torch.zeros(0, NUM_CLASSES), torch.zeros(0, 4 * NUM_CLASSES), torch.zeros(0, 4), IMAGE_SIZE, RoIConfig()
     )
 
@@ -168,3 +173,18 @@ def test_conv_fc_head_matches_torchvision_keys_and_outputs():
     head.load_state_dict(reference.state_dict())
     pooled = torch.randn(3, 8, 7, 7)
     assert torch.equal(head(pooled), reference(pooled))
+
+
+def test_batched_postprocess_equals_per_image_postprocess():
+    generator = torch.Generator().manual_seed(11)
+    rois = [torch.tensor([[10.0, 10.0, 40.0, 50.0], [5.0, 8.0, 30.0, 20.0]]), torch.tensor([[0.0, 0.0, 60.0, 60.0]])]
+    class_logits = torch.randn(3, 4, generator=generator)
+    box_deltas = torch.randn(3, 16, generator=generator) * 0.2
+    sizes = [(64, 64), (70, 50)]
+    config = RoIConfig(score_thresh=0.0)
+    batched = postprocess(class_logits, box_deltas, rois, sizes, config)
+    offsets = [0, 2, 3]
+    for i in range(2):
+        start, stop = offsets[i], offsets[i + 1]
+        single = postprocess_one(class_logits[start:stop], box_deltas[start:stop], rois[i], sizes[i], config)
+        assert torch.equal(batched[i].boxes, single.boxes) and torch.equal(batched[i].labels, single.labels)

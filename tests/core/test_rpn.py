@@ -13,6 +13,27 @@ from frcnn_core.config import IGNORE, NEG, POS, RPNConfig
 from frcnn_core.rpn import RPNHead, anchor_targets, nms_suppressors, propose, rpn_loss
 
 
+
+def propose_one(objectness, deltas, anchors, levels, num_per_level, image_size, config):
+    """The proposal layer on one image (the batch API with N = 1)."""
+    return propose(objectness[None], deltas[None], anchors, levels, num_per_level, [image_size], config)[0]
+
+
+def test_batched_proposals_equal_per_image_proposals():
+    generator = torch.Generator().manual_seed(5)
+    anchors = torch.rand(30, 2, generator=generator) * 60
+    anchors = torch.cat([anchors, anchors + 5 + torch.rand(30, 2, generator=generator) * 30], dim=1)
+    levels = torch.tensor([0] * 20 + [1] * 10)
+    logits = torch.randn(2, 30, generator=generator)
+    deltas = torch.randn(2, 30, 4, generator=generator) * 0.1
+    config = RPNConfig(pre_nms_top_n=8, post_nms_top_n=6, nms_thresh=0.5)
+    sizes = [(70, 80), (60, 90)]
+    batched = propose(logits, deltas, anchors, levels, [20, 10], sizes, config)
+    for i, size in enumerate(sizes):
+        single = propose_one(logits[i], deltas[i], anchors, levels, [20, 10], size, config)
+        assert torch.equal(batched[i].pre_nms_boxes, single.pre_nms_boxes)
+        assert torch.equal(batched[i].post_nms_idx, single.post_nms_idx)
+
 def _random_boxes(count: int, generator: torch.Generator, extent: float) -> torch.Tensor:
     corner = torch.rand(count, 2, generator=generator) * extent
     size = torch.rand(count, 2, generator=generator) * extent / 3 + 1.0
@@ -66,7 +87,7 @@ _HAND_CONFIG = RPNConfig(pre_nms_top_n=3, post_nms_top_n=2, nms_thresh=0.7, min_
 
 
 def _propose_hand_case():
-    return propose(
+    return propose_one(
         _HAND_LOGITS, torch.zeros(6, 4), _HAND_ANCHORS, _HAND_LEVELS, [4, 2], (100, 100), _HAND_CONFIG
     )
 
@@ -104,7 +125,7 @@ def test_propose_runs_nms_per_level_and_cuts_a_prefix():
 def test_propose_score_threshold_marks_low_scores_invalid():
     config = RPNConfig(pre_nms_top_n=3, post_nms_top_n=10, min_size=1.0, score_thresh=0.7)
 
-    proposals = propose(_HAND_LOGITS, torch.zeros(6, 4), _HAND_ANCHORS, _HAND_LEVELS, [4, 2], (100, 100), config)
+    proposals = propose_one(_HAND_LOGITS, torch.zeros(6, 4), _HAND_ANCHORS, _HAND_LEVELS, [4, 2], (100, 100), config)
 
     # scores 0.95, 0.88, 0.73, (small), 0.62 -> the last falls under 0.7
     assert proposals.valid.tolist() == [True, True, True, False, False]
@@ -113,7 +134,7 @@ def test_propose_score_threshold_marks_low_scores_invalid():
 def test_propose_clips_to_the_image():
     anchors = torch.tensor([[-20.0, -10.0, 50.0, 40.0], [90.0, 10.0, 130.0, 60.0]])
 
-    proposals = propose(
+    proposals = propose_one(
         torch.tensor([1.0, 0.0]), torch.zeros(2, 4), anchors, torch.zeros(2, dtype=torch.int64), [2], (50, 100),
         RPNConfig(),
     )
@@ -147,7 +168,7 @@ def test_propose_nms_is_a_sorted_subset_equal_to_batched_nms(
         pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n, nms_thresh=nms_thresh, min_size=2.0
     )
 
-    proposals = propose(logits, deltas, anchors, levels, num_per_level, (80, 80), config)
+    proposals = propose_one(logits, deltas, anchors, levels, num_per_level, (80, 80), config)
 
     pre_idx = proposals.pre_nms_anchor_idx
     # per level: min(top_n, level size) anchors, best logit first
@@ -183,7 +204,7 @@ def test_propose_equals_torchvision_filter_proposals(seed, num_per_level):
     ).eval()
     decoded = reference.box_coder.decode(deltas, [anchors]).view(1, -1, 4)
 
-    proposals = propose(logits, deltas, anchors, levels, num_per_level, (70, 80), config)
+    proposals = propose_one(logits, deltas, anchors, levels, num_per_level, (70, 80), config)
     expected_boxes, expected_scores = reference.filter_proposals(decoded, logits[None], [(70, 80)], num_per_level)
 
     assert torch.equal(proposals.boxes, expected_boxes[0])
