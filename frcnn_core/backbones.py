@@ -15,6 +15,8 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from frcnn_core.checkpoints import fetch_state_dict
+
 FPN_CHANNELS = 256
 
 
@@ -28,6 +30,15 @@ class FeatureList(nn.Module):
 
     def forward(self, images: Tensor) -> list[Tensor]:
         return [self.body(images)]
+
+
+def _imagenet(builder, weights, pretrained: bool, **kwargs) -> nn.Module:
+    """A torchvision classifier, its ImageNet weights loaded through `fetch_state_dict`
+    (weights_only) rather than the builder's own full unpickling."""
+    model = builder(weights=None, **kwargs)
+    if pretrained:
+        model.load_state_dict(fetch_state_dict(weights, f"ImageNet {builder.__name__}"))
+    return model
 
 
 def _norm(frozen_norm: bool) -> type[nn.Module]:
@@ -46,8 +57,7 @@ def vgg16_conv5(pretrained: bool) -> tuple[nn.Module, nn.Module | None, int]:
     Returns (features, classifier, channels); the classifier's fc6 / fc7 seed the box head when
     pretrained. conv1 and conv2 stay frozen, as in the paper.
     """
-    weights = models.VGG16_Weights.IMAGENET1K_V1 if pretrained else None
-    vgg = models.vgg16(weights=weights)
+    vgg = _imagenet(models.vgg16, models.VGG16_Weights.IMAGENET1K_V1, pretrained)
     features = vgg.features[:30]  # drop the last max-pool: stride 16 instead of 32
     if pretrained:
         _freeze(features, [str(i) for i in range(10, 30)])
@@ -56,8 +66,7 @@ def vgg16_conv5(pretrained: bool) -> tuple[nn.Module, nn.Module | None, int]:
 
 def resnet50_fpn(pretrained: bool, frozen_norm: bool, fpn_norm: bool, trainable_layers: int = 3) -> tuple[nn.Module, int]:
     """ResNet-50 + FPN (strides 4-64), torchvision's `fasterrcnn_resnet50_fpn(_v2)` backbone."""
-    weights = models.ResNet50_Weights.IMAGENET1K_V1 if pretrained else None
-    resnet = models.resnet50(weights=weights, norm_layer=_norm(frozen_norm))
+    resnet = _imagenet(models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1, pretrained, norm_layer=_norm(frozen_norm))
     if pretrained:
         _freeze(resnet, ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers])
     return_layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
@@ -87,14 +96,14 @@ def _mobilenet_fpn(features: nn.Sequential, returned_stages: int, pretrained: bo
 
 def mobilenet_v3_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int = 3) -> tuple[nn.Module, int]:
     """MobileNetV3-Large + FPN on its last two stages (strides 16, 32) + max-pool (64)."""
-    weights = models.MobileNet_V3_Large_Weights.IMAGENET1K_V1 if pretrained else None
-    mobilenet = models.mobilenet_v3_large(weights=weights, norm_layer=_norm(frozen_norm))
+    mobilenet = _imagenet(models.mobilenet_v3_large, models.MobileNet_V3_Large_Weights.IMAGENET1K_V1, pretrained,
+                          norm_layer=_norm(frozen_norm))
     return _mobilenet_fpn(mobilenet.features, 2, pretrained, trainable_layers)
 
 
 def mobilenet_v2_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int = 6) -> tuple[nn.Module, int]:
     """MobileNetV2 + FPN on its last three stages (strides 8, 16, 32) + max-pool (64), small
     enough to fine-tune on a CPU."""
-    weights = models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained else None
-    mobilenet = models.mobilenet_v2(weights=weights, norm_layer=_norm(frozen_norm))
+    mobilenet = _imagenet(models.mobilenet_v2, models.MobileNet_V2_Weights.IMAGENET1K_V1, pretrained,
+                          norm_layer=_norm(frozen_norm))
     return _mobilenet_fpn(mobilenet.features, 3, pretrained, trainable_layers)

@@ -60,6 +60,23 @@ def load_weights_file(path: str | os.PathLike) -> WeightsFile:
     raise InputError(path, "not a checkpoint: expected a frcnn-studio checkpoint or a state_dict of tensors")
 
 
+def fetch_state_dict(weights, what: str) -> dict:
+    """A torchvision weights enum's state_dict through its own API (the $TORCH_HOME hub cache, or a
+    download with a progress bar), always read with `weights_only=True`.
+
+    Offline with no cached file: InputError naming where the file goes.
+    """
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except OSError as error:  # URLError is an OSError: offline, or the host refused
+        file_name = Path(weights.url).name
+        target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+        raise InputError(target, f"{what} weights are not downloaded and cannot be fetched "
+                                 f"({error.__class__.__name__}); put {file_name} there") from error
+    except pickle.UnpicklingError as error:
+        raise InputError(weights.url, f"refused: the cached {what} weights need code to load") from error
+
+
 def save_checkpoint(path: str | os.PathLike, model_name: str, config: DetectorConfig, class_names: list[str],
                     state_dict: dict, extra: dict | None = None) -> None:
     """Write a checkpoint atomically: a temp file in the same folder, fsync, then rename."""

@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.models import detection as tv_detection
 
 from frcnn_core import backbones
-from frcnn_core.checkpoints import load_weights_file
+from frcnn_core.checkpoints import fetch_state_dict, load_weights_file
 from frcnn_core.config import AnchorConfig, DetectorConfig, make_config
 from frcnn_core.errors import InputError
 from frcnn_core.model import FasterRCNN
@@ -117,12 +117,7 @@ def _coco_state_dict(name: str) -> dict:
     weights = MODELS[name].coco_weights
     if weights is None:
         raise InputError(None, f"model {name} has no COCO weights; use --weights imagenet, none or a file")
-    try:
-        return weights.get_state_dict(progress=True, check_hash=True)
-    except OSError as error:  # URLError is an OSError: offline, or the host refused
-        target = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise InputError(target, f"COCO weights for {name} are not downloaded and cannot be fetched "
-                                 f"({error.__class__.__name__}); put {Path(weights.url).name} there") from error
+    return fetch_state_dict(weights, f"COCO {name}")
 
 
 def _uses_running_counts(state_dict: dict) -> bool:

@@ -21,3 +21,7 @@ def _seed_torch_home() -> None:
 
 
 _seed_torch_home()
+
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # shared test helpers (reference.py)

@@ -13,7 +13,7 @@ from torchvision.models import detection
 
 from frcnn_core.imageio import load_image
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 PHOTO = SAMPLES / "chelsea.png"
 WARMUP_PHOTO = SAMPLES / "coffee.png"
 
