@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,11 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
+from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.imageio import load_image
 from frcnn_core.zoo import build_model
 
-SAMPLES_DIR = Path(os.environ.get("FRCNN_SAMPLES", "/work/shared/samples"))
+SAMPLES_DIR = Path(os.environ.get("FRCNN_SAMPLES", Path(__file__).resolve().parents[1].parent / "shared" / "samples"))
 BENCH_PHOTO = "astronaut.png"  # 512x512: both models resize it to 800x800
 CALIBRATION_PHOTO = "coffee.png"
 BOX_TOLERANCE_PX = 1e-3
@@ -100,7 +100,9 @@ class Comparison:
     def summary(self) -> str:
         counts = f"{sum(self.counts[0])} vs {sum(self.counts[1])} detections"
         if not self.equal:
-            return f"no: {self.reason} ({counts})"
+            sizes = "" if self.max_box_diff_px != self.max_box_diff_px else (
+                f", largest box difference {self.max_box_diff_px:.1e} px, score {self.max_score_diff:.1e}")
+            return f"no: {self.reason} ({counts}{sizes})"
         return (f"yes: {counts}, largest box difference {self.max_box_diff_px:.1e} px, "
                 f"largest score difference {self.max_score_diff:.1e}")
 
@@ -114,7 +116,10 @@ def compare_detections(ours: list[dict], theirs: list[dict]) -> Comparison:
         if len(mine["scores"]) != len(other["scores"]):
             return Comparison(False, counts, float("nan"), float("nan"), f"image {index}: counts differ")
         if not torch.equal(mine["labels"].cpu(), other["labels"].cpu()):
-            return Comparison(False, counts, float("nan"), float("nan"), f"image {index}: labels differ")
+            differing = int((mine["labels"].cpu() != other["labels"].cpu()).sum())
+            return Comparison(False, counts, float("nan"), float("nan"),
+                              f"image {index}: labels differ at {differing} of {len(mine['labels'])} ranks "
+                              "(near-tied scores swapped order)")
         if len(mine["scores"]):
             box_diff = max(box_diff, (mine["boxes"] - other["boxes"]).abs().max().item())
             score_diff = max(score_diff, (mine["scores"] - other["scores"]).abs().max().item())
@@ -149,16 +154,5 @@ def summary(times: list[float], unit: float = 1.0) -> dict:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)  # mkstemp creates 0600; a results file is for everyone
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` atomically (the project's one atomic-write helper)."""
+    write_bytes_atomic(path, text.encode("utf-8"))

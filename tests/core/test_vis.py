@@ -12,7 +12,9 @@ from frcnn_core.imageio import load_image
 from frcnn_core.vis import GT_COLOUR, STAGE_PICTURES, class_colour, render_stage, save_stage_pictures
 from frcnn_core.zoo import build_model
 
-SAMPLE = "/work/shared/samples/chelsea.png"
+from reference import PHOTO
+
+SAMPLE = str(PHOTO)
 HEIGHT, WIDTH = 160, 240
 CAT_BOX = torch.tensor([[10.0, 0.0, 212.0, 159.0]])  # the cat's head in the 240x160 resize
 CAT_LABEL = 17
