@@ -7,7 +7,7 @@ SHARED ?= ../shared
 export TORCH_HOME ?= $(CURDIR)/.torch
 CHECKPOINTS := $(TORCH_HOME)/hub/checkpoints
 
-.PHONY: run test bench weights clean
+.PHONY: run test bench weights clean demo-model
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: $(VENV)/.installed weights
 
 bench: $(VENV)/.installed weights
 	$(PY) benchmarks/run_all.py
+
+# The bundled model: train on train (val held out), retrain on trainval, export with a model card.
+demo-model: $(VENV)/.installed weights
+	$(PY) tools/demo_model.py run --split train --out runs/bccd-train
+	$(PY) tools/demo_model.py run --split trainval --out runs/bccd-trainval
+	$(PY) tools/demo_model.py export --run runs/bccd-trainval --heldout runs/bccd-train
 
 clean:
 	rm -rf out .pytest_cache

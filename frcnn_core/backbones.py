@@ -81,29 +81,37 @@ def resnet50_fpn(pretrained: bool, frozen_norm: bool, fpn_norm: bool, trainable_
     return fpn, FPN_CHANNELS
 
 
-def _mobilenet_fpn(features: nn.Sequential, returned_stages: int, pretrained: bool, trainable_layers: int) -> tuple[nn.Module, int]:
-    """FPN over the last `returned_stages` stages of a MobileNet (torchvision's `_mobilenet_extractor`)."""
-    stage_indices = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
+def _stage_starts(features: nn.Sequential) -> list[int]:
+    """torchvision's MobileNet stage indices: 0, each down-sampling block, and the last layer."""
+    return [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
+
+
+def _mobilenet_fpn(features: nn.Sequential, chosen: list[int], pretrained: bool, trainable_layers: int,
+                   channels: int = FPN_CHANNELS) -> tuple[nn.Module, int]:
+    """FPN over the outputs of `features[i]` for i in `chosen` (torchvision's `_mobilenet_extractor`)."""
+    stage_indices = _stage_starts(features)
     if pretrained:
         first_trainable = stage_indices[len(stage_indices) - trainable_layers]
         _freeze(features, [str(i) for i in range(first_trainable, len(features))])
-    chosen = stage_indices[-returned_stages:]
     return_layers = {str(stage): str(k) for k, stage in enumerate(chosen)}
     in_channels = [features[stage].out_channels for stage in chosen]
-    fpn = BackboneWithFPN(features, return_layers, in_channels, FPN_CHANNELS, extra_blocks=LastLevelMaxPool())
-    return fpn, FPN_CHANNELS
+    fpn = BackboneWithFPN(features, return_layers, in_channels, channels, extra_blocks=LastLevelMaxPool())
+    return fpn, channels
 
 
 def mobilenet_v3_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int = 3) -> tuple[nn.Module, int]:
-    """MobileNetV3-Large + FPN on its last two stages (strides 16, 32) + max-pool (64)."""
+    """MobileNetV3-Large + FPN on its last two stage indices (torchvision's choice) + max-pool."""
     mobilenet = _imagenet(models.mobilenet_v3_large, models.MobileNet_V3_Large_Weights.IMAGENET1K_V1, pretrained,
                           norm_layer=_norm(frozen_norm))
-    return _mobilenet_fpn(mobilenet.features, 2, pretrained, trainable_layers)
+    chosen = _stage_starts(mobilenet.features)[-2:]
+    return _mobilenet_fpn(mobilenet.features, chosen, pretrained, trainable_layers)
 
 
 def mobilenet_v2_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int = 6) -> tuple[nn.Module, int]:
-    """MobileNetV2 + FPN on its last three stages (strides 8, 16, 32) + max-pool (64), small
-    enough to fine-tune on a CPU."""
+    """MobileNetV2 + a 128-channel FPN on the last block of each of its stride-8, 16 and 32 stages,
+    + max-pool (64): small enough to fine-tune on a CPU."""
     mobilenet = _imagenet(models.mobilenet_v2, models.MobileNet_V2_Weights.IMAGENET1K_V1, pretrained,
                           norm_layer=_norm(frozen_norm))
-    return _mobilenet_fpn(mobilenet.features, 3, pretrained, trainable_layers)
+    starts = _stage_starts(mobilenet.features)
+    stage_ends = [start - 1 for start in starts[1:-1]] + [len(mobilenet.features) - 1]
+    return _mobilenet_fpn(mobilenet.features, stage_ends[-3:], pretrained, trainable_layers, channels=128)

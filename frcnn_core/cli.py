@@ -10,12 +10,17 @@ import sys
 import traceback
 
 import torch
+from tqdm import tqdm
 
 from frcnn_core import reports
 from frcnn_core.config import PRESETS
+from frcnn_core.data.augment import AugmentConfig
+from frcnn_core.data.dataset import open_dataset
 from frcnn_core.errors import InputError
+from frcnn_core.evaluate import evaluate
 from frcnn_core.imageio import load_image
-from frcnn_core.zoo import MODELS, WEIGHT_CHOICES, build_model
+from frcnn_core.train import TrainSettings, train
+from frcnn_core.zoo import BUNDLED, MODELS, WEIGHT_CHOICES, build_model
 
 DEFAULT_MODEL = "mobilenet-v2"
 STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
@@ -52,7 +57,38 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     trace.add_argument("--json", metavar="OUT", help="write the stage summary as JSON ('-' for stdout)")
     trace.add_argument("--out", metavar="DIR", help="write a picture of each stage")
+    _train_arguments(commands.add_parser("train", help="fine-tune a detector on a dataset"))
+
+    evaluation = commands.add_parser("eval", help="COCO AP, VOC07 mAP, losses and plots on a dataset")
+    _model_arguments(evaluation)
+    evaluation.add_argument("--data", required=True, metavar="DATASET")
+    evaluation.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt of a VOC folder (default val)")
+    evaluation.add_argument("--json", metavar="OUT", help="write the metrics as JSON ('-' for stdout)")
+    evaluation.add_argument("--plots", metavar="DIR", help="write PR curves and the confusion matrix as PNGs")
+    evaluation.add_argument("--no-losses", action="store_true", help="skip the per-image validation losses")
     return parser
+
+
+def _train_arguments(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--data", required=True, metavar="DATASET", help="VOC folder, folder of images + XML, COCO JSON")
+    train.add_argument("--split", default="train", help="ImageSets/Main/<split>.txt of a VOC folder (default train)")
+    _model_arguments(train)
+    train.add_argument("--iters", type=int, help="iterations (default: --epochs 1)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int, default=2)
+    train.add_argument("--lr", type=float, default=0.01)
+    train.add_argument("--warmup", type=int, default=100, help="warm-up iterations")
+    train.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    train.add_argument("--frozen-stages", type=int, default=None, help="freeze the first N backbone stages")
+    train.add_argument("--checkpoint-every", type=int, default=200)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--hflip", type=float, default=0.5, help="probability of a horizontal flip")
+    train.add_argument("--vflip", type=float, default=0.0, help="probability of a vertical flip")
+    train.add_argument("--scale-jitter", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"))
+    train.add_argument("--photometric", action="store_true", help="brightness / contrast / saturation jitter")
+    train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    train.add_argument("--out", required=True, metavar="RUN_DIR")
+    train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
 
 
 def _device(choice: str) -> torch.device:
@@ -77,6 +113,9 @@ def command_models(args) -> int:
     for name, spec in MODELS.items():
         weights = ", ".join(w for w in WEIGHT_CHOICES if w != "coco" or spec.coco_weights is not None)
         print(f"{name:22s} {spec.description}  [weights: {weights}; preset: {spec.default_preset}]")
+    for name, path in BUNDLED.items():
+        state = "bundled" if path.exists() else "missing: make demo-model"
+        print(f"{name:22s} checkpoint {path.relative_to(path.parents[2])} ({state})")
     return 0
 
 
@@ -130,7 +169,45 @@ def command_trace(args) -> int:
     return 0
 
 
-COMMANDS = {"models": command_models, "detect": command_detect, "trace": command_trace}
+def command_train(args) -> int:
+    settings = TrainSettings(
+        data=args.data, out=args.out, split=args.split, model=args.model, weights=args.weights or "imagenet",
+        preset=args.preset, iters=args.iters, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        warmup_iters=args.warmup, schedule=args.schedule, frozen_stages=args.frozen_stages,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device, amp=not args.no_amp,
+        augment=AugmentConfig(hflip=args.hflip, vflip=args.vflip, scale=tuple(args.scale_jitter),
+                              photometric=args.photometric),
+    )
+    runs = train(settings, resume=args.resume)
+    for progress in runs:
+        if progress.event == "started":
+            print(progress.message, file=sys.stderr)
+            bar = tqdm(total=progress.total, initial=progress.iteration, unit="it", file=sys.stderr)
+        elif progress.event == "iteration":
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(progress.losses.values()):.3f}", lr=f"{progress.lr:.2g}")
+        elif progress.event in ("stopped", "cancelled", "done"):
+            bar.close()
+            print(progress.message, file=sys.stderr)
+            if progress.event == "stopped":
+                return 2
+    return 0
+
+
+def command_eval(args) -> int:
+    model = _load_model(args, score_thresh=0.0)
+    dataset = open_dataset(args.data, args.split)
+    print(dataset.problem_summary(), file=sys.stderr)
+    result = evaluate(model, dataset, device=next(model.parameters()).device, with_losses=not args.no_losses,
+                      plots_dir=args.plots)
+    print(reports.eval_text(result))
+    if args.json:
+        reports.write_json(args.json, result.to_json())
+    return 0
+
+
+COMMANDS = {"models": command_models, "detect": command_detect, "trace": command_trace, "train": command_train,
+            "eval": command_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,10 +128,9 @@ def _torchvision(anchors: AnchorConfig, model_overrides: dict) -> DetectorConfig
     transform = TransformConfig(
         min_size=model_overrides.get("min_size", 800), max_size=model_overrides.get("max_size", 1333)
     )
-    top_n_test = model_overrides.get("rpn_top_n_test", 1000)
     rpn_test = RPNConfig(
-        pre_nms_top_n=top_n_test,
-        post_nms_top_n=top_n_test,
+        pre_nms_top_n=model_overrides.get("rpn_pre_nms_top_n_test", 1000),
+        post_nms_top_n=model_overrides.get("rpn_post_nms_top_n_test", 1000),
         score_thresh=model_overrides.get("rpn_score_thresh", 0.0),
     )
     rpn_train = replace(rpn_test, pre_nms_top_n=2000, post_nms_top_n=2000)

@@ -102,6 +102,19 @@ def trace_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def eval_text(result) -> str:
+    """`frcnn eval`'s one screen: the COCO numbers, VOC07 mAP and a per-class table."""
+    lines = [f"images {result.images}: AP {result.AP:.3f}, AP50 {result.AP50:.3f}, AP75 {result.AP75:.3f}, "
+             f"VOC07 mAP {result.voc07_mAP:.3f}", f"{'class':20s} {'AP50':>6s} {'VOC07 AP':>9s}"]
+    for name, value in result.per_class_AP50.items():
+        lines.append(f"{name:20s} {value:6.3f} {result.per_class_voc07_AP.get(name, float('nan')):9.3f}")
+    if result.per_image_losses:
+        keys = [k for k in result.per_image_losses[0] if k.startswith("loss")]
+        means = {k: sum(r[k] for r in result.per_image_losses) / len(result.per_image_losses) for k in keys}
+        lines.append("mean validation losses: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items()))
+    return "\n".join(lines)
+
+
 def save_detections_picture(image: LoadedImage, trace: Trace, class_names: list[str], out_dir: str) -> Path:
     """<out_dir>/<image stem>.detections.png."""
     picture = render_stage(image.tensor, trace, "detections", class_names)

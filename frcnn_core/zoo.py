@@ -8,7 +8,7 @@ and never runs.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ from torchvision.models import detection as tv_detection
 
 from frcnn_core import backbones
 from frcnn_core.checkpoints import fetch_state_dict, load_weights_file
-from frcnn_core.config import AnchorConfig, DetectorConfig, make_config
+from frcnn_core.config import AnchorConfig, make_config
 from frcnn_core.errors import InputError
 from frcnn_core.model import FasterRCNN
 from frcnn_core.roi_heads import ConvFCHead, PaperHead, Predictor, TwoMLPHead
@@ -39,6 +39,7 @@ class ModelSpec:
     default_preset: str = "torchvision"
     coco_weights: object | None = None
     torchvision_overrides: dict = field(default_factory=dict)
+    trainable_norm: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -63,14 +64,19 @@ MODELS: dict[str, ModelSpec] = {
     "mobilenet-v3-320-fpn": ModelSpec(
         "torchvision fasterrcnn_mobilenet_v3_large_320_fpn (320-px input)", MOBILENET_ANCHORS,
         coco_weights=tv_detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
-        torchvision_overrides={"min_size": 320, "max_size": 640, "rpn_top_n_test": 150, "rpn_score_thresh": 0.05},
+        torchvision_overrides={"min_size": 320, "max_size": 640, "rpn_pre_nms_top_n_test": 150,
+                               "rpn_post_nms_top_n_test": 150, "rpn_score_thresh": 0.05},
     ),
     "mobilenet-v2": ModelSpec(
-        "MobileNetV2 + FPN (strides 8-64), ImageNet backbone, for CPU fine-tuning",
-        AnchorConfig(sizes=((32,), (64,), (128,), (256,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
+        "MobileNetV2 + 128-channel FPN (strides 8-64), trainable batch norm, native-size input "
+        "(shorter side 480): small enough to fine-tune on a CPU",
+        AnchorConfig(sizes=((16, 32), (48, 72), (104, 150), (210, 300)), aspect_ratios=((0.5, 1.0, 2.0),) * 4),
+        torchvision_overrides={"min_size": 480, "max_size": 640, "rpn_post_nms_top_n_test": 300},
+        trainable_norm=True,
     ),
 }
 
+BUNDLED = {"bccd-demo": Path(__file__).resolve().parents[1] / "resources" / "models" / "bccd-demo.pt"}
 COCO_CLASS_NAMES: list[str] = list(tv_detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
 
 
@@ -125,43 +131,65 @@ def _uses_running_counts(state_dict: dict) -> bool:
     return any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state_dict)
 
 
-def build_model(model: str, weights: str = "none", preset: str | None = None,
-                score_thresh: float | None = None) -> FasterRCNN:
+def build_model(model: str, weights: str = "none", preset: str | None = None, score_thresh: float | None = None,
+                class_names: list[str] | None = None) -> FasterRCNN:
     """A detector by name (or checkpoint path) and weights, in eval mode.
 
-    Raises InputError for unknown names, missing weights, and files that are not a checkpoint of
-    this architecture.
+    `class_names` (background first) asks for a predictor of that many classes: when the weights
+    carry other classes, every weight but the predictor's loads and the predictor starts fresh
+    (fine-tuning). Raises InputError for unknown names, missing weights, and files that are not a
+    checkpoint of this architecture.
     """
-    source = None
-    if model not in MODELS:
-        if not Path(model).exists():
-            raise InputError(None, f"unknown model {model!r}; choose one of {', '.join(MODELS)} or a checkpoint file")
-        source = load_weights_file(model)
-        if source.model_name is None:
-            raise InputError(model, "a plain state_dict names no model; pass --model NAME --weights FILE")
-        model = source.model_name
-    elif weights not in WEIGHT_CHOICES:
-        source = load_weights_file(weights)
-        if source.model_name not in (None, model):
-            raise InputError(weights, f"checkpoint is for model {source.model_name}, not {model}")
+    model, source = _resolve(model, weights)
     spec = MODELS[model]
     state_dict = source.state_dict if source else (_coco_state_dict(model) if weights == "coco" else None)
     config = source.config if source and source.config and preset is None else None
     if config is None:
         config = make_config(preset or spec.default_preset, spec.anchors, spec.torchvision_overrides)
     if score_thresh is not None:
-        roi_test = config.roi_test.__class__(**{**config.roi_test.__dict__, "score_thresh": score_thresh})
-        config = DetectorConfig(config.preset, config.transform, config.anchors, config.rpn_train, config.rpn_test,
-                                config.roi_train, roi_test)
-    num_classes = _num_classes(state_dict) if state_dict is not None else 91
-    class_names = source.class_names if source and source.class_names else class_names_for(num_classes)
-    frozen_norm = weights in ("coco", "imagenet") if state_dict is None or weights == "coco" else not _uses_running_counts(state_dict)
-    parts = _architecture(model, weights == "imagenet", frozen_norm, num_classes)
-    detector = FasterRCNN(config=config, class_names=class_names, **parts)
+        config = replace(config, roi_test=replace(config.roi_test, score_thresh=score_thresh))
+    stored_names = None
+    if state_dict is not None:
+        stored_names = source.class_names if source and source.class_names else class_names_for(_num_classes(state_dict))
+    names = list(class_names or stored_names or COCO_CLASS_NAMES)
+    parts = _architecture(model, weights == "imagenet", _frozen_norm(spec, weights, state_dict), len(names))
+    detector = FasterRCNN(config=config, class_names=names, **parts)
     detector.model_name = model
     if state_dict is not None:
-        _load_strict(detector, state_dict, source.path if source else weights, model)
+        new_head = stored_names != names
+        _load_strict(detector, state_dict, source.path if source else weights, model, skip_predictor=new_head)
     return detector.eval()
+
+
+def _resolve(model: str, weights: str):
+    """(model name, weights file or None) for a name, a bundled model or a checkpoint path."""
+    if model in BUNDLED:
+        if not BUNDLED[model].exists():
+            raise InputError(BUNDLED[model], f"the bundled {model} model is missing; `make demo-model` builds it")
+        model = str(BUNDLED[model])
+    if model not in MODELS:
+        if not Path(model).exists():
+            raise InputError(None, f"unknown model {model!r}; choose one of {', '.join(MODELS)} or a checkpoint file")
+        source = load_weights_file(model)
+        if source.model_name is None:
+            raise InputError(model, "a plain state_dict names no model; pass --model NAME --weights FILE")
+        return source.model_name, source
+    if weights in WEIGHT_CHOICES:
+        return model, None
+    source = load_weights_file(weights)
+    if source.model_name not in (None, model):
+        raise InputError(weights, f"checkpoint is for model {source.model_name}, not {model}")
+    return model, source
+
+
+def _frozen_norm(spec: ModelSpec, weights: str, state_dict: dict | None) -> bool:
+    """torchvision's rule: frozen batch norm for trained weights, trainable for random ones; a
+    file decides by whether its norm layers counted batches. Some models always train their norms."""
+    if spec.trainable_norm or weights == "none":
+        return False
+    if weights in ("coco", "imagenet"):
+        return True
+    return not _uses_running_counts(state_dict)
 
 
 def _num_classes(state_dict: dict) -> int:
@@ -171,20 +199,23 @@ def _num_classes(state_dict: dict) -> int:
     return int(weight.shape[0])
 
 
-def _load_strict(detector: FasterRCNN, state_dict: dict, path, name: str) -> None:
-    """Load all weights or none: any missing, unexpected or misshapen key is an InputError."""
-    state_dict = dict(state_dict)
+def _load_strict(detector: FasterRCNN, state_dict: dict, path, name: str, skip_predictor: bool = False) -> None:
+    """Load all weights or none: any missing, unexpected or misshapen key is an InputError.
+
+    With `skip_predictor` the class-specific predictor is left as initialised (a new head)."""
+    predictor = "roi_heads.box_predictor."
+    state_dict = {k: v for k, v in state_dict.items() if not (skip_predictor and k.startswith(predictor))}
     for kind in ("weight", "bias"):  # torchvision's pre-0.13 RPN head layout (its COCO v1 file)
         old = f"rpn.head.conv.{kind}"
         if old in state_dict:
             state_dict[f"rpn.head.conv.0.0.{kind}"] = state_dict.pop(old)
     expected = detector.state_dict()
     ignorable = {k for k in state_dict if k.endswith("num_batches_tracked") and k not in expected}
-    missing = [k for k in expected if k not in state_dict]
+    missing = [k for k in expected if k not in state_dict and not (skip_predictor and k.startswith(predictor))]
     unexpected = [k for k in state_dict if k not in expected and k not in ignorable]
     misshapen = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or misshapen:
         example = (missing or unexpected or misshapen)[0]
         raise InputError(path, f"weights do not fit model {name}: {len(missing)} missing, {len(unexpected)} "
                                f"unexpected, {len(misshapen)} misshapen keys (first: {example})")
-    detector.load_state_dict({k: v for k, v in state_dict.items() if k not in ignorable}, strict=True)
+    detector.load_state_dict({k: v for k, v in state_dict.items() if k not in ignorable}, strict=not skip_predictor)

@@ -65,7 +65,8 @@ def test_paper_preset_follows_the_paper():
 
 def test_torchvision_preset_takes_the_model_overrides():
     # torchvision's fasterrcnn_mobilenet_v3_large_320_fpn builder defaults
-    overrides = {"min_size": 320, "max_size": 640, "rpn_top_n_test": 150, "rpn_score_thresh": 0.05}
+    overrides = {"min_size": 320, "max_size": 640, "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 150,
+                 "rpn_score_thresh": 0.05}
 
     config = make_config("torchvision", AnchorConfig(), overrides)
 

@@ -1,0 +1,280 @@
+"""Detection datasets: one `Sample` per annotated image, read from VOC, COCO or YOLO files.
+
+Shapes: G is the number of ground-truth boxes of one image. Boxes are (x1, y1, x2, y2) float32
+pixels; labels are int64 indices into `class_names`, where 0 is "__background__" and never
+appears in a sample.
+
+Every object a reader does not keep as written is reported in `DetectionDataset.problems`, one
+line each, "<file>: <subject> <kind>", e.g. "a.xml: object 13 (RBC) skipped: zero-area box";
+`kind` is one of `PROBLEM_KINDS`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from frcnn_core.errors import InputError
+from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.imageio import load_image
+
+BACKGROUND = "__background__"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+
+SKIPPED_NON_FINITE = "skipped: non-finite coordinate"
+SKIPPED_ZERO_AREA = "skipped: zero-area box"
+SKIPPED_INVERTED = "skipped: inverted box"
+SKIPPED_OUTSIDE = "skipped: outside the image"
+CLIPPED = "clipped at the image border"
+SKIPPED_UNKNOWN_CLASS = "skipped: unknown class"
+SKIPPED_CROWD = "skipped: crowd annotation"
+SKIPPED_UNKNOWN_IMAGE = "skipped: unknown image id"
+SKIPPED_NO_IMAGE = "skipped: image file not found"
+SKIPPED_NO_ANNOTATION = "skipped: no annotation file"
+PROBLEM_KINDS = (
+    SKIPPED_NON_FINITE, SKIPPED_ZERO_AREA, SKIPPED_INVERTED, SKIPPED_OUTSIDE, CLIPPED,
+    SKIPPED_UNKNOWN_CLASS, SKIPPED_CROWD, SKIPPED_UNKNOWN_IMAGE, SKIPPED_NO_IMAGE, SKIPPED_NO_ANNOTATION,
+)
+
+
+def problem_line(file: str | os.PathLike, subject: str, kind: str) -> str:
+    """The one line that reports what happened to an object or image; `kind` from PROBLEM_KINDS."""
+    return f"{file}: {subject} {kind}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its ground truth.
+
+    boxes: (G, 4) float32, x1 y1 x2 y2 pixels, x1 < x2 and y1 < y2.
+    labels: (G,) int64, >= 1. difficult: (G,) bool from VOC's <difficult>, else None.
+    width, height: the image size the annotation states, None when it states none.
+    """
+
+    image_path: str
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    width: int | None = None
+    height: int | None = None
+    difficult: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """One object as an annotation file writes it, before any check.
+
+    subject: how a problem line names it ("object 3", "line 4", "annotation 17").
+    coords: x1, y1, x2, y2 in pixels, any float (NaN and inverted included).
+    """
+
+    subject: str
+    name: str
+    coords: tuple[float, float, float, float]
+    difficult: bool = False
+
+
+def check_object(obj: RawObject, width: int | None, height: int | None) -> tuple[RawObject | None, str | None]:
+    """Validate one object: (kept object or None, problem kind or None).
+
+    Non-finite, zero-area and inverted boxes are skipped; a box past the border of a known image
+    size is clipped to [0, width] x [0, height], and skipped when nothing of it is left inside.
+    """
+    x1, y1, x2, y2 = obj.coords
+    if not all(math.isfinite(value) for value in obj.coords):
+        return None, SKIPPED_NON_FINITE
+    if x1 == x2 or y1 == y2:
+        return None, SKIPPED_ZERO_AREA
+    if x1 > x2 or y1 > y2:
+        return None, SKIPPED_INVERTED
+    if not (width and height):
+        return obj, None
+    clipped = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+    if clipped == obj.coords:
+        return obj, None
+    if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
+        return None, SKIPPED_OUTSIDE
+    return RawObject(obj.subject, obj.name, clipped, obj.difficult), CLIPPED
+
+
+def check_objects(
+    file: str | os.PathLike, objects: list[RawObject], width: int | None, height: int | None,
+    class_names: list[str] | None = None,
+) -> tuple[list[RawObject], list[str]]:
+    """Keep the valid (possibly clipped) objects of one file; one problem line per skipped or
+    clipped object.
+
+    class_names: when given, objects of any other class are skipped as unknown.
+    """
+    known = None if class_names is None else set(class_names)
+    kept, problems = [], []
+    for obj in objects:
+        if known is not None and obj.name not in known:
+            checked, kind = None, SKIPPED_UNKNOWN_CLASS
+        else:
+            checked, kind = check_object(obj, width, height)
+        if kind is not None:
+            problems.append(problem_line(file, f"{obj.subject} ({obj.name})", kind))
+        if checked is not None:
+            kept.append(checked)
+    return kept, problems
+
+
+def make_sample(
+    image_path: str | os.PathLike, objects: list[RawObject], class_names: list[str],
+    width: int | None, height: int | None, with_difficult: bool = False,
+) -> Sample:
+    """A Sample from checked objects; every object's name must be in class_names[1:]."""
+    index = {name: label for label, name in enumerate(class_names)}
+    boxes = torch.tensor([obj.coords for obj in objects], dtype=torch.float32).reshape(-1, 4)
+    labels = torch.tensor([index[obj.name] for obj in objects], dtype=torch.int64)
+    difficult = torch.tensor([obj.difficult for obj in objects], dtype=torch.bool) if with_difficult else None
+    return Sample(str(image_path), boxes, labels, width or None, height or None, difficult)
+
+
+def with_background(class_names: list[str]) -> list[str]:
+    """["__background__", *names], accepting names that already start with it; no duplicates."""
+    names = list(class_names[1:] if class_names and class_names[0] == BACKGROUND else class_names)
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates or BACKGROUND in names:
+        raise ValueError(f"class names must be unique and not {BACKGROUND!r}: {duplicates or names}")
+    return [BACKGROUND, *names]
+
+
+def first_appearance(names_per_file: list[list[str]]) -> list[str]:
+    """Class names in the order they first appear, files and objects in the order given."""
+    return list(dict.fromkeys(name for names in names_per_file for name in names))
+
+
+def read_class_file(path: Path) -> list[str]:
+    """One class name per line, trailing blank lines ignored (YOLO class ids count the lines).
+
+    InputError for an empty line between names or a name listed twice.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").rstrip().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(path, f"cannot read class names ({error})") from error
+    names: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        name = line.strip()
+        if not name:
+            raise InputError(path, f"line {number}: empty class name")
+        if name in names:
+            raise InputError(path, f"line {number}: class {name!r} already listed on line {names[name]}")
+        names[name] = number
+    return list(names)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image as displayed (EXIF orientation applied), from its header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise InputError(path, f"cannot read the image size ({error})") from error
+    # Orientations 5-8 rotate by 90 degrees, as load_image's exif_transpose does.
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Images with boxes and labels; `transform(image, target)` runs after loading when set."""
+
+    def __init__(self, samples: list[Sample], class_names: list[str], problems: list[str] | None = None,
+                 transform: Callable | None = None):
+        self.samples = list(samples)
+        self.class_names = list(class_names)
+        self.problems = list(problems or [])
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        """image: float32 (3, H, W) in [0, 1]; target: boxes (G, 4), labels (G,), image_id = index."""
+        sample = self.samples[index]
+        image = load_image(sample.image_path).tensor
+        target = {"boxes": sample.boxes.clone(), "labels": sample.labels.clone(), "image_id": index}
+        if self.transform is not None:
+            image, target = self.transform(image, target)
+        return image, target
+
+    def problem_summary(self, examples: int = 5) -> str:
+        """One screen: how many objects were skipped or fixed, by kind, and the first few lines."""
+        if not self.problems:
+            return f"{len(self.samples)} images, no annotation problems"
+        counts = Counter(next((k for k in PROBLEM_KINDS if line.endswith(k)), "other") for line in self.problems)
+        lines = [f"{len(self.samples)} images, {len(self.problems)} annotation problems:"]
+        lines += [f"  {count:6d}  {kind}" for kind, count in counts.most_common()]
+        lines.append("first examples:" if len(self.problems) > examples else "all of them:")
+        lines += [f"  {line}" for line in self.problems[:examples]]
+        return "\n".join(lines)
+
+
+def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """DataLoader collate_fn: images differ in size, so they stay a list, as do targets."""
+    return [image for image, _ in batch], [target for _, target in batch]
+
+
+def open_dataset(
+    path: str | os.PathLike, split: str | None = None, class_names: list[str] | None = None,
+) -> DetectionDataset:
+    """Open a VOC folder, a folder of images with VOC XML or YOLO txt beside them, or a COCO JSON.
+
+    split: VOC folders only (ImageSets/Main/<split>.txt; default "trainval" when present, else
+    every annotation). class_names: a fixed order (e.g. a checkpoint's, with or without the
+    background entry); objects of other classes are reported and skipped.
+    Raises InputError for a missing path, an unknown layout, a missing split or a malformed file.
+    """
+    # Imported here because the format modules build on Sample and check_objects above.
+    from frcnn_core.data import coco, voc, yolo
+
+    root = Path(path)
+    if not root.exists():
+        raise InputError(root, "no such file or folder")
+    if root.is_file() and root.suffix.lower() == ".json":
+        return coco.read_coco_json(root, class_names)
+    if root.is_dir() and (root / "Annotations").is_dir():
+        return voc.read_voc_folder(root, split, class_names)
+    if root.is_dir() and any(root.glob("*.xml")):
+        return voc.read_labelimg_folder(root, class_names)
+    if root.is_dir() and (root / "classes.txt").is_file():
+        return yolo.read_yolo_folder(root, class_names)
+    raise InputError(root, "unknown dataset layout: expected a VOC folder (Annotations/, JPEGImages/), "
+                           "images with .xml beside them, a YOLO folder with classes.txt, or a COCO .json")
+
+
+def sample_size(sample: Sample) -> tuple[int, int]:
+    """(width, height): the annotation's when it states them, else the image header's."""
+    if sample.width and sample.height:
+        return sample.width, sample.height
+    return image_size(sample.image_path)
+
+
+def copy_images(samples: list[Sample], folder: Path) -> list[Path]:
+    """Copy each sample's image into `folder` under its own file name (atomic writes).
+
+    VOC and YOLO name each annotation file after its image, so image stems must be unique.
+    """
+    stems = Counter(Path(sample.image_path).stem for sample in samples)
+    clashes = sorted(stem for stem, count in stems.items() if count > 1)
+    if clashes:
+        raise InputError(folder, f"{len(clashes)} image names occur twice (without extension), e.g. "
+                                 f"{clashes[0]!r}; this format names annotations after their image")
+    copies = []
+    for sample in samples:
+        source, target = Path(sample.image_path), folder / Path(sample.image_path).name
+        if not (target.exists() and os.path.samefile(source, target)):
+            try:
+                data = source.read_bytes()
+            except OSError as error:
+                raise InputError(source, f"cannot copy image ({error.strerror or error})") from error
+            write_bytes_atomic(target, data)
+        copies.append(target)
+    return copies

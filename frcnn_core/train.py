@@ -1,0 +1,227 @@
+"""Training as a generator of progress records, so the CLI and the GUI drive the same code.
+
+`train(settings)` yields a `Progress` after every iteration (and at checkpoints, at the end, on
+cancel or on a non-finite loss); the caller cancels between iterations by `cancel()` returning
+True or by closing the generator. A run folder holds `settings.json`, `log.jsonl` (one record a
+line), `last.pt` (every `checkpoint_every` iterations and at the end) and `final.pt`.
+
+Resuming continues exactly: model, optimizer, scheduler, the sampling generator, torch's RNG and
+the iteration. Data order and augmentation depend only on (seed, epoch, image), so they replay.
+Under `torchrun` (WORLD_SIZE > 1) the same call trains with DistributedDataParallel: NCCL on GPUs,
+gloo on CPUs, each rank taking every WORLD_SIZE-th image of the epoch's order; rank 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.distributed as dist
+
+from frcnn_core.checkpoints import save_checkpoint
+from frcnn_core.data.augment import Augment, AugmentConfig
+from frcnn_core.data.dataset import open_dataset
+from frcnn_core.errors import InputError
+from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.train_loop import Batches, freeze_stages, make_optimizer, make_scheduler
+from frcnn_core.zoo import build_model
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a run needs; saved as settings.json and inside every checkpoint."""
+
+    data: str
+    out: str
+    split: str | None = "train"
+    model: str = "mobilenet-v2"
+    weights: str = "imagenet"
+    preset: str | None = None
+    iters: int | None = None
+    epochs: int | None = None
+    batch_size: int = 2
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    schedule: str = "cosine"  # or "step": x0.1 at 2/3 and 8/9 of the run
+    frozen_stages: int | None = None  # backbone parameters frozen up to this many stages
+    checkpoint_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # used on CUDA only
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One record of the run. event: "started" (message: what the dataset reader skipped or
+    fixed), "iteration", "checkpoint", "done", "cancelled" or "stopped" (a non-finite loss;
+    `message` says which term and at which iteration)."""
+
+    event: str
+    iteration: int
+    total: int
+    epoch: int
+    losses: dict[str, float]
+    lr: float
+    images_per_s: float
+    eta_s: float
+    message: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def total_iterations(settings: TrainSettings, dataset_size: int, world: int) -> int:
+    if settings.iters:
+        return settings.iters
+    per_epoch = math.ceil(dataset_size / (settings.batch_size * world))
+    return per_epoch * (settings.epochs or 1)
+
+
+def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False,
+          resume: bool = False) -> Iterator[Progress]:
+    """Run (or resume) a training run, yielding a Progress per iteration. See the module doc."""
+    rank, world = _distributed()
+    device = _device(settings.device)
+    run = Path(settings.out)
+    checkpoint = run / "last.pt"
+    if resume and not checkpoint.exists():
+        raise InputError(checkpoint, "nothing to resume: no last.pt in the run folder")
+    dataset = open_dataset(settings.data, settings.split)
+    if len(dataset) == 0:
+        raise InputError(settings.data, f"split {settings.split!r} has no annotated images")
+    weights = str(checkpoint) if resume else settings.weights
+    torch.manual_seed(settings.seed)  # fresh layers (a new head, random weights) start the same every run
+    model = build_model(settings.model, weights, preset=settings.preset, class_names=dataset.class_names)
+    freeze_stages(model, settings.frozen_stages)
+    model.to(device).train()
+    if device.type == "cuda":
+        model.use_channels_last()
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = make_optimizer(model, settings)
+    total = total_iterations(settings, len(dataset), world)
+    scheduler = make_scheduler(optimizer, settings, total)
+    generator = torch.Generator().manual_seed(settings.seed + rank)
+    start = 0
+    if resume:
+        extra = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        generator.set_state(extra["rng"]["sampling"][rank])
+        torch.set_rng_state(extra["rng"]["torch"])
+        start = int(extra["iteration"])
+    dataset.transform = Augment(settings.augment, seed=settings.seed)
+    batches = Batches(dataset, settings.batch_size, settings.seed, rank, world)
+    if rank == 0 and not resume:  # settings.json marks when the run began
+        run.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(run / "settings.json", json.dumps(settings.to_dict(), indent=1).encode())
+    started = Progress("started", start, total, batches.epoch_of(start), {}, optimizer.param_groups[0]["lr"], 0.0,
+                       float("inf"), dataset.problem_summary())
+    records = _loop(trained, model, optimizer, scheduler, generator, batches, settings, start, total, device, rank,
+                    cancel)
+    log = (run / "log.jsonl").open("a") if rank == 0 else None
+    try:
+        for record in (started, *[]), records:
+            for progress in record:
+                if log:
+                    log.write(progress.to_json() + "\n")
+                    log.flush()
+                yield progress
+    finally:
+        if log:
+            log.close()
+
+
+def _loop(trained, model, optimizer, scheduler, generator, batches, settings, start: int, total: int, device,
+          rank: int, cancel) -> Iterator[Progress]:
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and device.type == "cuda")
+    began, done_images = time.perf_counter(), 0
+    iteration = start
+    record = None
+
+    def emit(event: str, losses: dict, message: str = "") -> Progress:
+        elapsed = time.perf_counter() - began
+        speed = done_images / elapsed if elapsed > 0 else 0.0
+        remaining = (total - iteration) * settings.batch_size / speed if speed > 0 else float("inf")
+        return Progress(event, iteration, total, batches.epoch_of(iteration), losses,
+                        optimizer.param_groups[0]["lr"], speed, remaining, message)
+
+    def save() -> None:  # every rank takes part (the sampling states are gathered), rank 0 writes
+        _save(Path(settings.out) / "last.pt", model, optimizer, scheduler, generator, iteration, settings, rank)
+
+    while iteration < total:
+        if cancel():
+            save()
+            yield emit("cancelled", record.losses if record else {}, f"cancelled at iteration {iteration}")
+            return
+        images, targets = batches.get(iteration)
+        images = [image.to(device) for image in images]
+        targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+        with torch.autocast(device.type, enabled=scaler.is_enabled()):
+            losses = trained(images, targets, generator=generator)
+        loss = sum(losses.values())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if not math.isfinite(float(loss.detach())):
+            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+            yield emit("stopped", values, f"non-finite loss at iteration {iteration + 1} ({bad}); "
+                                          f"the last good checkpoint is kept — lower --lr or check the boxes")
+            return
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        iteration += 1
+        done_images += len(images)
+        record = emit("iteration", values)
+        yield record
+        if iteration % settings.checkpoint_every == 0 or iteration == total:
+            save()
+            yield replace(record, event="checkpoint")
+    if rank == 0:
+        final = Path(settings.out) / "final.pt"
+        save_checkpoint(final, model.model_name, model.config, model.class_names, model.state_dict(),
+                        extra={"train_settings": settings.to_dict()})
+    yield emit("done", record.losses if record else {}, f"finished {total} iterations")
+
+
+def _save(path: Path, model, optimizer, scheduler, generator, iteration: int, settings, rank: int) -> None:
+    """An atomic checkpoint holding everything `resume` needs (written by rank 0)."""
+    states = [generator.get_state()]
+    if dist.is_initialized():
+        states = [torch.zeros_like(states[0]) for _ in range(dist.get_world_size())]
+        dist.all_gather(states, generator.get_state())
+    if rank != 0:
+        return
+    extra = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "iteration": iteration,
+        "rng": {"sampling": states, "torch": torch.get_rng_state()},
+        "train_settings": settings.to_dict(),
+    }
+    save_checkpoint(path, model.model_name, model.config, model.class_names, model.state_dict(), extra=extra)

@@ -1,0 +1,103 @@
+"""Training: progress records, checkpoints, exact resume, cancellation, the finite-loss guard, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from frcnn_core.data.augment import AugmentConfig
+from frcnn_core.data.voc import write_voc_xml
+from frcnn_core.train import TrainSettings, train
+from frcnn_core.train_loop import lr_factor
+from frcnn_core.zoo import build_model
+
+from reference import PHOTO
+
+BOXES = [[(10, 12, 60, 70), (70, 20, 120, 90)], [(30, 30, 90, 80)], [(5, 40, 50, 90), (60, 10, 110, 60)]]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """Three 128x96 crops of a real photo, VOC XML beside each image (labelImg's layout)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    photo = Image.open(PHOTO).convert("RGB")
+    for index, boxes in enumerate(BOXES):
+        image = photo.crop((index * 40, 0, index * 40 + 256, 192)).resize((128, 96))
+        path = folder / f"img{index}.png"
+        image.save(path)
+        names = ["cat" if i % 2 == 0 else "dog" for i in range(len(boxes))]
+        write_voc_xml(folder / f"img{index}.xml", path, 128, 96, torch.tensor(boxes, dtype=torch.float32), names)
+    return folder
+
+
+def settings(data, out, **changes) -> TrainSettings:
+    base = TrainSettings(data=str(data), out=str(out), split=None, model="mobilenet-v2", weights="none", iters=6,
+                         batch_size=2, lr=0.005, warmup_iters=2, checkpoint_every=3,
+                         augment=AugmentConfig(hflip=0.5))
+    return TrainSettings(**{**base.__dict__, **changes})
+
+
+def test_records_checkpoints_and_final_model(tiny_dataset, tmp_path):
+    records = list(train(settings(tiny_dataset, tmp_path / "run")))
+    events = [r.event for r in records]
+    assert events[0] == "started" and events[-1] == "done"
+    iterations = [r for r in records if r.event == "iteration"]
+    assert [r.iteration for r in iterations] == [1, 2, 3, 4, 5, 6]
+    assert set(iterations[0].losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    assert iterations[0].lr < iterations[1].lr  # warm-up
+    assert events.count("checkpoint") == 2  # iterations 3 and 6
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["event"] for entry in log] == events
+    model = build_model(str(tmp_path / "run" / "final.pt"))
+    assert model.class_names == ["__background__", "cat", "dog"]
+
+
+def test_resume_continues_exactly(tiny_dataset, tmp_path):
+    torch.set_num_threads(1)  # bitwise comparisons need one summation order
+    try:
+        list(train(settings(tiny_dataset, tmp_path / "straight")))
+        stopped = iter(range(100))
+        cancelled = list(train(settings(tiny_dataset, tmp_path / "resumed"), cancel=lambda: next(stopped) >= 4))
+        assert cancelled[-1].event == "cancelled" and cancelled[-1].iteration == 4
+        resumed = list(train(settings(tiny_dataset, tmp_path / "resumed"), resume=True))
+        assert [r.iteration for r in resumed if r.event == "iteration"] == [5, 6]
+    finally:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    straight = build_model(str(tmp_path / "straight" / "final.pt")).state_dict()
+    again = build_model(str(tmp_path / "resumed" / "final.pt")).state_dict()
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path):
+    records = list(train(settings(tiny_dataset, tmp_path / "run", lr=1e12, iters=40, warmup_iters=0)))
+    last = records[-1]
+    assert last.event == "stopped" and "non-finite loss at iteration" in last.message
+    if (tmp_path / "run" / "last.pt").exists():
+        build_model(str(tmp_path / "run" / "last.pt"))  # still a loadable, consistent checkpoint
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.001)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(0.1 * torch.pi)).item()))
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(70, 100, 0, "step") == pytest.approx(0.1) and lr_factor(90, 100, 0, "step") == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_with_ddp(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "frcnn_core.cli", "train", "--data", str(tiny_dataset), "--split", "all", "--model",
+               "mobilenet-v2", "--weights", "none", "--iters", "3", "--batch-size", "1", "--lr", "0.005",
+               "--warmup", "1", "--out", str(out), "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in log if e["event"] == "iteration"] == [1, 2, 3]
+    build_model(str(out / "final.pt"))
