@@ -152,7 +152,9 @@ def build_model(model: str, weights: str = "none", preset: str | None = None, sc
     if state_dict is not None:
         stored_names = source.class_names if source and source.class_names else class_names_for(_num_classes(state_dict))
     names = list(class_names or stored_names or COCO_CLASS_NAMES)
-    parts = _architecture(model, weights == "imagenet", _frozen_norm(spec, weights, state_dict), len(names))
+    from_file = source is not None
+    pretrained_backbone = weights == "imagenet" and not from_file
+    parts = _architecture(model, pretrained_backbone, _frozen_norm(spec, weights, state_dict, from_file), len(names))
     detector = FasterRCNN(config=config, class_names=names, **parts)
     detector.model_name = model
     if state_dict is not None:
@@ -182,14 +184,14 @@ def _resolve(model: str, weights: str):
     return model, source
 
 
-def _frozen_norm(spec: ModelSpec, weights: str, state_dict: dict | None) -> bool:
+def _frozen_norm(spec: ModelSpec, weights: str, state_dict: dict | None, from_file: bool) -> bool:
     """torchvision's rule: frozen batch norm for trained weights, trainable for random ones; a
     file decides by whether its norm layers counted batches. Some models always train their norms."""
-    if spec.trainable_norm or weights == "none":
+    if spec.trainable_norm:
         return False
-    if weights in ("coco", "imagenet"):
-        return True
-    return not _uses_running_counts(state_dict)
+    if from_file:
+        return not _uses_running_counts(state_dict)
+    return weights in ("coco", "imagenet")
 
 
 def _num_classes(state_dict: dict) -> int:

@@ -101,3 +101,17 @@ def test_two_gloo_processes_train_with_ddp(tiny_dataset, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["iteration"] for e in log if e["event"] == "iteration"] == [1, 2, 3]
     build_model(str(out / "final.pt"))
+
+
+def test_frozen_stages_freeze_the_first_backbone_stages_only():
+    from frcnn_core.train_loop import backbone_stages, freeze_stages
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet-v2", "none")
+    stages = backbone_stages(model.backbone.body)
+    assert len(stages) == 5  # stem + the stages that start at each down-sampling block (strides 4, 8, 16, 32)
+    freeze_stages(model, 2)
+    frozen = [not p.requires_grad for stage in stages for module in stage for p in module.parameters()]
+    first_two = sum(1 for stage in stages[:2] for module in stage for p in module.parameters())
+    assert all(frozen[:first_two]) and not any(frozen[first_two:])
+    assert all(p.requires_grad for p in model.rpn.parameters())

@@ -113,3 +113,17 @@ def test_plain_call_returns_detections_only(photo):
     torch.manual_seed(0)
     detections = build_model(SMALL, "none")([photo])
     assert isinstance(detections, list) and set(detections[0]) == {"boxes", "scores", "labels"}
+
+
+def test_a_checkpoint_path_never_fetches_backbone_weights(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = build_model("mobilenet-v2", "none", class_names=["__background__", "cell"])
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, "mobilenet-v2", model.config, model.class_names, model.state_dict())
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a checkpoint must not trigger a weights download")
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", no_download)
+    loaded = build_model(str(path), "imagenet")  # the CLI's default weights for a non-COCO name
+    assert loaded.class_names == ["__background__", "cell"]
