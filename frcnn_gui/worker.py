@@ -1,0 +1,359 @@
+"""The engine in its own thread: the UI sends requests, the worker sends back detached CPU results.
+
+`EngineClient` lives in the UI thread and is the only thing the UI touches. It owns a QThread in
+which `EngineWorker` owns the model; requests travel to the worker and results back through
+queued signals, so no model or tensor is ever shared between the two threads.
+
+Every request carries an id. A detect request is wanted only while it is the latest one and has
+not been cancelled; the worker checks that between stages (before and after loading the image,
+as each learned part of the network starts, after the forward pass) and abandons the request when
+it no longer is, and the client drops anything that still arrives for it. Model loads are never
+stale: each one changes what the worker holds.
+
+Failures arrive as a `WorkerError`, never as a crash or a hang: an `InputError` (the user's bad
+file, an unknown model, no CUDA) carries its one line and no traceback; anything else is our bug
+and carries "internal error: <type>: <message>" plus the full traceback for the log.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+
+from frcnn_core.errors import InputError
+from frcnn_core.imageio import load_image
+from frcnn_core.model import FasterRCNN
+from frcnn_core.trace import Trace
+from frcnn_core.zoo import MODELS, build_model
+
+DEVICES = ("auto", "cpu", "cuda")
+SHUTDOWN_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    request_id: int
+    image_path: str
+    trace: bool = True
+
+
+@dataclass(frozen=True)
+class LoadModelRequest:
+    """`model` is a name from `MODELS`/`BUNDLED` or a checkpoint path; `device` one of `DEVICES`;
+    `amp` (float16 autocast) takes effect on CUDA only."""
+
+    request_id: int
+    model: str
+    weights: str
+    device: str = "auto"
+    amp: bool = False
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """One image's detections: "boxes" (D, 4) float32 in original pixels, "scores" (D,) float32,
+    "labels" (D,) int64, all on the CPU without grad. Every score is kept (threshold 0): the UI
+    filters by score without running the model again. `seconds` covers loading the image, the
+    forward pass and the trace."""
+
+    request_id: int
+    image_path: str
+    detections: dict
+    trace: Trace | None
+    class_names: list[str]
+    seconds: float
+    device: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    request_id: int
+    model_name: str
+    class_names: list[str]
+    device: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """`message`: one line for the UI. `traceback`: the full text for the log; empty for errors
+    the user caused."""
+
+    request_id: int
+    message: str
+    traceback: str
+
+
+class _Abandoned(Exception):
+    """A detect request was superseded or cancelled; nothing is emitted for it."""
+
+
+class _DetectGate:
+    """Thread-safe record of which detect request is still wanted: the latest, unless cancelled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest = 0
+        self._cancelled_through = 0
+
+    def supersede(self, request_id: int) -> None:
+        with self._lock:
+            self._latest = request_id
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled_through = self._latest
+
+    def wants(self, request_id: int) -> bool:
+        with self._lock:
+            return request_id == self._latest and request_id > self._cancelled_through
+
+
+class EngineWorker(QObject):
+    """Owns the model; runs one request at a time in its thread. Touch only through signals."""
+
+    result = Signal(object)  # DetectResult
+    model_loaded = Signal(object)  # ModelLoaded
+    failed = Signal(object)  # WorkerError
+    progress = Signal(int, str)  # request id, stage name
+    request_done = Signal(int)  # every request ends with this, whatever became of it
+
+    def __init__(self, gate: _DetectGate) -> None:
+        super().__init__()
+        self._gate = gate
+        self._model: FasterRCNN | None = None
+        self._device = torch.device("cpu")
+        self._amp = False
+
+    @Slot(object)
+    def load_model(self, request: LoadModelRequest) -> None:
+        self._run(request.request_id, lambda: self._load(request))
+
+    @Slot(object)
+    def detect(self, request: DetectRequest) -> None:
+        self._run(request.request_id, lambda: self._detect(request))
+
+    def _run(self, request_id: int, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except _Abandoned:
+            pass
+        except InputError as error:
+            self.failed.emit(WorkerError(request_id, _one_line(str(error)), ""))
+        except Exception as error:  # our bug: the UI shows a line, the log the traceback
+            message = f"internal error: {type(error).__name__}: {_one_line(str(error))}"
+            self.failed.emit(WorkerError(request_id, message, traceback.format_exc()))
+        finally:
+            self.request_done.emit(request_id)
+
+    def _load(self, request: LoadModelRequest) -> None:
+        """Build and move the model; on failure the previous model stays loaded."""
+        device = _resolve_device(request.device)
+        self.progress.emit(request.request_id, _load_stage(request))
+        start = time.perf_counter()
+        model = build_model(request.model, request.weights, score_thresh=0.0).to(device)
+        self._model, self._device = model, device
+        self._amp = request.amp and device.type == "cuda"
+        self.model_loaded.emit(ModelLoaded(
+            request.request_id, model.model_name, list(model.class_names), str(device),
+            time.perf_counter() - start,
+        ))
+
+    def _detect(self, request: DetectRequest) -> None:
+        request_id = request.request_id
+        if self._model is None:
+            raise InputError(None, "no model is loaded; choose a model before detecting")
+        self._enter(request_id, "loading image")
+        start = time.perf_counter()
+        image = load_image(request.image_path).tensor.to(self._device)
+        self._check(request_id)
+        with _stage_hooks(self._model, lambda stage: self._enter(request_id, stage)), \
+                torch.autocast(self._device.type, dtype=torch.float16, enabled=self._amp):
+            output = self._model([image], trace=request.trace)
+        self._check(request_id)
+        detections, traces = output if request.trace else (output, None)
+        self.result.emit(DetectResult(
+            request_id, request.image_path, _detached_cpu(detections[0]), traces[0] if traces else None,
+            list(self._model.class_names), time.perf_counter() - start, str(self._device),
+        ))
+
+    def _check(self, request_id: int) -> None:
+        if not self._gate.wants(request_id):
+            raise _Abandoned
+
+    def _enter(self, request_id: int, stage: str) -> None:
+        self._check(request_id)
+        self.progress.emit(request_id, stage)
+
+
+class EngineClient(QObject):
+    """The UI-side facade: starts the worker thread and forwards only wanted results.
+
+    Create it in the UI thread and call `shutdown()` before the application ends (it is also
+    connected to the application's `aboutToQuit`). `busy` is True while the worker has requests
+    queued or running, abandoned ones included.
+    """
+
+    result = Signal(object)  # DetectResult
+    model_loaded = Signal(object)  # ModelLoaded
+    failed = Signal(object)  # WorkerError
+    progress = Signal(int, str)  # request id, stage name
+    busy = Signal(bool)
+
+    _load_requested = Signal(object)
+    _detect_requested = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._gate = _DetectGate()
+        self._ids = itertools.count(1)
+        self._outstanding: set[int] = set()
+        self._loads: set[int] = set()
+        self._closed = False
+        # No parent: a QThread deleted with its parent while still running aborts the process.
+        self._thread = QThread()
+        self._thread.setObjectName("engine")
+        self._worker = EngineWorker(self._gate)
+        self._worker.moveToThread(self._thread)
+        self._thread.finished.connect(self._worker.deleteLater)
+        queued = Qt.ConnectionType.QueuedConnection
+        self._load_requested.connect(self._worker.load_model, queued)
+        self._detect_requested.connect(self._worker.detect, queued)
+        self._worker.result.connect(self._on_result, queued)
+        self._worker.model_loaded.connect(self._on_model_loaded, queued)
+        self._worker.failed.connect(self._on_failed, queued)
+        self._worker.progress.connect(self._on_progress, queued)
+        self._worker.request_done.connect(self._on_request_done, queued)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self._thread.start()
+
+    def load_model(self, model: str, weights: str, device: str = "auto", amp: bool = False) -> int:
+        """Queue a model load; returns its request id. Answered by `model_loaded` or `failed`."""
+        request_id = self._issue()
+        self._loads.add(request_id)
+        self._load_requested.emit(LoadModelRequest(request_id, model, weights, device, amp))
+        return request_id
+
+    def detect(self, image_path: str, trace: bool = True) -> int:
+        """Queue a detection; returns its request id. Every earlier detect becomes stale."""
+        request_id = self._issue()
+        self._gate.supersede(request_id)
+        self._detect_requested.emit(DetectRequest(request_id, str(image_path), trace))
+        return request_id
+
+    def cancel(self) -> None:
+        """Abandon the running and queued detect requests; nothing is emitted for them."""
+        self._gate.cancel()
+
+    def shutdown(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Stop the worker thread. Returns within about `wait_s` even if a request is running:
+        the request is abandoned at its next stage and its result dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._gate.cancel()
+        self._thread.quit()
+        if not self._thread.wait(int(wait_s * 1000)):
+            # Still inside one stage: keep the thread alive until it ends rather than destroy it.
+            _LINGERING.add(self._thread)
+            self._thread.finished.connect(self._thread.deleteLater)
+
+    def _issue(self) -> int:
+        if self._closed:
+            raise RuntimeError("EngineClient is shut down")
+        request_id = next(self._ids)
+        if not self._outstanding:
+            self.busy.emit(True)
+        self._outstanding.add(request_id)
+        return request_id
+
+    def _wanted(self, request_id: int) -> bool:
+        return not self._closed and (request_id in self._loads or self._gate.wants(request_id))
+
+    @Slot(object)
+    def _on_result(self, result: DetectResult) -> None:
+        if self._wanted(result.request_id):
+            self.result.emit(result)
+
+    @Slot(object)
+    def _on_model_loaded(self, loaded: ModelLoaded) -> None:
+        if self._wanted(loaded.request_id):
+            self.model_loaded.emit(loaded)
+
+    @Slot(object)
+    def _on_failed(self, error: WorkerError) -> None:
+        if self._wanted(error.request_id):
+            self.failed.emit(error)
+
+    @Slot(int, str)
+    def _on_progress(self, request_id: int, stage: str) -> None:
+        if self._wanted(request_id):
+            self.progress.emit(request_id, stage)
+
+    @Slot(int)
+    def _on_request_done(self, request_id: int) -> None:
+        self._loads.discard(request_id)
+        self._outstanding.discard(request_id)
+        if not self._outstanding and not self._closed:
+            self.busy.emit(False)
+
+
+_LINGERING: set[QThread] = set()  # threads that outlived shutdown's wait, kept until they end
+
+
+@contextmanager
+def _stage_hooks(model: FasterRCNN, on_stage: Callable[[str], None]) -> Iterator[None]:
+    """Call `on_stage(name)` as each learned part of `model` starts; `on_stage` may raise to
+    abandon the forward pass there."""
+    parts = {"backbone": model.backbone, "rpn": model.rpn["head"], "roi heads": model.roi_heads["box_head"]}
+    handles = [
+        module.register_forward_pre_hook(lambda _module, _inputs, stage=stage: on_stage(stage))
+        for stage, module in parts.items()
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise InputError(None, f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "CUDA is not available on this machine; choose cpu or auto")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _load_stage(request: LoadModelRequest) -> str:
+    """"downloading weights" when the COCO weights are not in the torch hub cache yet."""
+    spec = MODELS.get(request.model)
+    if request.weights != "coco" or spec is None or spec.coco_weights is None:
+        return "loading model"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(spec.coco_weights.url).name
+    return "loading model" if cached.exists() else "downloading weights"
+
+
+def _detached_cpu(detections: dict) -> dict:
+    """Detections as CPU tensors without grad; float16 (AMP) floats become float32."""
+    return {
+        key: value.detach().cpu().float() if value.is_floating_point() else value.detach().cpu()
+        for key, value in detections.items()
+    }
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
