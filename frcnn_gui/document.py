@@ -1,0 +1,557 @@
+"""The annotation document of a folder of images: the one owner of annotation state. Qt-free.
+
+One image is open at a time (the current image): its ground-truth boxes, its verified flag and
+the model's detections for it. Every change calls each subscriber with one kind from
+CHANGE_KINDS after it has happened; views read the document again and never keep its data.
+
+Files: one labelImg-compatible VOC XML per image (beside it, or in `annotation_dir`) and
+classes.txt beside them. Opening never writes. `save()` writes the current image atomically when
+it has changed; leaving an image (open_image, open_folder, import) saves it first. A malformed
+annotation is left untouched when opened; the first save after an edit copies it to
+`<name>.xml.bak` before replacing it.
+
+Boxes: x1 y1 x2 y2 in image pixels, VOC's numbers (no 1-based shift). The document holds them
+normalized, clipped to the image and rounded to float32, so that save -> open gives the same
+Box values. Box ids are never reused within a document; reopening an image whose file still
+holds the boxes last seen gives them their old ids back, so undo commands stay valid.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import xml.etree.ElementTree as ElementBuilder
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from frcnn_core.data.coco import read_coco_json, write_coco_json
+from frcnn_core.data.dataset import (
+    BACKGROUND, IMAGE_SUFFIXES, SKIPPED_NO_ANNOTATION, DetectionDataset, RawObject, image_size, make_sample,
+    problem_line, read_class_file,
+)
+from frcnn_core.data.voc import CLASS_FILES, VocAnnotation, parse_voc_xml, read_voc_xml, write_voc_xml
+from frcnn_core.data.yolo import read_yolo_folder, write_yolo
+from frcnn_core.errors import InputError
+from frcnn_core.fileio import write_bytes_atomic
+
+__all__ = ["IMAGE_SUFFIXES", "CHANGE_KINDS", "Box", "Detection", "ImageEntry", "Document", "fit_box",
+           "check_class_name", "is_class_name"]
+
+CHANGE_KINDS = ("images", "image", "boxes", "classes", "verified", "detections", "saved", "error")
+NOT_IN_FOLDER = "skipped: not in the open folder"
+
+
+@dataclass(frozen=True)
+class Box:
+    """One ground-truth box: corners in image pixels, a class name, VOC's difficult flag."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str
+    difficult: bool = False
+
+    @property
+    def coords(self) -> tuple[float, float, float, float]:
+        return self.x1, self.y1, self.x2, self.y2
+
+    @property
+    def area(self) -> float:
+        return abs(self.x2 - self.x1) * abs(self.y2 - self.y1)
+
+    def normalized(self) -> Box:
+        """The same box with x1 <= x2 and y1 <= y2."""
+        return replace(self, x1=min(self.x1, self.x2), y1=min(self.y1, self.y2),
+                       x2=max(self.x1, self.x2), y2=max(self.y1, self.y2))
+
+    def moved(self, dx: float, dy: float) -> Box:
+        return replace(self, x1=self.x1 + dx, y1=self.y1 + dy, x2=self.x2 + dx, y2=self.y2 + dy)
+
+    def clipped(self, width: float, height: float) -> Box:
+        """Each x clamped to [0, width], each y to [0, height]."""
+        def clamp(value: float, limit: float) -> float:
+            return min(max(value, 0.0), float(limit))
+        return replace(self, x1=clamp(self.x1, width), y1=clamp(self.y1, height),
+                       x2=clamp(self.x2, width), y2=clamp(self.y2, height))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One model output for the current image: box (x1, y1, x2, y2) pixels, score, class name."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    label: str
+
+
+@dataclass
+class ImageEntry:
+    """One image of the folder. status: "none" (no annotation file), "annotated", "verified", or
+    "error" (unreadable image or malformed annotation; `error` holds the one-line message)."""
+
+    path: Path
+    annotation_path: Path
+    status: str
+    error: str | None = None
+
+
+def is_class_name(name: object) -> bool:
+    """One line of printable text without outer spaces, not the background's name: what
+    classes.txt and VOC's <name> keep exactly."""
+    return isinstance(name, str) and bool(name) and name == name.strip() and name.isprintable() and name != BACKGROUND
+
+
+def check_class_name(name: str) -> str:
+    """`name` when it can be a class (is_class_name); else ValueError."""
+    if not is_class_name(name):
+        raise ValueError(f"invalid class name {name!r}: one line of printable text without outer spaces, "
+                         f"not {BACKGROUND!r}")
+    return name
+
+
+def fit_box(box: Box, width: int, height: int) -> Box:
+    """`box` normalized, clipped to the image, rounded to float32; ValueError when a coordinate
+    is NaN or infinite, nothing of the box lies inside the image, or its class name is invalid."""
+    if not all(math.isfinite(value) for value in box.coords):
+        raise ValueError(f"box {box.coords} has a coordinate that is not a finite number")
+    clipped = box.normalized().clipped(width, height)
+    exact = Box(*(float(np.float32(value)) for value in clipped.coords), check_class_name(box.label),
+                bool(box.difficult))
+    if not (exact.x1 < exact.x2 and exact.y1 < exact.y2):
+        raise ValueError(f"box {box.coords} has no area inside the {width}x{height} image")
+    return exact
+
+
+def _read_verified(path: Path) -> bool:
+    """labelImg's flag, verified="yes" on <annotation>; reads no further than the root's start tag."""
+    with open(path, "rb") as stream:
+        _, root = next(ElementTree.iterparse(stream, events=("start",)))
+    return root.get("verified") == "yes"
+
+
+def _voc_bytes(image_path: Path, size: tuple[int, int], boxes: Iterable[Box], verified: bool) -> bytes:
+    """The labelImg XML of one image, verified="yes" added as labelImg writes it."""
+    boxes = list(boxes)
+    with tempfile.TemporaryDirectory() as staging:
+        staged = Path(staging) / "annotation.xml"
+        write_voc_xml(staged, image_path, *size, [box.coords for box in boxes], [box.label for box in boxes],
+                      [box.difficult for box in boxes])
+        data = staged.read_bytes()
+    return data.replace(b"<annotation>", b'<annotation verified="yes">', 1) if verified else data
+
+
+def _objects(annotation: VocAnnotation) -> Iterator[tuple[list[float], str, bool]]:
+    """(coords, name, difficult) of each object that read_voc_xml kept."""
+    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist())
+
+
+def _backup(path: Path) -> Path:
+    """Copy `path` to <name>.bak (or .bak.1, .bak.2 ... when that holds other bytes), atomically."""
+    data = path.read_bytes()
+    candidates = (path.with_name(f"{path.name}.bak{'' if n == 0 else f'.{n}'}") for n in range(10_000))
+    backup = next(c for c in candidates if not c.exists() or c.read_bytes() == data)
+    return write_bytes_atomic(backup, data)
+
+
+def _rename_in_file(path: Path, old: str, new: str) -> bool:
+    """Rename the objects of class `old` in one XML file, keeping everything else; True if any.
+    A file that has become malformed is left as it is."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, DefusedXmlException):
+        return False
+    names = [obj.find("name") for obj in root.iter("object")]
+    renamed = [name for name in names if name is not None and (name.text or "").strip() == old]
+    for name in renamed:
+        name.text = new
+    if renamed:
+        write_bytes_atomic(path, ElementBuilder.tostring(root, encoding="unicode").encode("utf-8"))
+    return bool(renamed)
+
+
+class Document:
+    """Images of one folder, the current image's boxes, the class list; see the module doc.
+
+    boxes: box id -> Box of the current image, in file order. classes: class file order, then
+    names found in annotations, then user-added. read_only_reason: why the current image's file is
+    not shown as it is (a malformed annotation: edits allowed, backed up before the first save;
+    an unreadable image: edits refused). problems: objects of the current file that were clipped
+    or skipped when it was opened, one line each.
+    """
+
+    def __init__(self, annotation_dir: str | Path | None = None):
+        self.annotation_dir = None if annotation_dir is None else Path(annotation_dir)
+        self.folder: Path | None = None
+        self.images: list[ImageEntry] = []
+        self.classes: list[str] = []
+        self.last_error: str | None = None
+        self._subscribers: list[Callable[[str], None]] = []
+        self._batch_depth = 0
+        self._pending: list[str] = []  # kinds held back by batch()
+        self._next_box_id = 1
+        self._written_classes: list[str] | None = None  # what classes.txt holds
+        self._seen_boxes: dict[Path, list[tuple[int, Box]]] = {}  # image -> its boxes when last left
+        self._classes_dirty = False
+        self._clear_current()
+
+    def _clear_current(self) -> None:
+        self.current_index: int | None = None
+        self.boxes: dict[int, Box] = {}
+        self.verified = False
+        self.detections: list[Detection] = []
+        self.image_size: tuple[int, int] | None = None
+        self.read_only_reason: str | None = None
+        self.problems: list[str] = []
+        self._annotation_dirty = False
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(kind)` after every change; kind is one of CHANGE_KINDS."""
+        self._subscribers.append(callback)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold notifications back until the block ends, then send each kind once, so that a
+        step of many edits (accepting 1,000 detections) redraws the views once."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                pending, self._pending = self._pending, []
+                self._notify(*pending)
+
+    def _notify(self, *kinds: str) -> None:
+        if self._batch_depth:
+            self._pending += [kind for kind in kinds if kind not in self._pending]
+            return
+        for kind in kinds:
+            for callback in list(self._subscribers):
+                callback(kind)
+
+    @property
+    def dirty(self) -> bool:
+        """The current image's annotation or the class list has changes that save() would write."""
+        return self._annotation_dirty or self._classes_dirty
+
+    @property
+    def current_path(self) -> Path | None:
+        return None if self.current_index is None else self.images[self.current_index].path
+
+    def image_index(self, path: str | Path) -> int:
+        """Index of the image at `path`; ValueError when the open folder has no such image."""
+        for index, entry in enumerate(self.images):
+            if entry.path == Path(path):
+                return index
+        raise ValueError(f"{path}: not an image of the open folder")
+
+    # -- folder and image ----------------------------------------------------------------------
+
+    def open_folder(self, folder: str | Path) -> None:
+        """List the folder's images (sorted by name) with the status of their annotation files.
+
+        Raises InputError for a missing folder or an unreadable class file; a malformed
+        annotation only marks its image "error".
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(folder, "no such folder")
+        self._leave_current()
+        annotation_dir = self.annotation_dir or folder
+        class_file = next((annotation_dir / name for name in CLASS_FILES if (annotation_dir / name).is_file()), None)
+        listed = read_class_file(class_file) if class_file else []
+        images, found = [], []
+        for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+            entry = ImageEntry(image, annotation_dir / f"{image.stem}.xml", "none")
+            if entry.annotation_path.is_file():
+                try:
+                    found += [obj.name for obj in parse_voc_xml(entry.annotation_path).objects]
+                    entry.status = "verified" if _read_verified(entry.annotation_path) else "annotated"
+                except InputError as error:
+                    entry.status, entry.error = "error", str(error)
+            images.append(entry)
+        self.folder, self.images = folder, images
+        self.classes = list(dict.fromkeys([*listed, *filter(is_class_name, found)]))
+        self._written_classes = listed if class_file and class_file.name == "classes.txt" else None
+        self._seen_boxes = {}
+        self._classes_dirty = False
+        self._clear_current()
+        self._notify("images", "classes", "image")
+
+    def open_image(self, index: int) -> None:
+        """Make image `index` current: its size, boxes and verified flag; detections cleared.
+
+        The image left behind is saved first when it has changes. An unreadable image or a
+        malformed annotation marks the entry "error", sets read_only_reason and notifies "error".
+        """
+        if not 0 <= index < len(self.images):
+            raise IndexError(f"image index {index} outside 0..{len(self.images) - 1}")
+        self._leave_current()
+        self._load(index)
+
+    def _leave_current(self) -> None:
+        if self.current_index is None:
+            return
+        if self.dirty:
+            self.save()
+        self._seen_boxes[self.current_path] = list(self.boxes.items())
+
+    def _load(self, index: int) -> None:
+        self._clear_current()
+        self.current_index = index
+        entry = self.images[index]
+        old_status = entry.status
+        entry.status, entry.error = "none", None
+        try:
+            self.image_size = image_size(entry.path)
+            if entry.annotation_path.is_file():
+                self._load_annotation(entry)
+        except InputError as error:
+            entry.status, entry.error = "error", str(error)
+            self.read_only_reason = self.last_error = str(error)
+            self.boxes, self.verified, self.problems = {}, False, []
+        self._notify(*(["images"] if entry.status != old_status else []), "image",
+                     *(["error"] if entry.status == "error" else []))
+
+    def _load_annotation(self, entry: ImageEntry) -> None:
+        annotation = read_voc_xml(entry.annotation_path)
+        self.verified = _read_verified(entry.annotation_path)
+        entry.status = "verified" if self.verified else "annotated"
+        self.problems = list(annotation.problems)
+        loaded = []
+        for coords, name, difficult in _objects(annotation):
+            try:
+                loaded.append(fit_box(Box(*coords, name, difficult), *self.image_size))
+            except ValueError as error:
+                self.problems.append(f"{entry.annotation_path}: object ({name}) skipped: {error}")
+        seen = self._seen_boxes.get(entry.path)
+        if seen is not None and [box for _, box in seen] == loaded:
+            self.boxes = dict(seen)
+        else:
+            self.boxes = {self._new_box_id(): box for box in loaded}
+        unknown = [name for name in dict.fromkeys(box.label for box in loaded) if name not in self.classes]
+        if unknown:
+            self.classes += unknown
+            self._notify("classes")
+
+    def _new_box_id(self) -> int:
+        self._next_box_id += 1
+        return self._next_box_id - 1
+
+    # -- edits ---------------------------------------------------------------------------------
+
+    def check_box(self, box: Box) -> Box:
+        """`box` as the current image would hold it (see fit_box); ValueError when it cannot."""
+        if self.image_size is None:
+            raise ValueError(self.read_only_reason or "no image is open")
+        return fit_box(box, *self.image_size)
+
+    def _known_class_box(self, box: Box) -> Box:
+        checked = self.check_box(box)
+        if checked.label not in self.classes:
+            raise ValueError(f"unknown class {checked.label!r}: add it to the class list first")
+        return checked
+
+    def _edited(self, kind: str) -> None:
+        self._annotation_dirty = True
+        self._notify(kind)
+
+    def add_box(self, box: Box, box_id: int | None = None, index: int | None = None) -> int:
+        """Add `box` (checked, of a listed class); returns its id.
+
+        box_id: an id this document issued before and that is free (redoing a delete keeps the
+        box's identity); index: its place in the box order (default: last).
+        """
+        box = self._known_class_box(box)
+        if box_id is None:
+            box_id = self._new_box_id()
+        elif box_id in self.boxes or not 0 < box_id < self._next_box_id:
+            raise ValueError(f"box id {box_id} is in use or was never issued")
+        items = list(self.boxes.items())
+        items.insert(len(items) if index is None else index, (box_id, box))
+        self.boxes = dict(items)
+        self._edited("boxes")
+        return box_id
+
+    def remove_box(self, box_id: int) -> Box:
+        """Remove box `box_id` (KeyError when there is none); returns it."""
+        box = self.boxes.pop(box_id)
+        self._edited("boxes")
+        return box
+
+    def replace_box(self, box_id: int, box: Box) -> Box:
+        """Put `box` (checked, of a listed class) in place of box `box_id`; returns the old one."""
+        old = self.boxes[box_id]
+        self.boxes[box_id] = self._known_class_box(box)
+        self._edited("boxes")
+        return old
+
+    def set_verified(self, flag: bool) -> None:
+        """labelImg's verified flag of the current image (Space): the annotation is complete."""
+        if self.image_size is None:
+            raise ValueError(self.read_only_reason or "no image is open")
+        self.verified = bool(flag)
+        self._edited("verified")
+
+    def set_detections(self, detections: list[Detection]) -> None:
+        """The model's output for the current image; shown, never saved."""
+        self.detections = list(detections)
+        self._notify("detections")
+
+    def add_class(self, name: str) -> None:
+        """Append a class; ValueError for an invalid or already listed name."""
+        if check_class_name(name) in self.classes:
+            raise ValueError(f"class {name!r} is already listed")
+        self.classes.append(name)
+        self._classes_changed()
+
+    def remove_class(self, name: str) -> None:
+        """Undo of add_class: remove a class that no box of the current image uses."""
+        if name not in self.classes:
+            raise ValueError(f"unknown class {name!r}")
+        if any(box.label == name for box in self.boxes.values()):
+            raise ValueError(f"class {name!r} is used by boxes of this image")
+        self.classes.remove(name)
+        self._classes_changed()
+
+    def rename_class(self, old: str, new: str) -> None:
+        """Rename class `old` to the new name `new` everywhere: the class list, the current boxes,
+        and (written at once) the other annotation files of the folder; malformed ones are skipped."""
+        if old not in self.classes:
+            raise ValueError(f"unknown class {old!r}")
+        if check_class_name(new) in self.classes:
+            raise ValueError(f"class {new!r} is already listed")
+        for entry in self.images:
+            if entry.path != self.current_path and entry.status in ("annotated", "verified"):
+                _rename_in_file(entry.annotation_path, old, new)
+        self._seen_boxes = {path: [(box_id, self._renamed(box, old, new)) for box_id, box in items]
+                            for path, items in self._seen_boxes.items()}
+        self.classes[self.classes.index(old)] = new
+        self._classes_changed()
+        if any(box.label == old for box in self.boxes.values()):
+            self.boxes = {box_id: self._renamed(box, old, new) for box_id, box in self.boxes.items()}
+            self._edited("boxes")
+
+    @staticmethod
+    def _renamed(box: Box, old: str, new: str) -> Box:
+        return replace(box, label=new) if box.label == old else box
+
+    def _classes_changed(self) -> None:
+        self._classes_dirty = True
+        self._notify("classes")
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(self) -> Path | None:
+        """Write the current image's annotation (when changed) and classes.txt (when it differs),
+        each atomically; returns the annotation path written, or None.
+
+        No file is created for an image that has none and holds no box and no verified flag.
+        Nothing is written when nothing changed; a failed write leaves the document dirty.
+        """
+        if not self.dirty:
+            return None
+        written = None
+        entry = None if self.current_index is None else self.images[self.current_index]
+        if self._annotation_dirty and (entry.annotation_path.exists() or self.boxes or self.verified):
+            written = self._write_annotation(entry, self.image_size, self.boxes.values(), self.verified)
+            self.read_only_reason, self.problems = None, []
+        self._write_classes()
+        self._annotation_dirty = self._classes_dirty = False
+        self._notify("saved")
+        return written
+
+    @staticmethod
+    def _write_annotation(entry: ImageEntry, size: tuple[int, int], boxes: Iterable[Box], verified: bool) -> Path:
+        """Write an image's annotation, backing a malformed one up first; update its status."""
+        data = _voc_bytes(entry.path, size, boxes, verified)
+        if entry.status == "error" and entry.annotation_path.is_file():
+            _backup(entry.annotation_path)
+        write_bytes_atomic(entry.annotation_path, data)
+        entry.status, entry.error = ("verified" if verified else "annotated"), None
+        return entry.annotation_path
+
+    def _write_classes(self) -> None:
+        if self.folder is not None and self.classes != self._written_classes:
+            write_bytes_atomic((self.annotation_dir or self.folder) / "classes.txt",
+                               "".join(f"{name}\n" for name in self.classes).encode("utf-8"))
+            self._written_classes = list(self.classes)
+
+    def export_coco(self, path: str | Path) -> list[str]:
+        """Save, then write the folder's annotated images as COCO JSON; returns problem lines."""
+        dataset = self._dataset()
+        write_coco_json(path, dataset)
+        return dataset.problems
+
+    def export_yolo(self, folder: str | Path) -> list[str]:
+        """Save, then write the annotated images as a YOLO folder (images copied); problem lines."""
+        dataset = self._dataset()
+        write_yolo(folder, dataset)
+        return dataset.problems
+
+    def _dataset(self) -> DetectionDataset:
+        """Every image with a readable annotation file, as saved; the others reported."""
+        self.save()
+        annotations, problems = [], []
+        for entry in self.images:
+            if entry.status in ("annotated", "verified"):
+                annotations.append((entry, read_voc_xml(entry.annotation_path)))
+            else:
+                problems.append(entry.error or problem_line(entry.path, "image", SKIPPED_NO_ANNOTATION))
+        names = list(dict.fromkeys([*self.classes, *(n for _, a in annotations for n in a.names)]))
+        class_names = [BACKGROUND, *names]
+        samples = []
+        for entry, annotation in annotations:
+            problems += annotation.problems
+            objects = [RawObject(f"object {number}", name, tuple(coords), difficult)
+                       for number, (coords, name, difficult) in enumerate(_objects(annotation), start=1)]
+            samples.append(make_sample(entry.path, objects, class_names, annotation.width, annotation.height,
+                                       with_difficult=True))
+        return DetectionDataset(samples, class_names, problems)
+
+    def import_coco(self, path: str | Path) -> list[str]:
+        """Replace the annotations of the folder's images that a COCO JSON lists; problem lines."""
+        return self._import(read_coco_json(path))
+
+    def import_yolo(self, folder: str | Path) -> list[str]:
+        """Replace the annotations of the folder's images found in a YOLO folder; problem lines."""
+        return self._import(read_yolo_folder(folder))
+
+    def _import(self, dataset: DetectionDataset) -> list[str]:
+        """Write each matched image's annotation (matched by file name; not verified), extend the
+        class list, reopen the current image. The caller clears its undo stack: files changed."""
+        self._leave_current()
+        entries = {entry.path.name: entry for entry in self.images}
+        problems = list(dataset.problems)
+        for sample in dataset.samples:
+            entry = entries.get(Path(sample.image_path).name)
+            if entry is None:
+                problems.append(problem_line(sample.image_path, "image", NOT_IN_FOLDER))
+                continue
+            try:
+                size = image_size(entry.path)
+            except InputError as error:
+                problems.append(str(error))
+                continue
+            flags = [False] * len(sample.labels) if sample.difficult is None else sample.difficult.tolist()
+            boxes = []
+            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags):
+                try:
+                    boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag), *size))
+                except ValueError as error:
+                    problems.append(f"{sample.image_path}: {dataset.class_names[label]} skipped: {error}")
+            self._write_annotation(entry, size, boxes, verified=False)
+        self.classes = list(dict.fromkeys([*self.classes, *filter(is_class_name, dataset.class_names[1:])]))
+        if self.current_index is not None:
+            self._load(self.current_index)
+        self._classes_dirty = True
+        self._notify("images", "classes")
+        return problems
