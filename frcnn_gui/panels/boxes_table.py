@@ -1,0 +1,72 @@
+"""The current image's GT boxes as a table, selection shared with the canvas; editing a class
+cell relabels the box (an undo command)."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QUndoStack
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMessageBox, QTableWidget, QTableWidgetItem
+
+from frcnn_gui.commands import RelabelCommand
+from frcnn_gui.document import Document
+
+COLUMNS = ("class", "x1", "y1", "x2", "y2")
+
+
+class BoxesTable(QTableWidget):
+    selection_changed = Signal(list)  # box ids
+
+    def __init__(self, document: Document, stack: QUndoStack, parent=None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.document, self.stack = document, stack
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.verticalHeader().setVisible(False)
+        self._ids: list[int] = []
+        self._refreshing = False
+        self.itemSelectionChanged.connect(self._selection_changed)
+        self.itemChanged.connect(self._item_changed)
+        document.subscribe(lambda kind: kind in ("boxes", "image", "images") and self.refresh())
+
+    def refresh(self) -> None:
+        self._refreshing = True
+        selected = set(self.selected_ids())
+        self.setRowCount(len(self.document.boxes))
+        self._ids = list(self.document.boxes)
+        for row, (box_id, box) in enumerate(self.document.boxes.items()):
+            cells = [box.label] + [f"{v:.1f}" for v in box.coords()]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column:
+                    item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                self.setItem(row, column, item)
+        self.set_selection([i for i in self._ids if i in selected])
+        self._refreshing = False
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted({index.row() for index in self.selectedIndexes()})
+        return [self._ids[r] for r in rows if r < len(self._ids)]
+
+    def set_selection(self, ids: list[int]) -> None:
+        blocked = self.blockSignals(True)
+        self.clearSelection()
+        for box_id in ids:
+            if box_id in self._ids:
+                self.selectRow(self._ids.index(box_id))
+        self.blockSignals(blocked)
+
+    def _selection_changed(self) -> None:
+        if not self._refreshing:
+            self.selection_changed.emit(self.selected_ids())
+
+    def _item_changed(self, item: QTableWidgetItem) -> None:
+        if self._refreshing or item.column() != 0:
+            return
+        box_id, label = self._ids[item.row()], item.text().strip()
+        if label == self.document.boxes[box_id].label:
+            return
+        try:
+            self.stack.push(RelabelCommand(self.document, [box_id], label))
+        except ValueError as error:
+            QMessageBox.warning(self, "Relabel", str(error))
+            self.refresh()

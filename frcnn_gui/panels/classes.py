@@ -1,0 +1,76 @@
+"""The class list: colour swatches, the label new boxes get, add and rename (as undo commands)."""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap, QUndoStack
+from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QMessageBox, QPushButton,
+                               QVBoxLayout, QWidget)
+
+from frcnn_gui.commands import AddClassCommand, RenameClassCommand
+from frcnn_gui.document import Document
+
+
+def swatch(colour: QColor) -> QIcon:
+    pixmap = QPixmap(14, 14)
+    pixmap.fill(colour)
+    return QIcon(pixmap)
+
+
+class ClassesPanel(QWidget):
+    """Choosing a row sets the label that drawn boxes get."""
+
+    current_label_changed = Signal(str)
+
+    def __init__(self, document: Document, stack: QUndoStack, colour_of, parent=None):
+        super().__init__(parent)
+        self.document, self.stack, self.colour_of = document, stack, colour_of
+        self.list = QListWidget()
+        add, rename = QPushButton("Add…"), QPushButton("Rename…")
+        add.clicked.connect(self.ask_add)
+        rename.clicked.connect(self.ask_rename)
+        buttons = QHBoxLayout()
+        buttons.addWidget(add)
+        buttons.addWidget(rename)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.list)
+        layout.addLayout(buttons)
+        self.list.currentTextChanged.connect(lambda name: name and self.current_label_changed.emit(name))
+        document.subscribe(lambda kind: kind in ("classes", "images") and self.refresh())
+        self.refresh()
+
+    def current_label(self) -> str | None:
+        item = self.list.currentItem()
+        return item.text() if item else (self.document.classes[0] if self.document.classes else None)
+
+    def refresh(self) -> None:
+        current = self.current_label()
+        self.list.blockSignals(True)
+        self.list.clear()
+        for name in self.document.classes:
+            self.list.addItem(QListWidgetItem(swatch(self.colour_of(name)), name))
+        names = self.document.classes
+        if names:
+            self.list.setCurrentRow(names.index(current) if current in names else 0)
+        self.list.blockSignals(False)
+        if names:
+            self.current_label_changed.emit(self.current_label())
+
+    def _push(self, make) -> None:
+        try:
+            self.stack.push(make())
+        except ValueError as error:  # a name the document refuses: say why, change nothing
+            QMessageBox.warning(self, "Classes", str(error))
+
+    def ask_add(self) -> None:
+        name, ok = QInputDialog.getText(self, "Add class", "Class name:")
+        if ok and name.strip():
+            self._push(lambda: AddClassCommand(self.document, name.strip()))
+
+    def ask_rename(self) -> None:
+        old = self.current_label()
+        if old is None:
+            return
+        new, ok = QInputDialog.getText(self, "Rename class", f"New name for {old!r}:", text=old)
+        if ok and new.strip() and new.strip() != old:
+            self._push(lambda: RenameClassCommand(self.document, old, new.strip()))

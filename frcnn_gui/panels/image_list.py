@@ -1,0 +1,55 @@
+"""The folder's images, with their annotation status (none / annotated / verified / error)."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QListWidget, QListWidgetItem
+
+from frcnn_gui.document import Document
+
+STATUS_MARK = {"none": "○", "annotated": "●", "verified": "✔", "error": "✖"}
+STATUS_COLOUR = {"none": "#808080", "annotated": "#1f6feb", "verified": "#1a7f37", "error": "#cf222e"}
+
+
+class ImageListPanel(QListWidget):
+    """One row per image; choosing a row asks the window to open that image."""
+
+    image_chosen = Signal(int)
+
+    def __init__(self, document: Document, parent=None):
+        super().__init__(parent)
+        self.document = document
+        document.subscribe(self._changed)
+        self.currentRowChanged.connect(self._row_changed)
+        self._refreshing = False
+
+    def _changed(self, kind: str) -> None:
+        if kind in ("images", "image", "saved", "verified", "error"):
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._refreshing = True
+        try:
+            if self.count() != len(self.document.images):
+                self.clear()
+                for _ in self.document.images:
+                    self.addItem(QListWidgetItem())
+            for row, entry in enumerate(self.document.images):
+                item = self.item(row)
+                item.setText(f"{STATUS_MARK[entry.status]}  {entry.path.name}")
+                item.setForeground(QBrush(QColor(STATUS_COLOUR[entry.status])))
+                item.setToolTip(entry.error or f"{entry.path}\n{entry.status}")
+            if self.document.current_index is not None:
+                self.setCurrentRow(self.document.current_index)
+        finally:
+            self._refreshing = False
+
+    def _row_changed(self, row: int) -> None:
+        if not self._refreshing and row >= 0 and row != self.document.current_index:
+            self.image_chosen.emit(row)
+
+    def keyPressEvent(self, event) -> None:  # A / D belong to the window (previous / next image)
+        if event.key() in (Qt.Key_A, Qt.Key_D):
+            event.ignore()
+            return
+        super().keyPressEvent(event)
