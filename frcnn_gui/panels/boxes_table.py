@@ -34,7 +34,7 @@ class BoxesTable(QTableWidget):
         self.setRowCount(len(self.document.boxes))
         self._ids = list(self.document.boxes)
         for row, (box_id, box) in enumerate(self.document.boxes.items()):
-            cells = [box.label] + [f"{v:.1f}" for v in box.coords()]
+            cells = [box.label] + [f"{v:.1f}" for v in box.coords]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column:
