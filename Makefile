@@ -22,10 +22,7 @@ weights:
 	fi
 
 run: $(VENV)/.installed weights
-	$(VENV)/bin/frcnn detect resources/samples/rocket.jpg resources/samples/chelsea.png \
-	  --model mobilenet-v2 --weights imagenet --vis out/run --json out/run/detections.json
-	$(VENV)/bin/frcnn trace resources/samples/rocket.jpg --model mobilenet-v2 --weights imagenet --out out/run/stages
-	@echo "pictures in out/run/ (the GUI arrives with issue 4; the trained bccd-demo model with issue 3)"
+	$(VENV)/bin/frcnn-gui resources/samples
 
 test: $(VENV)/.installed weights
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

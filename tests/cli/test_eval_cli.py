@@ -174,3 +174,17 @@ def test_evaluate_json_equals_pycocotools_on_detect_json(voc_and_detections):
     payload = evaluate.evaluate(model, open_dataset(voc), with_losses=False).to_json()
     assert_same_metrics(payload, pycocotools_on_detect_json(voc, detected))
     assert payload["images"] == len(detected["images"]) and np.isfinite(payload["voc07_mAP"])
+
+
+def test_frcnn_eval_json_equals_pycocotools_on_detect_json(voc_and_detections, tmp_path, capsys):
+    voc, detected = voc_and_detections
+    out, plots = tmp_path / "eval.json", tmp_path / "plots"
+    code = cli.main(["eval", "--model", MODEL, "--weights", "none", "--data", str(voc), "--split", "trainval",
+                 "--json", str(out), "--plots", str(plots)])
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert_same_metrics(payload, pycocotools_on_detect_json(voc, detected))
+    assert set(payload) >= {"AP", "AP50", "AP75", "per_class_AP50", "voc07_mAP", "images"}
+    assert "mean_losses" in payload  # per-image validation losses, averaged
+    assert (plots / "confusion_matrix.png").is_file() and list(plots.glob("pr_*.png"))
+    assert "VOC07 mAP" in capsys.readouterr().out
