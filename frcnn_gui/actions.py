@@ -1,22 +1,26 @@
 """Menus, toolbar and shortcuts (labelImg's where they exist): W draw, A / D previous / next image,
-Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, F fit, 1 actual size."""
+Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, F fit, 1 actual size;
+the model and device pickers."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QComboBox, QFileDialog, QToolBar
+from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar
 
 from frcnn_core.zoo import BUNDLED, MODELS
+from frcnn_gui.panels.status import model_title
 
 CHECKPOINT_ITEM = "checkpoint file…"
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _action(window, text: str, shortcut, slot, menu) -> QAction:
-    action = QAction(text, window)
+def _action(window, text: str, shortcut, slot, menu, checkable: bool = False) -> QAction:
+    action = QAction(text, window, checkable=checkable)
     if shortcut:
         action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(f"{text} ({action.shortcut().toString(QKeySequence.NativeText)})")
     action.triggered.connect(slot)
     menu.addAction(action)
     window.addAction(action)
@@ -27,7 +31,9 @@ def _model_choices() -> list[str]:
     return list(BUNDLED) + list(MODELS)
 
 
-def _default_weights(name: str) -> str:
+def default_weights(name: str) -> str:
+    """The weights a model name gets unless told otherwise: its file for a bundled model or a
+    checkpoint, COCO when torchvision has them, else the ImageNet backbone."""
     if name in BUNDLED or name not in MODELS:
         return "none"
     return "coco" if MODELS[name].coco_weights is not None else "imagenet"
@@ -36,20 +42,33 @@ def _default_weights(name: str) -> str:
 def install(window) -> dict[str, QAction]:
     """Create the window's menus, toolbar and shortcuts; returns the actions by name."""
     file_menu, edit_menu, view_menu = (window.menuBar().addMenu(t) for t in ("&File", "&Edit", "&View"))
+    canvas = window.canvas
     found = {
         "open_image": _action(window, "Open image…", "Ctrl+O", lambda: _open_image(window), file_menu),
         "open_folder": _action(window, "Open folder…", "Ctrl+Shift+O", lambda: _open_folder(window), file_menu),
-        "save": _action(window, "Save", "Ctrl+S", window.save, file_menu),
-        "previous": _action(window, "Previous image", "A", lambda: window.step_image(-1), file_menu),
-        "next": _action(window, "Next image", "D", lambda: window.step_image(1), file_menu),
-        "verified": _action(window, "Mark verified", "Space", window.toggle_verified, edit_menu),
-        "draw": _action(window, "Draw boxes", "W", lambda: window.canvas.set_mode(
-            "select" if window.canvas.mode == "draw" else "draw"), edit_menu),
-        "accept": _action(window, "Accept shown detections", "Ctrl+Return", window.accept_detections, edit_menu),
-        "fit": _action(window, "Fit", "F", window.canvas.fit, view_menu),
-        "actual": _action(window, "Actual size", "1", window.canvas.actual_size, view_menu),
-        "detect": _action(window, "Detect again", "Ctrl+R", window.detect, view_menu),
     }
+    recent = file_menu.addMenu("Open recent")
+    recent.aboutToShow.connect(lambda: _fill_recent(window, recent))
+    found.update(
+        save=_action(window, "Save", "Ctrl+S", window.save, file_menu),
+        previous=_action(window, "Previous image", "A", lambda: window.step_image(-1), file_menu),
+        next=_action(window, "Next image", "D", lambda: window.step_image(1), file_menu),
+        draw=_action(window, "Draw boxes", "W", lambda on: canvas.set_mode("draw" if on else "select"), edit_menu,
+                     checkable=True),
+        verified=_action(window, "Mark verified", "Space", window.toggle_verified, edit_menu),
+        accept=_action(window, "Accept shown detections", "Ctrl+Return", window.accept_detections, edit_menu),
+        fit=_action(window, "Fit", "F", canvas.fit, view_menu),
+        actual=_action(window, "Actual size", "1", canvas.actual_size, view_menu),
+        detect=_action(window, "Detect again", "Ctrl+R", window.detect, view_menu),
+        show_detections=_action(window, "Show detections", "Ctrl+Shift+D", canvas.detection_layer.setVisible,
+                                view_menu, checkable=True),
+        show_boxes=_action(window, "Show boxes", "Ctrl+Shift+B", canvas.ground_truth_layer.setVisible, view_menu,
+                           checkable=True),
+    )
+    found["verified"].setAutoRepeat(False)  # holding Space must not flip the flag on and off
+    found["show_detections"].setChecked(True)
+    found["show_boxes"].setChecked(True)
+    canvas.mode_changed.connect(lambda mode: found["draw"].setChecked(mode == "draw"))
     undo = window.stack.createUndoAction(window, "Undo")
     undo.setShortcut(QKeySequence.Undo)
     redo = window.stack.createRedoAction(window, "Redo")
@@ -65,34 +84,53 @@ def install(window) -> dict[str, QAction]:
 def _toolbar(window, found: dict[str, QAction]) -> None:
     bar = QToolBar("Main", window)
     bar.setObjectName("main toolbar")
+    bar.setMovable(False)
     window.addToolBar(bar)
-    for name in ("open_folder", "previous", "next", "draw", "fit", "actual", "undo", "redo"):
-        bar.addAction(found[name])
-    window.model_box = QComboBox()
-    window.model_box.addItems(_model_choices() + [CHECKPOINT_ITEM])
-    if window.model_name not in _model_choices():
-        window.model_box.insertItem(0, window.model_name)
-    window.model_box.setCurrentText(window.model_name)
+    for group in (("open_folder", "previous", "next"), ("draw", "undo", "redo"),
+                  ("fit", "actual", "show_detections", "show_boxes")):
+        bar.addActions([found[name] for name in group])
+        bar.addSeparator()
+    window.model_box = QComboBox(minimumContentsLength=18)
+    window.model_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    for name in _model_choices():
+        window.model_box.addItem(name, name)
+    window.model_box.addItem(CHECKPOINT_ITEM, None)
     window.device_box = QComboBox()
     window.device_box.addItems(DEVICES)
-    window.device_box.setCurrentText(window.device)
-    bar.addSeparator()
-    bar.addWidget(window.model_box)
-    bar.addWidget(window.device_box)
+    for label, box in (("Model ", window.model_box), (" Device ", window.device_box)):
+        bar.addWidget(QLabel(label))
+        bar.addWidget(box)
+    show_model(window)
     window.model_box.activated.connect(lambda _: _choose_model(window))
     window.device_box.activated.connect(lambda _: window.load_model(window.model_name, window.weights,
                                                                     window.device_box.currentText()))
 
 
+def show_model(window) -> None:
+    """Make the pickers show the window's model and device (after a load, or a failed one)."""
+    index = window.model_box.findData(window.model_name)
+    if index < 0:
+        window.model_box.insertItem(0, model_title(window.model_name), window.model_name)
+        window.model_box.setItemData(0, window.model_name, Qt.ToolTipRole)
+        index = 0
+    window.model_box.setCurrentIndex(index)
+    window.device_box.setCurrentText(window.device)
+
+
 def _choose_model(window) -> None:
-    choice = window.model_box.currentText()
-    if choice == CHECKPOINT_ITEM:
-        path, _ = QFileDialog.getOpenFileName(window, "Checkpoint", "", "Checkpoints (*.pt *.pth);;All files (*)")
-        if not path:
-            return
-        choice = path
-    window.model_name, window.weights = choice, _default_weights(choice)
-    window.load_model(choice, window.weights)
+    choice = window.model_box.currentData()
+    if choice is None:
+        choice, _ = QFileDialog.getOpenFileName(window, "Checkpoint", "", "Checkpoints (*.pt *.pth);;All files (*)")
+    if choice:
+        window.load_model(choice, default_weights(choice))  # a failed load puts the pickers back
+    else:
+        show_model(window)
+
+
+def _fill_recent(window, menu) -> None:
+    menu.clear()
+    for folder in window.recent_folders():
+        menu.addAction(folder, lambda folder=folder: window.open_path(Path(folder)))
 
 
 def _open_image(window) -> None:

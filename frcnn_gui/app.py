@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
-from frcnn_core.zoo import BUNDLED
-
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 SCREENSHOT_TIMEOUT_MS = 180_000
+SCREENSHOT_SETTLE_MS = 200  # after the result: let the canvas paint it
 
 
 def default_model() -> str:
+    from frcnn_core.zoo import BUNDLED  # torch: imported only once the arguments are known good
+
     return "bccd-demo" if BUNDLED["bccd-demo"].exists() else "mobilenet-v2"
 
 
@@ -31,39 +34,56 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from frcnn_gui.actions import _default_weights
-    from frcnn_gui.main_window import MainWindow
-
     args = parse(argv)
     if not Path(args.path).exists():
         print(f"error: {args.path}: no such image or folder", file=sys.stderr)
         return 2
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no display needed for a picture
+    from frcnn_gui.actions import default_weights
+    from frcnn_gui.main_window import MainWindow
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
     model = args.model or default_model()
-    weights = args.weights or _default_weights(model)
-    settings = QSettings("frcnn-studio", "screenshot" if args.screenshot else "Faster R-CNN Studio")
-    window = MainWindow(model, weights, args.device, settings=settings)
-    window.open_path(args.path)
-    window.show()
-    if args.screenshot:
+    weights = args.weights or default_weights(model)
+    if not args.screenshot:
+        window = MainWindow(model, weights, args.device)
+        window.open_path(args.path)
+        window.show()
+        return app.exec()
+    with tempfile.TemporaryDirectory() as scratch:  # a screenshot neither reads nor keeps settings
+        settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
+        window = MainWindow(model, weights, args.device, settings=settings)
+        window.open_path(args.path)
+        window.show()
         return _screenshot(app, window, args.screenshot)
-    return app.exec()
 
 
 def _screenshot(app: QApplication, window, out: str) -> int:
-    """Wait for the first detections (or an engine error), save the window as a PNG, exit."""
-    status = {"code": 1}
+    """Wait for the first detections (or the model, when no image can be detected on, or an
+    engine error), save the window as a PNG, exit."""
+    status = {"code": None}
 
     def capture(code: int) -> None:
-        app.processEvents()
-        window.grab().save(out)
+        if status["code"] is not None:
+            return
         status["code"] = code
+        app.processEvents()
+        if not window.grab().save(out):
+            print(f"error: {out}: cannot write the screenshot", file=sys.stderr)
+            status["code"] = 2
         window.close()
         app.quit()
 
-    window.detections_shown.connect(lambda: QTimer.singleShot(200, lambda: capture(0)))
-    window.engine_failed.connect(lambda message: (print(f"error: {message}", file=sys.stderr), capture(2)))
-    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: capture(3))
+    def failed(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        capture(2)
+
+    window.detections_shown.connect(lambda: QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: capture(0)))
+    window.model_ready.connect(lambda _: window.document.image_size is None
+                               and QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: capture(0)))
+    window.engine_failed.connect(failed)
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: failed("timed out waiting for the engine"))
     app.exec()
     return status["code"]
 

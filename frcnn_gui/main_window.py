@@ -1,32 +1,46 @@
 """The main window: wiring only. The document holds the data, the canvas and panels show it,
-undo commands edit it, the engine runs in `EngineClient`'s thread, actions come from actions.py."""
+undo commands edit it, the engine runs in `EngineClient`'s thread, actions come from actions.py.
+
+Every path to a new current image (a click in the list, A / D, an undo that goes back to another
+image) passes through the document's "image" notification, and that is where the window reports
+the image's problem and asks the engine for its detections."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar
+from PySide6.QtWidgets import QDockWidget, QMainWindow
 
+from frcnn_core.errors import InputError
 from frcnn_gui import actions
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import class_colour
 from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
-from frcnn_gui.document import Detection, Document
+from frcnn_gui.document import Box, Detection, Document
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel
 from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
+from frcnn_gui.panels.status import StatusPanel
 from frcnn_gui.worker import EngineClient
 
 AUTOSAVE_DELAY_MS = 300
+MESSAGE_MS = 10_000  # how long a problem stays in the status bar
+RECENT_FOLDERS = 10
+TITLE = "Faster R-CNN Studio"
 
 
 class MainWindow(QMainWindow):
-    """`detections_shown` fires after each detection result reached the canvas (for --screenshot)."""
+    """`detections_shown` fires after each detection result reached the canvas, `model_ready`
+    (the model's name) after each model load, `engine_failed` (one line) after each engine error.
+
+    model_name / weights / device: what the engine holds now (before the first load: what was
+    asked for); a load that fails changes none of them."""
 
     detections_shown = Signal()
+    model_ready = Signal(str)
     engine_failed = Signal(str)
 
     def __init__(self, model: str, weights: str, device: str = "auto", settings: QSettings | None = None):
@@ -36,16 +50,21 @@ class MainWindow(QMainWindow):
         self.stack = QUndoStack(self)
         self.engine = EngineClient(self)
         self.model_name, self.weights, self.device = model, weights, device
+        self.loaded = None  # the engine's ModelLoaded, None until the first load succeeds
+        self._loads: dict[int, tuple[str, str, str]] = {}  # request id -> (model, weights, device)
         self.canvas = Canvas(self.document, self.stack)
         self.setCentralWidget(self.canvas)
         self._build_panels()
-        self._build_status_bar()
+        self.status = StatusPanel(self.statusBar())
         self.actions = actions.install(self)
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS, timeout=self.save)
         self.stack.indexChanged.connect(lambda _: self._autosave.start())
+        self.document.subscribe(self._document_changed)
         self._connect_engine()
-        self.setWindowTitle("Faster R-CNN Studio")
+        self.setWindowTitle(TITLE)
         self.resize(1400, 900)
+        self.restoreGeometry(self.settings.value("geometry", b""))
+        self.restoreState(self.settings.value("window_state", b""))
         self.load_model(model, weights, device)
 
     # --- construction -------------------------------------------------------------------
@@ -62,12 +81,15 @@ class MainWindow(QMainWindow):
         self.boxes_table = BoxesTable(self.document, self.stack)
         self.classes_panel = ClassesPanel(self.document, self.stack, class_colour)
         self.log = LogPanel()
-        self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
-        self._dock("Detections", self.detections_panel, Qt.RightDockWidgetArea)
-        self._dock("Boxes", self.boxes_table, Qt.RightDockWidgetArea)
-        self._dock("Classes", self.classes_panel, Qt.RightDockWidgetArea)
+        # the side docks run down to the bottom edge: the log takes only the canvas's width
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+        images = self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
+        right = [self._dock(title, widget, Qt.RightDockWidgetArea) for title, widget in
+                 (("Detections", self.detections_panel), ("Boxes", self.boxes_table), ("Classes", self.classes_panel))]
         log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
-        self.resizeDocks([log_dock], [110], Qt.Vertical)
+        self.resizeDocks([images, right[0]], [210, 300], Qt.Horizontal)
+        self.resizeDocks([*right, log_dock], [120, 420, 160, 90], Qt.Vertical)
         self.image_list.image_chosen.connect(self.open_index)
         self.canvas.selection_changed.connect(self.boxes_table.set_selection)
         self.boxes_table.selection_changed.connect(self.canvas.set_selection)
@@ -75,19 +97,12 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
 
-    def _build_status_bar(self) -> None:
-        self.device_label, self.model_label, self.timing_label = QLabel(), QLabel(), QLabel()
-        self.progress = QProgressBar(maximumWidth=160, maximum=0, visible=False)
-        for widget in (self.model_label, self.device_label, self.timing_label):
-            self.statusBar().addPermanentWidget(widget)
-        self.statusBar().addPermanentWidget(self.progress)
-
     def _connect_engine(self) -> None:
         self.engine.model_loaded.connect(self._model_loaded)
         self.engine.result.connect(self._detections_arrived)
         self.engine.failed.connect(self._engine_failed)
-        self.engine.busy.connect(self.progress.setVisible)
-        self.engine.progress.connect(lambda _id, stage: self.statusBar().showMessage(stage, 2000))
+        self.engine.busy.connect(self.status.set_busy)
+        self.engine.progress.connect(lambda _id, stage: self.status.show_stage(stage))
 
     # --- images -------------------------------------------------------------------------
     def open_path(self, path: str | Path) -> None:
@@ -95,98 +110,162 @@ class MainWindow(QMainWindow):
         path = Path(path)
         folder = path if path.is_dir() else path.parent
         self.save()
-        self.document.open_folder(folder)
-        self.stack.clear()
-        self.settings.setValue("last_folder", str(folder))
-        if not self.document.images:
-            self.log.add(f"{folder}: no images in this folder")
+        try:
+            self.document.open_folder(folder)
+        except InputError as error:
+            self.report(str(error))
             return
-        index = self.document.image_index(path) if path.is_file() else 0
+        self.stack.clear()
+        self._remember(folder)
+        if not self.document.images:
+            self.report(f"{folder}: no images in this folder")
+            return
         self.log.add(f"opened {folder} ({len(self.document.images)} images)")
+        index = 0
+        if path.is_file():
+            try:
+                index = self.document.image_index(path)
+            except ValueError as error:
+                self.report(str(error))
         self.open_index(index)
 
+    def _remember(self, folder: Path) -> None:
+        recent = [str(folder)] + [name for name in self.recent_folders() if name != str(folder)]
+        self.settings.setValue("last_folder", str(folder))
+        self.settings.setValue("recent_folders", recent[:RECENT_FOLDERS])
+
+    def recent_folders(self) -> list[str]:
+        return [str(name) for name in self.settings.value("recent_folders", [], type=list)]
+
     def open_index(self, index: int) -> None:
-        if not 0 <= index < len(self.document.images):
-            return
-        self.save()
-        self.document.open_image(index)
-        entry = self.document.images[index]
-        self.canvas.set_image(entry.path)
-        self.canvas.fit()
-        if entry.status == "error" or self.document.read_only_reason:
-            self.log.add(f"{entry.error or self.document.read_only_reason}")
-        self.detect()
+        if 0 <= index < len(self.document.images) and index != self.document.current_index:
+            self.save()
+            self.document.open_image(index)
 
     def step_image(self, delta: int) -> None:
         current = self.document.current_index
-        self.open_index((current or 0) + delta if current is not None else 0)
+        self.open_index(0 if current is None else min(max(current + delta, 0), len(self.document.images) - 1))
+
+    def _document_changed(self, kind: str) -> None:
+        if kind == "image" and self.document.current_index is not None:
+            entry = self.document.images[self.document.current_index]
+            if entry.error:
+                self.report(entry.error)
+            for line in self.document.problems:
+                self.log.add(line)
+            self.detect()
+        if kind in ("image", "detections"):
+            self._show_counts()
+        if kind in ("image", "images", "boxes", "verified", "saved"):
+            self._update_title()
+
+    def _update_title(self) -> None:
+        path = self.document.current_path
+        flags = " (verified)" if self.document.verified else ""
+        self.setWindowTitle(f"{path.name}{flags}[*] — {TITLE}" if path else TITLE)
+        self.setWindowModified(self.document.dirty)
 
     def save(self) -> None:
         try:
             saved = self.document.save()
         except (OSError, ValueError) as error:
-            self.log.add(f"not saved: {error}")
-            self.statusBar().showMessage(f"not saved: {error}", 5000)
+            self.report(f"not saved: {error}")
             return
         if saved:
             self.statusBar().showMessage(f"saved {saved.name}", 1500)
 
+    def report(self, message: str) -> None:
+        """A one-line problem: in the log and, for a while, the status bar."""
+        self.log.add(message)
+        self.statusBar().showMessage(message, MESSAGE_MS)
+
+    def _push(self, make_command) -> None:
+        """Push the command `make_command()` builds; a ValueError (no image, nothing to do) is reported."""
+        try:
+            self.stack.push(make_command())
+        except ValueError as error:
+            self.report(str(error))
+
     def toggle_verified(self) -> None:
-        if self.document.current_index is not None:
-            self.stack.push(SetVerifiedCommand(self.document, not self.document.verified))
+        self._push(lambda: SetVerifiedCommand(self.document, not self.document.verified))
 
     # --- model and detections ---------------------------------------------------------------
-    def load_model(self, model: str, weights: str, device: str | None = None) -> None:
-        self.device = device or self.device
-        self.model_label.setText(f"model: {model} (loading…)")
-        self.engine.load_model(model, weights, self.device)
-        self.settings.setValue("model", model)
+    def load_model(self, model: str, weights: str, device: str | None = None) -> int:
+        """Ask the engine for another model; answered by model_ready or engine_failed."""
+        device = device or self.device
+        request_id = self.engine.load_model(model, weights, device)
+        self._loads[request_id] = (model, weights, device)
+        self.status.show_loading(model)
+        return request_id
 
-    def detect(self) -> None:
-        entry = self.document.images[self.document.current_index] if self.document.current_index is not None else None
-        if entry is not None and entry.status != "error":
-            self.engine.detect(str(entry.path))
+    def detect(self) -> int | None:
+        """Ask for the current image's detections; None when there is no readable image."""
+        if self.document.image_size is None:
+            return None
+        return self.engine.detect(str(self.document.current_path))
 
     def _model_loaded(self, loaded) -> None:
-        self.model_label.setText(f"model: {Path(self.model_name).name} ({loaded.model_name})")
-        self.device_label.setText(f"device: {loaded.device}")
+        asked = (self.model_name, self.weights, self.device)
+        self.model_name, self.weights, self.device = self._loads.pop(loaded.request_id, asked)
+        self.loaded = loaded
+        for key in ("model", "weights", "device"):
+            self.settings.setValue(key, getattr(self, key if key != "model" else "model_name"))
+        self.status.show_model(self.model_name, loaded)
+        actions.show_model(self)
         self.detections_panel.set_class_names(loaded.class_names[1:])
-        self.log.add(f"model {loaded.model_name} ready on {loaded.device} ({loaded.seconds:.1f} s)")
+        self.log.add(f"model {self.model_name} ({loaded.model_name}) ready on {loaded.device} ({loaded.seconds:.1f} s)")
+        self.model_ready.emit(self.model_name)
         self.detect()
 
     def _detections_arrived(self, result) -> None:
-        names = result.class_names
-        found = result.detections
+        names, found = result.class_names, result.detections
         detections = [
             Detection(tuple(float(v) for v in box), float(score), names[int(label)])
-            for box, score, label in zip(found["boxes"], found["scores"], found["labels"])
+            for box, score, label in zip(found["boxes"].tolist(), found["scores"].tolist(), found["labels"].tolist())
         ]
         if self.document.current_path is not None and Path(result.image_path) == self.document.current_path:
-            self.document.set_detections(detections)
-            self._filter_detections(self.detections_panel.threshold(), self.detections_panel.class_filter())
-        self.timing_label.setText(f"last: {result.seconds * 1000:.0f} ms")
+            self.document.set_detections(detections)  # the layer applies the panel's threshold and filter
+        self.status.show_timing(result.seconds)
         self.log.add(f"{Path(result.image_path).name}: {len(detections)} detections in {result.seconds:.2f} s")
         self.detections_shown.emit()
 
     def _engine_failed(self, error) -> None:
         self.log.add(error.message + (f"\n{error.traceback}" if error.traceback else ""))
-        self.statusBar().showMessage(error.message, 8000)
+        self.statusBar().showMessage(error.message, MESSAGE_MS)
+        if self._loads.pop(error.request_id, None) is not None:
+            self.status.show_model(self.model_name, self.loaded)
+            actions.show_model(self)
+            if self.loaded is not None:
+                self.log.add(f"still using {self.model_name}")
         self.engine_failed.emit(error.message)
 
     def _filter_detections(self, threshold: float, class_name: str) -> None:
-        self.canvas.detection_layer.set_score_threshold(threshold)
-        self.canvas.detection_layer.set_class_filter([class_name] if class_name else None)
+        layer = self.canvas.detection_layer
+        layer.set_class_filter([class_name] if class_name else None)
+        layer.set_score_threshold(threshold)
+        self._show_counts()
+
+    def _show_counts(self) -> None:
+        self.detections_panel.set_counts(len(self.canvas.detection_layer.shown), len(self.document.detections))
 
     def accept_detections(self) -> None:
-        shown = list(self.canvas.detection_layer.shown)
-        if shown:
-            self.stack.push(AcceptDetectionsCommand(self.document, shown))
+        """Add the shown detections as GT boxes (one undo step); those with no area inside the
+        image are left out."""
+        acceptable = [detection for detection in self.canvas.detection_layer.shown if self._fits(detection)]
+        self._push(lambda: AcceptDetectionsCommand(self.document, acceptable))
+
+    def _fits(self, detection: Detection) -> bool:
+        try:
+            self.document.check_box(Box(*detection.box, detection.label))
+        except ValueError:
+            return False
+        return True
 
     def closeEvent(self, event) -> None:
+        self._autosave.stop()
         self.save()
         self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
         self.engine.shutdown()
         super().closeEvent(event)
 
-    def warn(self, title: str, text: str) -> None:
-        QMessageBox.warning(self, title, text)

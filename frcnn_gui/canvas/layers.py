@@ -36,6 +36,12 @@ MIN_LABELLED_WIDTH = 14  # boxes narrower than this on screen get no tag: it wou
 MAX_TAGS = 200  # with more tagged boxes in view, tags would cover the image: zoom in to see them
 
 
+def detection_colour(name: str) -> QColor:
+    """The class colour lightened towards white, for model output drawn over GT boxes."""
+    colour = class_colour(name)
+    return QColor.fromHsvF(colour.hsvHueF(), max(0.0, colour.hsvSaturationF() * 0.45), 1.0)
+
+
 def class_colour(name: str) -> QColor:
     """The colour of a class name: the same in every run, layer and process (CRC32, not hash())."""
     return QColor(PALETTE[zlib.crc32(name.encode("utf-8")) % len(PALETTE)])
@@ -311,6 +317,7 @@ class DetectionLayer(BoxSetLayer):
                              and (self.class_filter is None or detection.label in self.class_filter)),
                             key=lambda detection: detection.score)
         coords = np.array([detection.box for detection in self.shown], dtype=np.float64).reshape(-1, 4)
-        colours = [class_colour(detection.label) for detection in self.shown]
+        # a lighter shade of the class colour: detections read apart from the solid GT boxes
+        colours = [detection_colour(detection.label) for detection in self.shown]
         labels = [f"{detection.label} {detection.score:.2f}" for detection in self.shown]
         self.set_boxes(coords, colours, DETECTION_WIDTH, labels, dashed=True)

@@ -2,7 +2,7 @@
 cell relabels the box (an undo command)."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMessageBox, QTableWidget, QTableWidgetItem
 
@@ -19,9 +19,12 @@ class BoxesTable(QTableWidget):
         super().__init__(0, len(COLUMNS), parent)
         self.document, self.stack = document, stack
         self.setHorizontalHeaderLabels(COLUMNS)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)  # the class column takes the spare width
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)  # compact rows
         self._ids: list[int] = []
         self._refreshing = False
         self.itemSelectionChanged.connect(self._selection_changed)
@@ -34,11 +37,12 @@ class BoxesTable(QTableWidget):
         self.setRowCount(len(self.document.boxes))
         self._ids = list(self.document.boxes)
         for row, (box_id, box) in enumerate(self.document.boxes.items()):
-            cells = [box.label] + [f"{v:.1f}" for v in box.coords]
+            cells = [box.label] + [f"{v:g}" for v in box.coords]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column:
                     item.setFlags(item.flags() & ~Qt.ItemIsEditable)
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.setItem(row, column, item)
         self.set_selection([i for i in self._ids if i in selected])
         self._refreshing = False
@@ -48,11 +52,16 @@ class BoxesTable(QTableWidget):
         return [self._ids[r] for r in rows if r < len(self._ids)]
 
     def set_selection(self, ids: list[int]) -> None:
-        blocked = self.blockSignals(True)
-        self.clearSelection()
+        selection = QItemSelection()
         for box_id in ids:
             if box_id in self._ids:
-                self.selectRow(self._ids.index(box_id))
+                row = self._ids.index(box_id)
+                selection.select(self.model().index(row, 0), self.model().index(row, len(COLUMNS) - 1))
+        blocked = self.blockSignals(True)
+        # one select call: selectRow() per row would clear the rows selected before it
+        self.selectionModel().select(selection, QItemSelectionModel.ClearAndSelect)
+        if ids and ids[-1] in self._ids:
+            self.scrollToItem(self.item(self._ids.index(ids[-1]), 0))
         self.blockSignals(blocked)
 
     def _selection_changed(self) -> None:

@@ -18,6 +18,8 @@ class DetectionsPanel(QWidget):
         self.slider.setRange(0, 100)
         self.slider.setValue(round(threshold * 100))
         self.value = QLabel()
+        self.value.setMinimumWidth(self.value.fontMetrics().horizontalAdvance("0.00 "))
+        self.count = QLabel("no detections yet")
         self.classes = QComboBox()
         self.classes.addItem(ALL_CLASSES)
         accept = QPushButton("Accept shown as GT")
@@ -29,10 +31,12 @@ class DetectionsPanel(QWidget):
         form = QFormLayout(self)
         form.addRow("score ≥", row)
         form.addRow("class", self.classes)
+        form.addRow("shown", self.count)
         form.addRow(accept)
         self.slider.valueChanged.connect(self._emit)
         self.classes.currentTextChanged.connect(self._emit)
         self._emit()
+        self.setMaximumHeight(self.sizeHint().height())  # the dock gives the rest to the boxes table
 
     def threshold(self) -> float:
         return self.slider.value() / 100
@@ -48,6 +52,9 @@ class DetectionsPanel(QWidget):
         self.classes.addItems([ALL_CLASSES] + names)
         self.classes.setCurrentText(current if current in names else ALL_CLASSES)
         self.classes.blockSignals(False)
+
+    def set_counts(self, shown: int, total: int) -> None:
+        self.count.setText(f"{shown} of {total} detections")
 
     def _emit(self, *_) -> None:
         self.value.setText(f"{self.threshold():.2f}")

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem
 from frcnn_gui.document import Document
 
 STATUS_MARK = {"none": "○", "annotated": "●", "verified": "✔", "error": "✖"}
-STATUS_COLOUR = {"none": "#808080", "annotated": "#1f6feb", "verified": "#1a7f37", "error": "#cf222e"}
+STATUS_COLOUR = {"none": None, "annotated": "#1f6feb", "verified": "#1a7f37", "error": "#cf222e"}  # None: text colour
 
 
 class ImageListPanel(QListWidget):
@@ -37,7 +37,8 @@ class ImageListPanel(QListWidget):
             for row, entry in enumerate(self.document.images):
                 item = self.item(row)
                 item.setText(f"{STATUS_MARK[entry.status]}  {entry.path.name}")
-                item.setForeground(QBrush(QColor(STATUS_COLOUR[entry.status])))
+                colour = STATUS_COLOUR[entry.status]
+                item.setForeground(QBrush(QColor(colour)) if colour else self.palette().text())
                 item.setToolTip(entry.error or f"{entry.path}\n{entry.status}")
             if self.document.current_index is not None:
                 self.setCurrentRow(self.document.current_index)
