@@ -271,6 +271,12 @@ class Document:
         images, found = [], []
         for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
             entry = ImageEntry(image, annotation_dir / f"{image.stem}.xml", "none")
+            try:
+                image_size(image)  # the header only: an unreadable image is an error row at once
+            except InputError as error:
+                entry.status, entry.error = "error", str(error)
+                images.append(entry)
+                continue
             if entry.annotation_path.is_file():
                 try:
                     found += [obj.name for obj in parse_voc_xml(entry.annotation_path).objects]

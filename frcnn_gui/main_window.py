@@ -140,7 +140,10 @@ class MainWindow(QMainWindow):
     def open_index(self, index: int) -> None:
         if 0 <= index < len(self.document.images) and index != self.document.current_index:
             self.save()
-            self.document.open_image(index)
+            try:
+                self.document.open_image(index)
+            except OSError as error:  # the current image could not be saved: stay, keep its edits
+                self.report(f"stayed on this image: its annotation could not be saved ({error})")
 
     def step_image(self, delta: int) -> None:
         current = self.document.current_index

@@ -355,3 +355,13 @@ def test_the_document_does_not_import_qt():
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     imported += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert not [name for name in imported if name.split(".")[0] in ("PySide6", "PyQt5", "PyQt6", "qtpy")]
+
+
+def test_a_corrupt_image_is_an_error_row_as_soon_as_the_folder_opens(tmp_path):
+    Image.new("RGB", (8, 6)).save(tmp_path / "good.png")
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    document = Document()
+    document.open_folder(tmp_path)
+    status = {entry.path.name: (entry.status, entry.error) for entry in document.images}
+    assert status["good.png"] == ("none", None)
+    assert status["bad.jpg"][0] == "error" and "bad.jpg" in status["bad.jpg"][1]
