@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar
 
+from frcnn_core.errors import InputError
 from frcnn_core.zoo import BUNDLED, MODELS
 from frcnn_gui.panels.status import model_title
 
@@ -49,6 +50,12 @@ def install(window) -> dict[str, QAction]:
     }
     recent = file_menu.addMenu("Open recent")
     recent.aboutToShow.connect(lambda: _fill_recent(window, recent))
+    exchange = file_menu.addMenu("Import / export")
+    for text, slot in (("Import COCO JSON…", lambda: _exchange(window, "import_coco")),
+                       ("Import YOLO folder…", lambda: _exchange(window, "import_yolo")),
+                       ("Export COCO JSON…", lambda: _exchange(window, "export_coco")),
+                       ("Export YOLO folder…", lambda: _exchange(window, "export_yolo"))):
+        _action(window, text, None, slot, exchange)
     found.update(
         save=_action(window, "Save", "Ctrl+S", window.save, file_menu),
         previous=_action(window, "Previous image", "A", lambda: window.step_image(-1), file_menu),
@@ -144,3 +151,27 @@ def _open_folder(window) -> None:
     folder = QFileDialog.getExistingDirectory(window, "Open folder", window.settings.value("last_folder", ""))
     if folder:
         window.open_path(Path(folder))
+
+
+def _exchange(window, operation: str) -> None:
+    """COCO / YOLO import or export of the open folder; problem lines go to the log."""
+    if window.document.folder is None:
+        window.report("open a folder first")
+        return
+    if operation.endswith("coco"):
+        ask = QFileDialog.getOpenFileName if operation.startswith("import") else QFileDialog.getSaveFileName
+        path, _ = ask(window, operation.replace("_", " "), str(window.document.folder), "COCO JSON (*.json)")
+    else:
+        path = QFileDialog.getExistingDirectory(window, operation.replace("_", " "), str(window.document.folder))
+    if not path:
+        return
+    try:
+        problems = getattr(window.document, operation)(path)
+    except (InputError, OSError, ValueError) as error:
+        window.report(f"{operation.replace('_', ' ')} failed: {error}")
+        return
+    if operation.startswith("import"):
+        window.stack.clear()  # the files changed underneath the undo history
+    for line in problems:
+        window.log.add(line)
+    window.report(f"{operation.replace('_', ' ')}: {path} ({len(problems)} problems, see the log)")

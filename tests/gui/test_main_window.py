@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ElementTree
+import json
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,20 @@ def test_close_stops_the_worker_without_hanging(qtbot, window):
     window.close()
     assert time.perf_counter() - started < 6.0
     qtbot.waitUntil(lambda: not thread.isRunning(), timeout=10_000)
+
+
+def test_export_then_import_coco_through_the_menu_actions(qtbot, window, folder, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from frcnn_gui.actions import _exchange
+
+    target = tmp_path / "export.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    _exchange(window, "export_coco")
+    exported = json.loads(target.read_text())
+    assert [a["bbox"] for a in exported["annotations"]] == [[10.0, 20.0, 50.0, 60.0]]
+    (folder / "1_labelled.xml").unlink()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(target), ""))
+    _exchange(window, "import_coco")
+    assert saved_boxes(folder / "1_labelled.xml") == [[10.0, 20.0, 60.0, 80.0]]
+    assert window.stack.count() == 0
