@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self.classes_panel.current_label_changed.connect(lambda name: setattr(self.canvas, "current_label", name))
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
+        self.detections_panel.accept_rows.connect(self.accept_detections)
 
     def _connect_engine(self) -> None:
         self.engine.model_loaded.connect(self._model_loaded)
@@ -196,7 +197,7 @@ class MainWindow(QMainWindow):
     def load_model(self, model: str, weights: str, device: str | None = None) -> int:
         """Ask the engine for another model; answered by model_ready or engine_failed."""
         device = device or self.device
-        request_id = self.engine.load_model(model, weights, device)
+        request_id = self.engine.load_model(model, weights, device, amp=True)  # AMP applies on CUDA only
         self._loads[request_id] = (model, weights, device)
         self.status.show_loading(model)
         return request_id
@@ -249,12 +250,14 @@ class MainWindow(QMainWindow):
         self._show_counts()
 
     def _show_counts(self) -> None:
-        self.detections_panel.set_counts(len(self.canvas.detection_layer.shown), len(self.document.detections))
+        self.detections_panel.set_shown(self.canvas.detection_layer.shown, len(self.document.detections))
 
-    def accept_detections(self) -> None:
-        """Add the shown detections as GT boxes (one undo step); those with no area inside the
-        image are left out."""
-        acceptable = [detection for detection in self.canvas.detection_layer.shown if self._fits(detection)]
+    def accept_detections(self, rows: list[int] | None = None) -> None:
+        """Add the shown detections (or the given rows of them) as GT boxes, one undo step; those
+        with no area inside the image are left out."""
+        shown = self.canvas.detection_layer.shown
+        chosen = shown if rows is None else [shown[row] for row in rows if row < len(shown)]
+        acceptable = [detection for detection in chosen if self._fits(detection)]
         self._push(lambda: AcceptDetectionsCommand(self.document, acceptable))
 
     def _fits(self, detection: Detection) -> bool:

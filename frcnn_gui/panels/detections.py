@@ -3,7 +3,8 @@ labelling (accept the selected or all shown detections as GT boxes)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHBoxLayout, QLabel, QListWidget,
+                               QPushButton, QSlider, QWidget)
 
 ALL_CLASSES = "all classes"
 
@@ -11,6 +12,7 @@ ALL_CLASSES = "all classes"
 class DetectionsPanel(QWidget):
     filter_changed = Signal(float, str)  # score threshold, class name or "" for all
     accept_all = Signal()
+    accept_rows = Signal(list)  # rows of the shown list: accept just those
 
     def __init__(self, parent=None, threshold: float = 0.5):
         super().__init__(parent)
@@ -25,6 +27,13 @@ class DetectionsPanel(QWidget):
         accept = QPushButton("Accept shown as GT")
         accept.setToolTip("Add every detection above the threshold as a ground-truth box (one undo step)")
         accept.clicked.connect(self.accept_all)
+        self.shown_list = QListWidget()
+        self.shown_list.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.shown_list.setMaximumHeight(120)
+        self.shown_list.setToolTip("The shown detections, best first; double-click or select + Accept selected")
+        accept_selected = QPushButton("Accept selected")
+        accept_selected.clicked.connect(lambda: self._accept_selected())
+        self.shown_list.itemDoubleClicked.connect(lambda item: self.accept_rows.emit([self.shown_list.row(item)]))
         row = QHBoxLayout()
         row.addWidget(self.slider)
         row.addWidget(self.value)
@@ -32,7 +41,8 @@ class DetectionsPanel(QWidget):
         form.addRow("score ≥", row)
         form.addRow("class", self.classes)
         form.addRow("shown", self.count)
-        form.addRow(accept)
+        form.addRow(self.shown_list)
+        form.addRow(accept_selected, accept)
         self.slider.valueChanged.connect(self._emit)
         self.classes.currentTextChanged.connect(self._emit)
         self._emit()
@@ -53,8 +63,16 @@ class DetectionsPanel(QWidget):
         self.classes.setCurrentText(current if current in names else ALL_CLASSES)
         self.classes.blockSignals(False)
 
-    def set_counts(self, shown: int, total: int) -> None:
-        self.count.setText(f"{shown} of {total} detections")
+    def set_shown(self, shown: list, total: int) -> None:
+        """The shown detections (best first) and how many there are in all."""
+        self.count.setText(f"{len(shown)} of {total} detections")
+        self.shown_list.clear()
+        self.shown_list.addItems([f"{d.label}  {d.score:.2f}" for d in shown])
+
+    def _accept_selected(self) -> None:
+        rows = sorted(self.shown_list.row(item) for item in self.shown_list.selectedItems())
+        if rows:
+            self.accept_rows.emit(rows)
 
     def _emit(self, *_) -> None:
         self.value.setText(f"{self.threshold():.2f}")

@@ -202,7 +202,8 @@ def test_score_slider_filters_without_the_engine_and_accept_is_one_undo_step(qtb
 
     slider.setValue(0)
     before, undo_steps = len(window.document.boxes), window.stack.count()
-    qtbot.mouseClick(window.detections_panel.findChild(QPushButton), Qt.LeftButton)
+    accept_shown = next(b for b in window.detections_panel.findChildren(QPushButton) if b.text() == "Accept shown as GT")
+    qtbot.mouseClick(accept_shown, Qt.LeftButton)
     assert len(window.document.boxes) == before + len(detections)
     assert window.stack.count() == undo_steps + 1
     first_two = list(window.document.boxes)[:2]
@@ -284,3 +285,16 @@ def test_export_then_import_coco_through_the_menu_actions(qtbot, window, folder,
     _exchange(window, "import_coco")
     assert saved_boxes(folder / "1_labelled.xml") == [[10.0, 20.0, 60.0, 80.0]]
     assert window.stack.count() == 0
+
+
+def test_one_detection_can_be_accepted_from_the_shown_list(qtbot, window):
+    panel = window.detections_panel
+    panel.slider.setValue(0)
+    assert panel.shown_list.count() == len(window.canvas.detection_layer.shown) > 0
+    before = len(window.document.boxes)
+    best = window.canvas.detection_layer.shown[0]
+    panel.accept_rows.emit([0])
+    added = [box for box in window.document.boxes.values()][before:]
+    assert len(added) == 1 and added[0].label == best.label
+    window.stack.undo()
+    assert len(window.document.boxes) == before
