@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.model_name, self.weights, self.device = model, weights, device
         self.loaded = None  # the engine's ModelLoaded, None until the first load succeeds
         self._loads: dict[int, tuple[str, str, str]] = {}  # request id -> (model, weights, device)
+        self._best_first: list[Detection] = []  # the shown detections as the panel lists them
         self.canvas = Canvas(self.document, self.stack)
         self.setCentralWidget(self.canvas)
         self._build_panels()
@@ -250,13 +251,14 @@ class MainWindow(QMainWindow):
         self._show_counts()
 
     def _show_counts(self) -> None:
-        self.detections_panel.set_shown(self.canvas.detection_layer.shown, len(self.document.detections))
+        self._best_first = sorted(self.canvas.detection_layer.shown, key=lambda d: -d.score)
+        self.detections_panel.set_shown(self._best_first, len(self.document.detections))
 
     def accept_detections(self, rows: list[int] | None = None) -> None:
         """Add the shown detections (or the given rows of them) as GT boxes, one undo step; those
         with no area inside the image are left out."""
         shown = self.canvas.detection_layer.shown
-        chosen = shown if rows is None else [shown[row] for row in rows if row < len(shown)]
+        chosen = shown if rows is None else [self._best_first[row] for row in rows if row < len(self._best_first)]
         acceptable = [detection for detection in chosen if self._fits(detection)]
         self._push(lambda: AcceptDetectionsCommand(self.document, acceptable))
 

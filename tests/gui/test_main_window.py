@@ -292,7 +292,7 @@ def test_one_detection_can_be_accepted_from_the_shown_list(qtbot, window):
     panel.slider.setValue(0)
     assert panel.shown_list.count() == len(window.canvas.detection_layer.shown) > 0
     before = len(window.document.boxes)
-    best = window.canvas.detection_layer.shown[0]
+    best = max(window.canvas.detection_layer.shown, key=lambda d: d.score)
     panel.accept_rows.emit([0])
     added = [box for box in window.document.boxes.values()][before:]
     assert len(added) == 1 and added[0].label == best.label
