@@ -17,115 +17,27 @@ holds the boxes last seen gives them their old ids back, so undo commands stay v
 """
 from __future__ import annotations
 
-import math
 import tempfile
 import xml.etree.ElementTree as ElementBuilder
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from frcnn_core.data.coco import read_coco_json, write_coco_json
-from frcnn_core.data.dataset import (
-    BACKGROUND, IMAGE_SUFFIXES, SKIPPED_NO_ANNOTATION, DetectionDataset, RawObject, image_size, make_sample,
-    problem_line, read_class_file,
-)
-from frcnn_core.data.voc import CLASS_FILES, VocAnnotation, parse_voc_xml, read_voc_xml, write_voc_xml
-from frcnn_core.data.yolo import read_yolo_folder, write_yolo
+from frcnn_core.data.dataset import IMAGE_SUFFIXES, image_size, read_class_file
+from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, read_voc_xml, write_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
+from frcnn_gui.boxes import Box, Detection, ImageEntry, check_class_name, fit_box, is_class_name
+from frcnn_gui.exchange import FolderExchange, _objects
 
 __all__ = ["IMAGE_SUFFIXES", "CHANGE_KINDS", "Box", "Detection", "ImageEntry", "Document", "fit_box",
            "check_class_name", "is_class_name"]
 
 CHANGE_KINDS = ("images", "image", "boxes", "classes", "verified", "detections", "saved", "error")
-NOT_IN_FOLDER = "skipped: not in the open folder"
-
-
-@dataclass(frozen=True)
-class Box:
-    """One ground-truth box: corners in image pixels, a class name, VOC's difficult flag."""
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    label: str
-    difficult: bool = False
-
-    @property
-    def coords(self) -> tuple[float, float, float, float]:
-        return self.x1, self.y1, self.x2, self.y2
-
-    @property
-    def area(self) -> float:
-        return abs(self.x2 - self.x1) * abs(self.y2 - self.y1)
-
-    def normalized(self) -> Box:
-        """The same box with x1 <= x2 and y1 <= y2."""
-        return replace(self, x1=min(self.x1, self.x2), y1=min(self.y1, self.y2),
-                       x2=max(self.x1, self.x2), y2=max(self.y1, self.y2))
-
-    def moved(self, dx: float, dy: float) -> Box:
-        return replace(self, x1=self.x1 + dx, y1=self.y1 + dy, x2=self.x2 + dx, y2=self.y2 + dy)
-
-    def clipped(self, width: float, height: float) -> Box:
-        """Each x clamped to [0, width], each y to [0, height]."""
-        def clamp(value: float, limit: float) -> float:
-            return min(max(value, 0.0), float(limit))
-        return replace(self, x1=clamp(self.x1, width), y1=clamp(self.y1, height),
-                       x2=clamp(self.x2, width), y2=clamp(self.y2, height))
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One model output for the current image: box (x1, y1, x2, y2) pixels, score, class name."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    label: str
-
-
-@dataclass
-class ImageEntry:
-    """One image of the folder. status: "none" (no annotation file), "annotated", "verified", or
-    "error" (unreadable image or malformed annotation; `error` holds the one-line message)."""
-
-    path: Path
-    annotation_path: Path
-    status: str
-    error: str | None = None
-
-
-def is_class_name(name: object) -> bool:
-    """One line of printable text without outer spaces, not the background's name: what
-    classes.txt and VOC's <name> keep exactly."""
-    return isinstance(name, str) and bool(name) and name == name.strip() and name.isprintable() and name != BACKGROUND
-
-
-def check_class_name(name: str) -> str:
-    """`name` when it can be a class (is_class_name); else ValueError."""
-    if not is_class_name(name):
-        raise ValueError(f"invalid class name {name!r}: one line of printable text without outer spaces, "
-                         f"not {BACKGROUND!r}")
-    return name
-
-
-def fit_box(box: Box, width: int, height: int) -> Box:
-    """`box` normalized, clipped to the image, rounded to float32; ValueError when a coordinate
-    is NaN or infinite, nothing of the box lies inside the image, or its class name is invalid."""
-    if not all(math.isfinite(value) for value in box.coords):
-        raise ValueError(f"box {box.coords} has a coordinate that is not a finite number")
-    clipped = box.normalized().clipped(width, height)
-    exact = Box(*(float(np.float32(value)) for value in clipped.coords), check_class_name(box.label),
-                bool(box.difficult))
-    if not (exact.x1 < exact.x2 and exact.y1 < exact.y2):
-        raise ValueError(f"box {box.coords} has no area inside the {width}x{height} image")
-    return exact
 
 
 def _read_verified(path: Path) -> bool:
@@ -144,11 +56,6 @@ def _voc_bytes(image_path: Path, size: tuple[int, int], boxes: Iterable[Box], ve
                       [box.difficult for box in boxes])
         data = staged.read_bytes()
     return data.replace(b"<annotation>", b'<annotation verified="yes">', 1) if verified else data
-
-
-def _objects(annotation: VocAnnotation) -> Iterator[tuple[list[float], str, bool]]:
-    """(coords, name, difficult) of each object that read_voc_xml kept."""
-    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist())
 
 
 def _backup(path: Path) -> Path:
@@ -175,7 +82,7 @@ def _rename_in_file(path: Path, old: str, new: str) -> bool:
     return bool(renamed)
 
 
-class Document:
+class Document(FolderExchange):
     """Images of one folder, the current image's boxes, the class list; see the module doc.
 
     boxes: box id -> Box of the current image, in file order. classes: class file order, then
@@ -490,74 +397,3 @@ class Document:
             write_bytes_atomic((self.annotation_dir or self.folder) / "classes.txt",
                                "".join(f"{name}\n" for name in self.classes).encode("utf-8"))
             self._written_classes = list(self.classes)
-
-    def export_coco(self, path: str | Path) -> list[str]:
-        """Save, then write the folder's annotated images as COCO JSON; returns problem lines."""
-        dataset = self._dataset()
-        write_coco_json(path, dataset)
-        return dataset.problems
-
-    def export_yolo(self, folder: str | Path) -> list[str]:
-        """Save, then write the annotated images as a YOLO folder (images copied); problem lines."""
-        dataset = self._dataset()
-        write_yolo(folder, dataset)
-        return dataset.problems
-
-    def _dataset(self) -> DetectionDataset:
-        """Every image with a readable annotation file, as saved; the others reported."""
-        self.save()
-        annotations, problems = [], []
-        for entry in self.images:
-            if entry.status in ("annotated", "verified"):
-                annotations.append((entry, read_voc_xml(entry.annotation_path)))
-            else:
-                problems.append(entry.error or problem_line(entry.path, "image", SKIPPED_NO_ANNOTATION))
-        names = list(dict.fromkeys([*self.classes, *(n for _, a in annotations for n in a.names)]))
-        class_names = [BACKGROUND, *names]
-        samples = []
-        for entry, annotation in annotations:
-            problems += annotation.problems
-            objects = [RawObject(f"object {number}", name, tuple(coords), difficult)
-                       for number, (coords, name, difficult) in enumerate(_objects(annotation), start=1)]
-            samples.append(make_sample(entry.path, objects, class_names, annotation.width, annotation.height,
-                                       with_difficult=True))
-        return DetectionDataset(samples, class_names, problems)
-
-    def import_coco(self, path: str | Path) -> list[str]:
-        """Replace the annotations of the folder's images that a COCO JSON lists; problem lines."""
-        return self._import(read_coco_json(path))
-
-    def import_yolo(self, folder: str | Path) -> list[str]:
-        """Replace the annotations of the folder's images found in a YOLO folder; problem lines."""
-        return self._import(read_yolo_folder(folder))
-
-    def _import(self, dataset: DetectionDataset) -> list[str]:
-        """Write each matched image's annotation (matched by file name; not verified), extend the
-        class list, reopen the current image. The caller clears its undo stack: files changed."""
-        self._leave_current()
-        entries = {entry.path.name: entry for entry in self.images}
-        problems = list(dataset.problems)
-        for sample in dataset.samples:
-            entry = entries.get(Path(sample.image_path).name)
-            if entry is None:
-                problems.append(problem_line(sample.image_path, "image", NOT_IN_FOLDER))
-                continue
-            try:
-                size = image_size(entry.path)
-            except InputError as error:
-                problems.append(str(error))
-                continue
-            flags = [False] * len(sample.labels) if sample.difficult is None else sample.difficult.tolist()
-            boxes = []
-            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags):
-                try:
-                    boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag), *size))
-                except ValueError as error:
-                    problems.append(f"{sample.image_path}: {dataset.class_names[label]} skipped: {error}")
-            self._write_annotation(entry, size, boxes, verified=False)
-        self.classes = list(dict.fromkeys([*self.classes, *filter(is_class_name, dataset.class_names[1:])]))
-        if self.current_index is not None:
-            self._load(self.current_index)
-        self._classes_dirty = True
-        self._notify("images", "classes")
-        return problems

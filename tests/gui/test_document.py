@@ -13,7 +13,9 @@ from PIL import Image
 
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.errors import InputError
+from frcnn_gui import boxes as boxes_module
 from frcnn_gui import document as document_module
+from frcnn_gui import exchange as exchange_module
 from frcnn_gui.document import Box, Detection, Document
 
 WIDTH, HEIGHT = 100, 80
@@ -348,9 +350,10 @@ def test_open_image_checks_the_index(doc):
     assert doc.image_index(doc.images[2].path) == 2
 
 
-def test_the_document_does_not_import_qt():
+@pytest.mark.parametrize("module", [document_module, boxes_module, exchange_module])
+def test_the_document_does_not_import_qt(module):
     """DESIGN.md: the document is Qt-free (the engine it imports never imports Qt either)."""
-    with open(document_module.__file__, encoding="utf-8") as source:
+    with open(module.__file__, encoding="utf-8") as source:
         tree = ast.parse(source.read())
     imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     imported += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]

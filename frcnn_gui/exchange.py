@@ -1,0 +1,96 @@
+"""COCO / YOLO import and export of the open folder, as a part of `Document` (Qt-free)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from frcnn_core.data.coco import read_coco_json, write_coco_json
+from frcnn_core.data.dataset import (
+    BACKGROUND, SKIPPED_NO_ANNOTATION, DetectionDataset, RawObject, image_size, make_sample, problem_line,
+)
+from frcnn_core.data.voc import VocAnnotation, read_voc_xml
+from frcnn_core.data.yolo import read_yolo_folder, write_yolo
+from frcnn_core.errors import InputError
+from frcnn_gui.boxes import Box, fit_box, is_class_name
+
+NOT_IN_FOLDER = "skipped: not in the open folder"
+
+
+def _objects(annotation: VocAnnotation) -> Iterator[tuple[list[float], str, bool]]:
+    """(coords, name, difficult) of each object that read_voc_xml kept."""
+    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist())
+
+
+class FolderExchange:
+    """Document's folder-level import and export; relies on Document's state and file writing."""
+
+    def export_coco(self, path: str | Path) -> list[str]:
+        """Save, then write the folder's annotated images as COCO JSON; returns problem lines."""
+        dataset = self._dataset()
+        write_coco_json(path, dataset)
+        return dataset.problems
+
+    def export_yolo(self, folder: str | Path) -> list[str]:
+        """Save, then write the annotated images as a YOLO folder (images copied); problem lines."""
+        dataset = self._dataset()
+        write_yolo(folder, dataset)
+        return dataset.problems
+
+    def _dataset(self) -> DetectionDataset:
+        """Every image with a readable annotation file, as saved; the others reported."""
+        self.save()
+        annotations, problems = [], []
+        for entry in self.images:
+            if entry.status in ("annotated", "verified"):
+                annotations.append((entry, read_voc_xml(entry.annotation_path)))
+            else:
+                problems.append(entry.error or problem_line(entry.path, "image", SKIPPED_NO_ANNOTATION))
+        names = list(dict.fromkeys([*self.classes, *(n for _, a in annotations for n in a.names)]))
+        class_names = [BACKGROUND, *names]
+        samples = []
+        for entry, annotation in annotations:
+            problems += annotation.problems
+            objects = [RawObject(f"object {number}", name, tuple(coords), difficult)
+                       for number, (coords, name, difficult) in enumerate(_objects(annotation), start=1)]
+            samples.append(make_sample(entry.path, objects, class_names, annotation.width, annotation.height,
+                                       with_difficult=True))
+        return DetectionDataset(samples, class_names, problems)
+
+    def import_coco(self, path: str | Path) -> list[str]:
+        """Replace the annotations of the folder's images that a COCO JSON lists; problem lines."""
+        return self._import(read_coco_json(path))
+
+    def import_yolo(self, folder: str | Path) -> list[str]:
+        """Replace the annotations of the folder's images found in a YOLO folder; problem lines."""
+        return self._import(read_yolo_folder(folder))
+
+    def _import(self, dataset: DetectionDataset) -> list[str]:
+        """Write each matched image's annotation (matched by file name; not verified), extend the
+        class list, reopen the current image. The caller clears its undo stack: files changed."""
+        self._leave_current()
+        entries = {entry.path.name: entry for entry in self.images}
+        problems = list(dataset.problems)
+        for sample in dataset.samples:
+            entry = entries.get(Path(sample.image_path).name)
+            if entry is None:
+                problems.append(problem_line(sample.image_path, "image", NOT_IN_FOLDER))
+                continue
+            try:
+                size = image_size(entry.path)
+            except InputError as error:
+                problems.append(str(error))
+                continue
+            flags = [False] * len(sample.labels) if sample.difficult is None else sample.difficult.tolist()
+            boxes = []
+            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags):
+                try:
+                    boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag), *size))
+                except ValueError as error:
+                    problems.append(f"{sample.image_path}: {dataset.class_names[label]} skipped: {error}")
+            self._write_annotation(entry, size, boxes, verified=False)
+        self.classes = list(dict.fromkeys([*self.classes, *filter(is_class_name, dataset.class_names[1:])]))
+        if self.current_index is not None:
+            self._load(self.current_index)
+        self._classes_dirty = True
+        self._notify("images", "classes")
+        return problems
