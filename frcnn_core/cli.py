@@ -16,6 +16,7 @@ from frcnn_core import reports
 from frcnn_core.config import PRESETS
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import open_dataset
+from frcnn_core.diagnose import diagnose_dataset, recall_funnel
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import evaluate
 from frcnn_core.imageio import load_image
@@ -66,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", metavar="OUT", help="write the metrics as JSON ('-' for stdout)")
     evaluation.add_argument("--plots", metavar="DIR", help="write PR curves and the confusion matrix as PNGs")
     evaluation.add_argument("--no-losses", action="store_true", help="skip the per-image validation losses")
+
+    diagnose = commands.add_parser("diagnose", help="where GT boxes are lost (recall funnel), anchor coverage")
+    _model_arguments(diagnose)
+    diagnose.add_argument("--data", required=True, metavar="DATASET")
+    diagnose.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt of a VOC folder (default val)")
+    diagnose.add_argument("--score-thresh", type=float, default=None,
+                          help="a detection counts from this score (default: the model's own threshold)")
+    diagnose.add_argument("--json", metavar="OUT", help="write the diagnosis as JSON ('-' for stdout)")
+    diagnose.add_argument("--out", metavar="DIR", help="write diagnose.json and a best-anchor-IoU histogram there")
     return parser
 
 
@@ -161,6 +171,12 @@ def command_trace(args) -> int:
             training_trace = traces[0]
     summary = reports.trace_summary(inference_trace, training_trace)
     print(reports.trace_text(summary))
+    if gt is not None:
+        funnel = recall_funnel(inference_trace, gt["boxes"], gt["labels"], model.class_names,
+                               training_trace.anchor_labels, score_thresh=model.config.roi_test.score_thresh,
+                               rpn_config=model.config.rpn_train)
+        summary["funnel"] = [row.to_json() for row in funnel]
+        print(reports.funnel_text(funnel))
     if args.json:
         reports.write_json(args.json, summary)
     if args.out:
@@ -206,8 +222,22 @@ def command_eval(args) -> int:
     return 0
 
 
+def command_diagnose(args) -> int:
+    model = _load_model(args)
+    dataset = open_dataset(args.data, args.split)
+    print(dataset.problem_summary(), file=sys.stderr)
+    diagnosis = diagnose_dataset(model, dataset, device=next(model.parameters()).device,
+                                 score_thresh=args.score_thresh)
+    print(reports.diagnose_text(diagnosis))
+    if args.json:
+        reports.write_json(args.json, diagnosis.to_json())
+    if args.out:
+        reports.save_diagnosis(diagnosis, args.out)
+    return 0
+
+
 COMMANDS = {"models": command_models, "detect": command_detect, "trace": command_trace, "train": command_train,
-            "eval": command_eval}
+            "eval": command_eval, "diagnose": command_diagnose}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from frcnn_core.config import IGNORE, NEG, POS
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.fileio import write_atomic, write_bytes_atomic
 from frcnn_core.imageio import LoadedImage
@@ -133,3 +134,75 @@ def save_trace_pictures(image: LoadedImage, inference: Trace, training: Trace | 
     else:
         written += save_stage_pictures(image.tensor, inference, out_dir, class_names, gt_boxes)
     return written
+
+
+ANCHOR_LABEL_NAMES = {POS: "pos", NEG: "neg", IGNORE: "ign"}
+
+
+def funnel_text(rows: list) -> str:
+    """The recall funnel (diagnose.FunnelRow per GT box) as a compact table."""
+    lines = ["recall funnel: best anchor IoU (label) | best pre-NMS proposal IoU, score rank | NMS | "
+             "post-NMS top-N | detection score | lost at",
+             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} {'det':>6s}  lost at"]
+    for row in rows:
+        proposal = "-" if row.best_proposal_rank is None else f"{row.best_proposal_iou:.2f} #{row.best_proposal_rank}"
+        if row.suppressed_by is not None:
+            nms = f"by {row.suppressed_by} ({row.suppressor_iou:.2f})"
+        else:
+            nms = "kept" if row.survived_nms else "-"
+        score = "-" if row.detection_score is None else f"{row.detection_score:.3f}"
+        lines.append(f"{row.gt_index:3d} {row.label[:12]:12s} {row.best_anchor_iou:5.2f} "
+                     f"{ANCHOR_LABEL_NAMES[row.best_anchor_label]:>4s} {proposal:>12s} {nms:>15s} "
+                     f"{'yes' if row.in_post_nms_top_n else 'no':>5s} {score:>6s}  {row.lost_at or '(detected)'}")
+    return "\n".join(lines)
+
+
+def diagnose_text(diagnosis) -> str:
+    """`frcnn diagnose`'s one screen (a diagnose.DatasetDiagnosis): where GT boxes are lost, in
+    total, by class and by size; anchor coverage; the model's anchors and the suggested ones."""
+    outcomes = list(diagnosis.lost_at)
+    header = f"{'':12s} " + " ".join(f"{name:>16s}" for name in outcomes)
+
+    def line(name: str, counts: dict[str, int]) -> str:
+        total = max(sum(counts.values()), 1)
+        return f"{name[:12]:12s} " + " ".join(f"{counts[o]:7d} ({counts[o] / total:6.1%})" for o in outcomes)
+
+    lines = [f"{diagnosis.images} images, {diagnosis.gt_boxes} GT boxes; lost at the first stage that misses "
+             f"them (IoU >= {diagnosis.iou:g}, detection score >= {diagnosis.score_thresh:g})", header,
+             line("all", diagnosis.lost_at)]
+    lines += [line(name, counts) for name, counts in diagnosis.by_class.items()]
+    lines += [line(f"{name} size", counts) for name, counts in diagnosis.by_size.items()]
+    lines.append("anchor coverage (best anchor IoU per GT box): "
+                 + ", ".join(f"{key} {value:.1%}" for key, value in diagnosis.anchor_coverage.items()))
+    lines.append(f"anchors: sizes {_numbers(diagnosis.anchor_sizes)}, ratios (h/w) {_numbers(diagnosis.aspect_ratios)}"
+                 f"; suggested for this data: sizes {_numbers(diagnosis.suggested_anchor_sizes)}, "
+                 f"ratios {_numbers(diagnosis.suggested_aspect_ratios)} (input pixels)")
+    return "\n".join(lines)
+
+
+def _numbers(values: list[float]) -> str:
+    return "[" + ", ".join(f"{value:g}" for value in values) + "]"
+
+
+def save_anchor_iou_histogram(diagnosis, path: str | Path) -> Path:
+    """A PNG: per class, the histogram of the GT boxes' best anchor IoUs, with the RPN's
+    background and foreground thresholds marked."""
+    from frcnn_core.plots import _save, plt  # matplotlib only when a picture is asked for
+
+    figure, axes = plt.subplots(figsize=(6, 3.6), dpi=100)
+    bins = [step / 20 for step in range(21)]
+    for name, values in diagnosis.best_anchor_ious_by_class().items():
+        axes.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{name} ({len(values)})")
+    for threshold in diagnosis.anchor_iou_thresholds:
+        axes.axvline(threshold, color="gray", linestyle="--", linewidth=1)
+    axes.set(xlim=(0, 1), xlabel="best anchor IoU", ylabel="GT boxes", title="best anchor IoU per GT box")
+    axes.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def save_diagnosis(diagnosis, out_dir: str) -> list[Path]:
+    """<out_dir>/diagnose.json and <out_dir>/anchor_iou_histogram.png."""
+    target = Path(out_dir)
+    write_json(str(target / "diagnose.json"), diagnosis.to_json())
+    return [target / "diagnose.json", save_anchor_iou_histogram(diagnosis, target / "anchor_iou_histogram.png")]
