@@ -53,13 +53,16 @@ def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 22
 
 
 def multiscale_roi_align(
-    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int, sampling_ratio: int
+    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int, sampling_ratio: int,
+    num_levels: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """RoIAlign each RoI on the FPN level its size calls for.
 
-    features: per level (N, C, Hl, Wl), finest first; input_sizes: (h, w) of each resized image.
-    Returns pooled (R, C, output_size, output_size) and level (R,) int64 (index into features).
+    features: per level (N, C, Hl, Wl), finest first; input_sizes: (h, w) of each resized image;
+    num_levels: pool from the first this many levels only (None: all). Returns pooled
+    (R, C, output_size, output_size) and level (R,) int64 (index into features).
     """
+    features = features[:num_levels]
     largest = (max(s[0] for s in input_sizes), max(s[1] for s in input_sizes))
     scales = [infer_scale(f.shape[-2:], largest) for f in features]
     rows = to_roi_format(rois)

@@ -91,7 +91,6 @@ def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool, num_c
     """Backbone, RPN head, pooler, box head and predictor of a model name."""
     spec = MODELS[name]
     shapes = spec.anchors.num_anchors_per_location[0]
-    fpn_pooler = functools.partial(multiscale_roi_align, output_size=7, sampling_ratio=2)
     if name == "paper-vgg16":
         backbone, classifier, channels = backbones.vgg16_conv5(pretrained_backbone)
         box_head = PaperHead(channels * 7 * 7)
@@ -111,7 +110,11 @@ def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool, num_c
         backbone, channels = builder(pretrained_backbone, frozen_norm)
         box_head = TwoMLPHead(channels * 7 * 7)
         rpn_head = RPNHead(channels, shapes)
-    return dict(backbone=backbone, rpn_head=rpn_head, pooler=fpn_pooler, box_head=box_head,
+    # torchvision pools from FPN outputs '0'-'3' only, never from the extra max-pool level: four
+    # levels for ResNet, two for MobileNetV3; our mobilenet-v2 pools from all four of its levels
+    pooled_levels = {"mobilenet-v2": None, "mobilenet-v3-fpn": 2, "mobilenet-v3-320-fpn": 2}.get(name, 4)
+    pooler = functools.partial(multiscale_roi_align, output_size=7, sampling_ratio=2, num_levels=pooled_levels)
+    return dict(backbone=backbone, rpn_head=rpn_head, pooler=pooler, box_head=box_head,
                 box_predictor=Predictor(1024, num_classes))
 
 

@@ -106,3 +106,21 @@ def test_large_batches_split_across_threads_are_bit_identical_and_differentiable
     (grad,) = torch.autograd.grad(pooled.sum(), feature)
     (expected_grad,) = torch.autograd.grad(expected.sum(), feature)
     assert torch.allclose(grad, expected_grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, names", [("resnet50-fpn", ["0", "1", "2", "3"]), ("mobilenet-v3-fpn", ["0", "1"])])
+def test_fpn_models_pool_from_torchvisions_levels_only(name, names):
+    """A very large RoI maps past the last pooled level: it must clamp to stride 32 (ResNet), not
+    use the extra max-pool output that the RPN sees."""
+    from frcnn_core.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, "none")
+    generator = torch.Generator().manual_seed(0)
+    # a 1600-px input: strides 4-64 (ResNet) or 16-64 (MobileNetV3)
+    sizes = {"0": 400, "1": 200, "2": 100, "3": 50, "pool": 25} if len(names) == 4 else {"0": 100, "1": 50, "pool": 25}
+    features = [torch.randn(1, 4, s, s, generator=generator) for s in sizes.values()]
+    rois = [torch.tensor([[0.0, 0.0, 1500.0, 1500.0], [10.0, 20.0, 60.0, 90.0]])]  # sqrt(area) 1500: "level 6"
+    pooled, _ = model.pooler(features, rois, [(1600, 1600)])
+    expected = MultiScaleRoIAlign(names, 7, 2)(OrderedDict(zip(sizes, features)), rois, [(1600, 1600)])
+    assert torch.allclose(pooled, expected)
