@@ -154,7 +154,7 @@ class Inspection:
         with torch.inference_mode(), _one_thread():
             targets = anchor_targets(self._outputs.anchors.boxes, self._inside, self._to_input(gt_boxes),
                                      self._model.config.rpn_train, generator)
-        return tracing._anchor_labels_trace(targets)
+        return tracing.anchor_labels_trace(targets)
 
     def training_trace_for(self, gt_boxes: Tensor, gt_labels: Tensor) -> Trace:
         """The Trace a training pass would give (training settings: anchor labels, proposals, RoI
@@ -183,7 +183,7 @@ class Inspection:
         with torch.inference_mode():
             proposals = _propose(self._outputs, config)
             outputs = replace(self._outputs, proposals=[proposals], rpn_config=config)
-            record = tracing._proposals_trace(outputs, 0, self._to_original)
+            record = tracing.proposals_trace(outputs, 0, self._to_original)
         self._known_rois[1] = (record, proposals.boxes)
         return record
 
@@ -200,7 +200,7 @@ class Inspection:
             second = self._second
             detections = postprocess(second.class_logits, second.box_deltas, [second.rois],
                                      self._outputs.batch.input_sizes, config)[0]
-            self._detections = tracing._detections_trace(detections, self._to_original)
+            self._detections = tracing.detections_trace(detections, self._to_original)
         return self._detections
 
     def pooled_features(self, roi_index: int) -> Tensor:

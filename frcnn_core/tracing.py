@@ -55,15 +55,15 @@ def build_trace(outputs: "StageOutputs", index: int, keep_pooled: bool) -> Trace
         scale=batch.scale(index),
         anchors=anchors_trace,
         objectness=ObjectnessTrace(_cpu(outputs.objectness[index]), _cpu(outputs.deltas[index])),
-        proposals=_proposals_trace(outputs, index, original),
+        proposals=proposals_trace(outputs, index, original),
         roi_pool=_roi_pool_trace(outputs, index, original, keep_pooled),
-        anchor_labels=_anchor_labels_trace(outputs.anchor_targets[index]) if training else None,
+        anchor_labels=anchor_labels_trace(outputs.anchor_targets[index]) if training else None,
         roi_targets=_roi_targets_trace(outputs.roi_targets[index], original) if training else None,
-        detections=None if training else _detections_trace(outputs.detections[index], original),
+        detections=None if training else detections_trace(outputs.detections[index], original),
     )
 
 
-def _proposals_trace(outputs: "StageOutputs", index: int, original) -> ProposalsTrace:
+def proposals_trace(outputs: "StageOutputs", index: int, original) -> ProposalsTrace:
     proposals = outputs.proposals[index]
     config = outputs.rpn_config  # the settings that produced these proposals
     suppressed_by = nms_suppressors(
@@ -87,7 +87,7 @@ def _proposals_trace(outputs: "StageOutputs", index: int, original) -> Proposals
     )
 
 
-def _anchor_labels_trace(targets) -> AnchorLabelsTrace:
+def anchor_labels_trace(targets) -> AnchorLabelsTrace:
     return AnchorLabelsTrace(
         labels=_cpu(targets.match.labels),
         matched_gt_idx=_cpu(targets.match.matched_gt_idx),
@@ -122,7 +122,7 @@ def _roi_pool_trace(outputs: "StageOutputs", index: int, original, keep_pooled: 
     )
 
 
-def _detections_trace(detections, original) -> DetectionsTrace:
+def detections_trace(detections, original) -> DetectionsTrace:
     return DetectionsTrace(
         class_scores=_cpu(detections.class_scores),
         class_boxes=original(detections.class_boxes),
