@@ -1,4 +1,5 @@
-"""`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage detections] [--screenshot OUT.png]`."""
+"""`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage STAGE] [--screenshot OUT.png]`; STAGE is one of
+the stages the stage panel shows (`frcnn_gui.panels.stages.STAGES`)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
+
+from frcnn_gui.panels.stages import STAGES
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 SCREENSHOT_TIMEOUT_MS = 180_000
@@ -27,9 +30,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="model name or checkpoint (default: bccd-demo)")
     parser.add_argument("--weights", default=None, help="coco | imagenet | none | PATH for a model name")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--stage", choices=("detections",), default="detections",
-                        help="what the canvas shows (the other stages arrive with the stage inspector)")
-    parser.add_argument("--screenshot", metavar="OUT.png", help="render offscreen after the detections, save, exit")
+    parser.add_argument("--stage", choices=STAGES, default="detections", help="the stage the canvas shows")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="render offscreen once the stage is shown (after the detections), save, exit")
     return parser.parse_args(argv)
 
 
@@ -48,20 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or default_weights(model)
     if not args.screenshot:
         window = MainWindow(model, weights, args.device)
+        window.stages_panel.select(args.stage)
         window.open_path(args.path)
         window.show()
         return app.exec()
     with tempfile.TemporaryDirectory() as scratch:  # a screenshot neither reads nor keeps settings
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
         window = MainWindow(model, weights, args.device, settings=settings)
+        window.stages_panel.select(args.stage)
         window.open_path(args.path)
         window.show()
-        return _screenshot(app, window, args.screenshot)
+        return _screenshot(app, window, args.screenshot, args.stage)
 
 
-def _screenshot(app: QApplication, window, out: str) -> int:
-    """Wait for the first detections (or the model, when no image can be detected on, or an
-    engine error), save the window as a PNG, exit."""
+def _screenshot(app: QApplication, window, out: str, stage: str) -> int:
+    """Wait for the first detections and, for another stage, for `stage` drawn from the image's
+    inspection (or for the model, when no image can be detected on, or for an engine error), save
+    the window as a PNG, exit."""
     status = {"code": None}
 
     def capture(code: int) -> None:
@@ -79,9 +85,20 @@ def _screenshot(app: QApplication, window, out: str) -> int:
         print(f"error: {message}", file=sys.stderr)
         capture(2)
 
-    window.detections_shown.connect(lambda: QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: capture(0)))
-    window.model_ready.connect(lambda _: window.document.image_size is None
-                               and QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: capture(0)))
+    def settle() -> None:
+        QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: capture(0))
+
+    waiting = {"detections", stage}  # every stage waits for the detections: the panels list them
+
+    def arrived(what: str) -> None:
+        if what in waiting:
+            waiting.discard(what)
+            if not waiting:
+                settle()
+
+    window.detections_shown.connect(lambda: arrived("detections"))
+    window.inspector.shown.connect(arrived)
+    window.model_ready.connect(lambda _: window.document.image_size is None and settle())
     window.engine_failed.connect(failed)
     QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: failed("timed out waiting for the engine"))
     app.exec()

@@ -23,7 +23,9 @@ from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel
 from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
+from frcnn_gui.panels.stages import StagesPanel
 from frcnn_gui.panels.status import StatusPanel
+from frcnn_gui.stage_layers import StageInspector
 from frcnn_gui.worker import EngineClient
 
 AUTOSAVE_DELAY_MS = 300
@@ -82,15 +84,18 @@ class MainWindow(QMainWindow):
         self.boxes_table = BoxesTable(self.document, self.stack)
         self.classes_panel = ClassesPanel(self.document, self.stack, class_colour)
         self.log = LogPanel()
+        self.stages_panel = StagesPanel()
+        self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
         # the side docks run down to the bottom edge: the log takes only the canvas's width
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
         images = self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
         right = [self._dock(title, widget, Qt.RightDockWidgetArea) for title, widget in
-                 (("Detections", self.detections_panel), ("Boxes", self.boxes_table), ("Classes", self.classes_panel))]
+                 (("Stages", self.stages_panel), ("Detections", self.detections_panel), ("Boxes", self.boxes_table),
+                  ("Classes", self.classes_panel))]
         log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
-        self.resizeDocks([images, right[0]], [210, 300], Qt.Horizontal)
-        self.resizeDocks([*right, log_dock], [120, 420, 160, 90], Qt.Vertical)
+        self.resizeDocks([images, right[0]], [210, 320], Qt.Horizontal)
+        self.resizeDocks([*right, log_dock], [330, 120, 250, 120, 90], Qt.Vertical)
         self.image_list.image_chosen.connect(self.open_index)
         self.canvas.selection_changed.connect(self.boxes_table.set_selection)
         self.boxes_table.selection_changed.connect(self.canvas.set_selection)

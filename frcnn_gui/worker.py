@@ -21,7 +21,6 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,66 +29,15 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from frcnn_core.errors import InputError
 from frcnn_core.imageio import load_image
+from frcnn_core.inspect_stages import Inspection
 from frcnn_core.model import FasterRCNN
-from frcnn_core.trace import Trace
 from frcnn_core.zoo import MODELS, build_model
+from frcnn_gui.messages import (  # noqa: F401  (re-exported: the worker's public messages)
+    DetectRequest, InspectRequest, LoadModelRequest, DetectResult, InspectResult, ModelLoaded, WorkerError,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 SHUTDOWN_WAIT_S = 5.0
-
-
-@dataclass(frozen=True)
-class DetectRequest:
-    request_id: int
-    image_path: str
-    trace: bool = True
-
-
-@dataclass(frozen=True)
-class LoadModelRequest:
-    """`model` is a name from `MODELS`/`BUNDLED` or a checkpoint path; `device` one of `DEVICES`;
-    `amp` (float16 autocast) takes effect on CUDA only."""
-
-    request_id: int
-    model: str
-    weights: str
-    device: str = "auto"
-    amp: bool = False
-
-
-@dataclass(frozen=True)
-class DetectResult:
-    """One image's detections: "boxes" (D, 4) float32 in original pixels, "scores" (D,) float32,
-    "labels" (D,) int64, all on the CPU without grad. Every score is kept (threshold 0): the UI
-    filters by score without running the model again. `seconds` covers loading the image, the
-    forward pass and the trace."""
-
-    request_id: int
-    image_path: str
-    detections: dict
-    trace: Trace | None
-    class_names: list[str]
-    seconds: float
-    device: str
-
-
-@dataclass(frozen=True)
-class ModelLoaded:
-    request_id: int
-    model_name: str
-    class_names: list[str]
-    device: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class WorkerError:
-    """`message`: one line for the UI. `traceback`: the full text for the log; empty for errors
-    the user caused."""
-
-    request_id: int
-    message: str
-    traceback: str
 
 
 class _Abandoned(Exception):
@@ -121,14 +69,16 @@ class EngineWorker(QObject):
     """Owns the model; runs one request at a time in its thread. Touch only through signals."""
 
     result = Signal(object)  # DetectResult
+    inspected = Signal(object)  # InspectResult
     model_loaded = Signal(object)  # ModelLoaded
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
     request_done = Signal(int)  # every request ends with this, whatever became of it
 
-    def __init__(self, gate: _DetectGate) -> None:
+    def __init__(self, gate: _DetectGate, inspect_gate: _DetectGate) -> None:
         super().__init__()
         self._gate = gate
+        self._inspect_gate = inspect_gate
         self._model: FasterRCNN | None = None
         self._device = torch.device("cpu")
         self._amp = False
@@ -140,6 +90,10 @@ class EngineWorker(QObject):
     @Slot(object)
     def detect(self, request: DetectRequest) -> None:
         self._run(request.request_id, lambda: self._detect(request))
+
+    @Slot(object)
+    def inspect(self, request: InspectRequest) -> None:
+        self._run(request.request_id, lambda: self._inspect(request))
 
     def _run(self, request_id: int, job: Callable[[], None]) -> None:
         try:
@@ -185,6 +139,21 @@ class EngineWorker(QObject):
             list(self._model.class_names), time.perf_counter() - start, str(self._device),
         ))
 
+    def _inspect(self, request: InspectRequest) -> None:
+        """One backbone pass kept for the stage inspector; checked for staleness before and after."""
+        request_id = request.request_id
+        if self._model is None:
+            raise InputError(None, "no model is loaded; choose a model before inspecting")
+        if not self._inspect_gate.wants(request_id):
+            raise _Abandoned
+        start = time.perf_counter()
+        image = load_image(request.image_path).tensor.to(self._device)
+        inspection = Inspection.run(self._model, image)
+        if not self._inspect_gate.wants(request_id):
+            raise _Abandoned
+        self.inspected.emit(InspectResult(request_id, request.image_path, inspection, self._model.config,
+                                          time.perf_counter() - start))
+
     def _check(self, request_id: int) -> None:
         if not self._gate.wants(request_id):
             raise _Abandoned
@@ -203,6 +172,7 @@ class EngineClient(QObject):
     """
 
     result = Signal(object)  # DetectResult
+    inspected = Signal(object)  # InspectResult
     model_loaded = Signal(object)  # ModelLoaded
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
@@ -210,10 +180,12 @@ class EngineClient(QObject):
 
     _load_requested = Signal(object)
     _detect_requested = Signal(object)
+    _inspect_requested = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._gate = _DetectGate()
+        self._inspect_gate = _DetectGate()  # inspections and detections do not supersede each other
         self._ids = itertools.count(1)
         self._outstanding: set[int] = set()
         self._loads: set[int] = set()
@@ -221,13 +193,15 @@ class EngineClient(QObject):
         # No parent: a QThread deleted with its parent while still running aborts the process.
         self._thread = QThread()
         self._thread.setObjectName("engine")
-        self._worker = EngineWorker(self._gate)
+        self._worker = EngineWorker(self._gate, self._inspect_gate)
         self._worker.moveToThread(self._thread)
         self._thread.finished.connect(self._worker.deleteLater)
         queued = Qt.ConnectionType.QueuedConnection
         self._load_requested.connect(self._worker.load_model, queued)
         self._detect_requested.connect(self._worker.detect, queued)
+        self._inspect_requested.connect(self._worker.inspect, queued)
         self._worker.result.connect(self._on_result, queued)
+        self._worker.inspected.connect(self._on_inspected, queued)
         self._worker.model_loaded.connect(self._on_model_loaded, queued)
         self._worker.failed.connect(self._on_failed, queued)
         self._worker.progress.connect(self._on_progress, queued)
@@ -251,9 +225,18 @@ class EngineClient(QObject):
         self._detect_requested.emit(DetectRequest(request_id, str(image_path), trace))
         return request_id
 
+    def inspect(self, image_path: str) -> int:
+        """Queue an inspection (`inspected` or `failed`); returns its request id. Every earlier
+        inspect becomes stale; detect requests are not affected."""
+        request_id = self._issue()
+        self._inspect_gate.supersede(request_id)
+        self._inspect_requested.emit(InspectRequest(request_id, str(image_path)))
+        return request_id
+
     def cancel(self) -> None:
-        """Abandon the running and queued detect requests; nothing is emitted for them."""
+        """Abandon the running and queued detect and inspect requests; nothing is emitted for them."""
         self._gate.cancel()
+        self._inspect_gate.cancel()
 
     def shutdown(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
         """Stop the worker thread. Returns within about `wait_s` even if a request is running:
@@ -262,6 +245,7 @@ class EngineClient(QObject):
             return
         self._closed = True
         self._gate.cancel()
+        self._inspect_gate.cancel()
         self._thread.quit()
         if not self._thread.wait(int(wait_s * 1000)):
             # Still inside one stage: keep the thread alive until it ends rather than destroy it.
@@ -278,12 +262,18 @@ class EngineClient(QObject):
         return request_id
 
     def _wanted(self, request_id: int) -> bool:
-        return not self._closed and (request_id in self._loads or self._gate.wants(request_id))
+        return not self._closed and (request_id in self._loads or self._gate.wants(request_id)
+                                     or self._inspect_gate.wants(request_id))
 
     @Slot(object)
     def _on_result(self, result: DetectResult) -> None:
         if self._wanted(result.request_id):
             self.result.emit(result)
+
+    @Slot(object)
+    def _on_inspected(self, result: InspectResult) -> None:
+        if self._wanted(result.request_id):
+            self.inspected.emit(result)
 
     @Slot(object)
     def _on_model_loaded(self, loaded: ModelLoaded) -> None:
