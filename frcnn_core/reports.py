@@ -46,6 +46,10 @@ def read_gt(path: str, class_names: list[str]) -> dict:
     annotation = read_voc_xml(path)
     for problem in annotation.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    unknown = sorted({n for n in annotation.names if n not in class_names[1:]})
+    if unknown:
+        print(f"warning: {path}: classes the model does not know ({', '.join(unknown)}) are traced as "
+              f"{class_names[1]!r}", file=sys.stderr)
     labels = [class_names.index(n) if n in class_names[1:] else 1 for n in annotation.names]
     return {"boxes": annotation.boxes, "labels": torch.tensor(labels, dtype=torch.int64)}
 

@@ -1,5 +1,6 @@
 """`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage STAGE] [--screenshot OUT.png]`; STAGE is one of
-the stages the stage panel shows (`frcnn_gui.panels.stages.STAGES`)."""
+the stages the stage panel shows (`frcnn_gui.panels.stages.STAGES`), or "funnel": the recall funnel
+dock raised, its first missed GT box (else the first) chosen and its chain drawn."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ from frcnn_gui.panels.stages import STAGES
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 SCREENSHOT_TIMEOUT_MS = 180_000
+FUNNEL = "funnel"
 SCREENSHOT_SETTLE_MS = 200  # after the result: let the canvas paint it
 
 
@@ -30,7 +32,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="model name or checkpoint (default: bccd-demo)")
     parser.add_argument("--weights", default=None, help="coco | imagenet | none | PATH for a model name")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--stage", choices=STAGES, default="detections", help="the stage the canvas shows")
+    parser.add_argument("--stage", choices=(*STAGES, FUNNEL), default="detections",
+                        help="the stage the canvas shows, or the recall funnel")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="render offscreen once the stage is shown (after the detections), save, exit")
     return parser.parse_args(argv)
@@ -51,17 +54,36 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or default_weights(model)
     if not args.screenshot:
         window = MainWindow(model, weights, args.device)
-        window.stages_panel.select(args.stage)
+        _show_stage(window, args.stage)
         window.open_path(args.path)
         window.show()
         return app.exec()
     with tempfile.TemporaryDirectory() as scratch:  # a screenshot neither reads nor keeps settings
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
         window = MainWindow(model, weights, args.device, settings=settings)
-        window.stages_panel.select(args.stage)
+        _show_stage(window, args.stage)
         window.open_path(args.path)
         window.show()
         return _screenshot(app, window, args.screenshot, args.stage)
+
+
+def _show_stage(window, stage: str) -> None:
+    """Pick `stage` in the stage panel, or, for the funnel, raise its dock, trace each image
+    opened and choose the first missed GT box's row once the funnel is filled."""
+    if stage != FUNNEL:
+        window.stages_panel.select(stage)
+        return
+    dock = window.funnel_panel.parentWidget()
+    dock.show()
+    dock.raise_()
+    window.document.subscribe(lambda kind: kind == "image" and window.inspector.inspect())
+
+    def chosen(rows: list) -> None:
+        missed = [index for index, row in enumerate(rows) if row.lost_at is not None]
+        if rows:
+            window.funnel_panel.table.selectRow(missed[0] if missed else 0)
+
+    window.inspector.funnel_changed.connect(chosen)
 
 
 def _screenshot(app: QApplication, window, out: str, stage: str) -> int:
@@ -98,6 +120,7 @@ def _screenshot(app: QApplication, window, out: str, stage: str) -> int:
 
     window.detections_shown.connect(lambda: arrived("detections"))
     window.inspector.shown.connect(arrived)
+    window.inspector.funnel_changed.connect(lambda _rows: arrived(FUNNEL))
     window.model_ready.connect(lambda _: window.document.image_size is None and settle())
     window.engine_failed.connect(failed)
     QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: failed("timed out waiting for the engine"))

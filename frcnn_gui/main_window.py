@@ -21,6 +21,7 @@ from frcnn_gui.document import Box, Detection, Document
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel
+from frcnn_gui.panels.funnel import FunnelPanel
 from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
 from frcnn_gui.panels.stages import StagesPanel
@@ -86,6 +87,7 @@ class MainWindow(QMainWindow):
         self.log = LogPanel()
         self.stages_panel = StagesPanel()
         self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
+        self.funnel_panel = FunnelPanel()
         # the side docks run down to the bottom edge: the log takes only the canvas's width
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
@@ -94,6 +96,8 @@ class MainWindow(QMainWindow):
                  (("Stages", self.stages_panel), ("Detections", self.detections_panel), ("Boxes", self.boxes_table),
                   ("Classes", self.classes_panel))]
         log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(log_dock, self._dock("Why missed?", self.funnel_panel, Qt.BottomDockWidgetArea))
+        log_dock.raise_()
         self.resizeDocks([images, right[0]], [210, 320], Qt.Horizontal)
         self.resizeDocks([*right, log_dock], [330, 120, 250, 120, 90], Qt.Vertical)
         self.image_list.image_chosen.connect(self.open_index)
@@ -103,6 +107,10 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
         self.detections_panel.accept_rows.connect(self.accept_detections)
+        self.inspector.funnel_changed.connect(self.funnel_panel.set_rows)
+        self.inspector.forgotten.connect(self.funnel_panel.reset)
+        self.funnel_panel.row_chosen.connect(self.inspector.show_chain)
+        self.funnel_panel.inspect_requested.connect(self.inspector.inspect)
 
     def _connect_engine(self) -> None:
         self.engine.model_loaded.connect(self._model_loaded)

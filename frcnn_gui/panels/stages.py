@@ -1,25 +1,33 @@
 """The stage panel: the stages with their live counts, the current stage's explanation,
-Previous / Next, and the proposal layer's knobs. A view only: it holds no trace and calls no model;
+Previous / Next, the proposal layer's knobs, the objectness level and the selected RoI's pooled
+features. A view only: it holds no trace and calls no model;
 the stage inspector (`frcnn_gui.stage_layers.StageInspector`) fills it and listens to it."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QFormLayout, QHBoxLayout, QLabel, QListWidget, QPushButton, QSlider, QSpinBox,
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QHeaderView,
+                               QLabel, QListWidget, QPushButton, QSlider, QSpinBox, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
 # The stages the inspector can show, in the paper's order (names as in frcnn_core.cli.STAGES).
-STAGES = ("anchors", "anchor-labels", "proposals-pre-nms", "proposals", "detections")
-TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "proposals-pre-nms": "proposals before NMS",
-          "proposals": "proposals", "detections": "detections"}
+STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
+          "class-scores", "detections")
+TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": "objectness",
+          "proposals-pre-nms": "proposals before NMS", "proposals": "proposals", "roi-samples": "RoI samples",
+          "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
 NMS_STEPS = 100  # the NMS IoU slider's resolution: 0.01
+FEATURE_PIXELS = 63  # a pooled 7 x 7 map drawn 9 screen pixels per cell
 
 
 class StagesPanel(QWidget):
     """`stage_chosen(name)` when the user (or `select`) picks a stage; `proposal_knobs_changed
-    (nms_iou, post_nms_top_n)` when a proposal knob moves."""
+    (nms_iou, post_nms_top_n)` when a proposal knob moves; `level_chosen(level)` when the user
+    picks the objectness heatmap's feature level."""
 
     stage_chosen = Signal(str)
     proposal_knobs_changed = Signal(float, int)
+    level_chosen = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -48,6 +56,26 @@ class StagesPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("NMS IoU", nms_row)
         form.addRow("keep top", self.post_nms_top_n)
+        self.level = QComboBox()
+        self.objectness_controls = QWidget()
+        QFormLayout(self.objectness_controls).addRow("level", self.level)
+        self.objectness_controls.layout().setContentsMargins(0, 0, 0, 0)
+        self.feature_maps = [QLabel() for _ in range(4)]
+        self.feature_captions = [QLabel() for _ in range(4)]
+        self.pool_view = QWidget()
+        grid = QGridLayout(self.pool_view)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for column, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions)):
+            picture.setFixedSize(FEATURE_PIXELS, FEATURE_PIXELS)
+            caption.setAlignment(Qt.AlignHCenter)
+            grid.addWidget(picture, 0, column, Qt.AlignHCenter)
+            grid.addWidget(caption, 1, column)
+        self.pool_view.setFixedHeight(FEATURE_PIXELS + 2 * self.fontMetrics().height())
+        self.class_table = QTableWidget(0, 2)
+        self.class_table.setHorizontalHeaderLabels(("class", "score"))
+        self.class_table.verticalHeader().hide()
+        self.class_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         buttons = QHBoxLayout()
         buttons.addWidget(self.previous)
         buttons.addWidget(self.next)
@@ -55,10 +83,14 @@ class StagesPanel(QWidget):
         layout.addWidget(self.stage_list)
         layout.addLayout(buttons)
         layout.addWidget(self.proposal_controls)
+        layout.addWidget(self.objectness_controls)
+        layout.addWidget(self.pool_view)
+        layout.addWidget(self.class_table)
         layout.addWidget(self.explanation, 1)
         self.stage_list.currentRowChanged.connect(self._row_changed)
         self.nms_slider.valueChanged.connect(self._knobs_moved)
         self.post_nms_top_n.valueChanged.connect(self._knobs_moved)
+        self.level.currentIndexChanged.connect(lambda level: level >= 0 and self.level_chosen.emit(level))
         self.stage_list.setCurrentRow(STAGES.index("detections"))
 
     @property
@@ -89,6 +121,38 @@ class StagesPanel(QWidget):
             widget.blockSignals(False)
         self._show_nms_value()
 
+    def set_levels(self, grid_sizes: list[tuple[int, int]]) -> None:
+        """One entry per feature level, (H, W) cells each, without emitting level_chosen; the
+        finest level chosen."""
+        self.level.blockSignals(True)
+        self.level.clear()
+        self.level.addItems([f"{level}: {height} x {width} cells" for level, (height, width) in enumerate(grid_sizes)])
+        self.level.setCurrentIndex(0)
+        self.level.blockSignals(False)
+
+    def set_feature_maps(self, maps: list[tuple[QImage, str]]) -> None:
+        """The selected RoI's pooled features: up to four (picture, caption) pairs, drawn scaled
+        without smoothing so that each pooled cell stays a square."""
+        for index, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions)):
+            image, text = maps[index] if index < len(maps) else (QImage(), "")
+            picture.setPixmap(QPixmap.fromImage(image.scaled(FEATURE_PIXELS, FEATURE_PIXELS)) if not image.isNull()
+                              else QPixmap())
+            caption.setText(text)
+
+    def set_class_scores(self, scores: list[tuple[str, float]], chosen: int | None = None) -> None:
+        """The selected detection's (class name, softmax score) per class, background first;
+        row `chosen` (the detected class) in bold."""
+        self.class_table.setRowCount(len(scores))
+        for row, (name, score) in enumerate(scores):
+            for column, text in enumerate((name, f"{score:.3f}")):
+                item = QTableWidgetItem(text)
+                font = item.font()
+                font.setBold(row == chosen)
+                item.setFont(font)
+                self.class_table.setItem(row, column, item)
+        self.class_table.setFixedHeight(self.class_table.horizontalHeader().height()
+                                        + sum(self.class_table.rowHeight(row) for row in range(len(scores))) + 4)
+
     def nms_iou(self) -> float:
         return self.nms_slider.value() / NMS_STEPS
 
@@ -103,4 +167,7 @@ class StagesPanel(QWidget):
         self.previous.setEnabled(row > 0)
         self.next.setEnabled(row < len(STAGES) - 1)
         self.proposal_controls.setVisible(STAGES[row] == "proposals")
+        self.objectness_controls.setVisible(STAGES[row] == "objectness")
+        self.pool_view.setVisible(STAGES[row] == "roi-pool")
+        self.class_table.setVisible(STAGES[row] == "class-scores")
         self.stage_chosen.emit(STAGES[row])

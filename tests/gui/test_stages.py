@@ -15,7 +15,7 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from frcnn_core.config import POS
 from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
-from frcnn_gui.stage_layers import anchors_overlay, cell_anchor_idx
+from frcnn_gui.stage_layers import anchors_overlay, box_at, cell_anchor_idx, objectness_map
 from test_app import WINDOW_SIZE, run_gui
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
@@ -67,15 +67,19 @@ def test_switching_stages_changes_the_overlay_and_the_explanation(qtbot, window)
     anchors, anchors_text = shown_boxes(window), panel.explanation.text()
     assert not canvas.detection_layer.isVisible() and window.inspector.layer.isVisible()
     assert "38,280 anchors" in anchors_text and "(33,206 inside)" in count_text(window, "anchors")
-    for stage in ("anchor-labels", "proposals-pre-nms", "proposals"):
+    for stage in STAGES[1:-1]:
         before = (shown_boxes(window), panel.explanation.text())
         qtbot.mouseClick(panel.next, Qt.LeftButton)
         assert panel.stage == stage
         boxes, text = shown_boxes(window), panel.explanation.text()
-        assert len(boxes) and text and text != before[1]
-        assert boxes.shape != before[0].shape or not np.array_equal(boxes, before[0])
-    assert "→ 300 after NMS" in count_text(window, "proposals")
-    assert len(shown_boxes(window)) == 300
+        assert text and text != before[1]
+        assert window.inspector.heatmap.isVisible() == (stage == "objectness")
+        if stage != "objectness":  # the heatmap is one picture, not boxes
+            assert len(boxes)
+            assert boxes.shape != before[0].shape or not np.array_equal(boxes, before[0])
+        if stage == "proposals":
+            assert "→ 300 after NMS" in count_text(window, "proposals")
+            assert len(shown_boxes(window)) == 300
     assert not np.array_equal(anchors, shown_boxes(window)) and anchors_text != panel.explanation.text()
     qtbot.mouseClick(panel.next, Qt.LeftButton)
     assert panel.stage == "detections" and not panel.next.isEnabled()
@@ -157,6 +161,164 @@ def test_screenshot_of_one_stage(tmp_path):
         assert picture.size == WINDOW_SIZE
 
 
-def test_unimplemented_stages_are_refused(tmp_path):
-    done = run_gui(str(SAMPLES), "--stage", "roi-pool", "--screenshot", str(tmp_path / "out.png"), timeout=60)
+def test_unknown_stages_are_refused(tmp_path):
+    done = run_gui(str(SAMPLES), "--stage", "rpn-loss", "--screenshot", str(tmp_path / "out.png"), timeout=60)
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+class BackboneWatch:
+    """Counts the backbone's forward calls while it is installed."""
+
+    def __init__(self, window):
+        self.calls = []
+        self._handle = window.engine._worker._model.backbone.register_forward_hook(lambda *_: self.calls.append(1))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self._handle.remove()
+
+
+def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
+    choose(qtbot, window, "anchors")
+    inspector, panel = window.inspector, window.stages_panel
+    trace = inspector.trace
+    with BackboneWatch(window) as watch:
+        choose(qtbot, window, "objectness")
+        assert panel.objectness_controls.isVisible() and panel.level.count() == len(trace.anchors.grid_sizes)
+        heatmap = inspector.heatmap
+        height, width = trace.anchors.grid_sizes[0]
+        assert inspector.level == 0 and (heatmap.image.height(), heatmap.image.width()) == (height, width)
+        scores = objectness_map(trace, 0)
+        logits = trace.objectness.logits[:height * width * trace.anchors.shapes_per_cell[0]]
+        assert scores.max() == pytest.approx(float(torch.sigmoid(logits).max()))
+        assert heatmap.target.width() >= 640 - 1 and heatmap.target.height() >= 480 - 1  # covers the image
+        hottest_row, hottest_column = np.unravel_index(scores.argmax(), scores.shape)
+        assert heatmap.image.pixelColor(int(hottest_column), int(hottest_row)).alpha() > 150
+        with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+            panel.level.setCurrentIndex(len(trace.anchors.grid_sizes) - 1)
+        coarse = trace.anchors.grid_sizes[-1]
+        assert (heatmap.image.height(), heatmap.image.width()) == coarse and coarse != (height, width)
+        assert "level " + str(len(trace.anchors.grid_sizes) - 1) in panel.explanation.text()
+    assert watch.calls == [] and inspector.inspection.backbone_calls == 1
+
+
+def test_roi_samples_colour_foreground_by_class(qtbot, window):
+    choose(qtbot, window, "anchors")
+    with BackboneWatch(window) as watch:
+        choose(qtbot, window, "roi-samples")
+    inspector = window.inspector
+    targets = inspector.training_trace.roi_targets
+    foreground = int(targets.is_foreground.sum())
+    assert 0 < foreground < len(targets.labels)
+    boxes = shown_boxes(window)
+    assert len(boxes) == len(targets.labels)
+    assert np.allclose(boxes[-foreground:], targets.rois[targets.is_foreground].double().numpy())
+    assert f"{foreground} fg / {len(targets.labels)}" in count_text(window, "roi-samples")
+    assert ("Positive quota not filled" in window.stages_panel.explanation.text()) == (not targets.quota_filled)
+    assert watch.calls == []
+
+
+def test_roi_samples_warn_when_the_quota_is_not_filled(qtbot, window):
+    choose(qtbot, window, "anchors")
+    keep = next(iter(window.document.boxes))  # one small GT box cannot fill 25% of 512 RoIs
+    with window.document.batch():
+        for box_id in [box_id for box_id in window.document.boxes if box_id != keep]:
+            window.document.remove_box(box_id)
+    choose(qtbot, window, "roi-samples")
+    assert not window.inspector.training_trace.roi_targets.quota_filled
+    assert "Positive quota not filled" in window.stages_panel.explanation.text()
+
+
+def test_a_click_selects_a_roi_and_shows_its_pooling(qtbot, window):
+    choose(qtbot, window, "anchors")
+    inspector, panel = window.inspector, window.stages_panel
+    with BackboneWatch(window) as watch:
+        choose(qtbot, window, "roi-pool")
+        assert panel.pool_view.isVisible()
+        first = inspector.selected_roi
+        captions = [caption.text() for caption in panel.feature_captions]
+        assert captions[0] == "mean" and all(text.startswith("ch ") for text in captions[1:])
+        assert all(not picture.pixmap().isNull() for picture in panel.feature_maps)
+        proposals = inspector.inspection.trace.proposals.boxes
+        target = next(index for index in range(len(proposals)) if index != first
+                      and box_at(proposals, *((proposals[index, :2] + proposals[index, 2:]) / 2).tolist()) == index)
+        x, y = ((proposals[target, :2] + proposals[target, 2:]) / 2).tolist()
+        with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+            qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, x, y))
+        clicked_x, clicked_y = inspector._point
+        assert inspector.selected_roi == box_at(proposals, clicked_x, clicked_y)
+        grid = inspector.inspection.sampling_grid(inspector.selected_roi)
+        boxes = shown_boxes(window)
+        assert np.allclose(boxes[:49], grid.bins.reshape(-1, 4).double().numpy())
+        assert np.allclose(boxes[49], proposals[inspector.selected_roi].double().numpy())
+        if grid.sample_points is not None:
+            assert len(boxes) == 50 + grid.sample_points.reshape(-1, 2).shape[0]
+    assert watch.calls == []
+
+
+def test_class_scores_show_a_detections_provenance(qtbot, window):
+    choose(qtbot, window, "anchors")
+    inspector, panel = window.inspector, window.stages_panel
+    with BackboneWatch(window) as watch:
+        choose(qtbot, window, "class-scores")
+        detections = inspector.inspection.trace.detections
+        names = inspector.class_names
+        assert inspector.selected_detection == 0 and panel.class_table.isVisible()
+        assert panel.class_table.rowCount() == len(names) == detections.class_scores.shape[1]
+        roi = int(detections.roi_idx[0])
+        shown_scores = [float(panel.class_table.item(row, 1).text()) for row in range(len(names))]
+        assert shown_scores == pytest.approx(detections.class_scores[roi].tolist(), abs=1e-3)
+        provenance = inspector.inspection.provenance(0)
+        boxes = shown_boxes(window)
+        assert np.allclose(boxes, torch.stack([provenance.anchor_box, provenance.proposal_box,
+                                               provenance.detection_box]).double().numpy())
+        assert f"anchor {provenance.anchor_index}" in panel.explanation.text()
+        # a click inside another detection follows that one
+        other = next(index for index in range(1, len(detections.keep_idx))
+                     if box_at(detections.boxes, *((detections.boxes[index, :2] + detections.boxes[index, 2:]) / 2)
+                               .tolist()) == index)
+        x, y = ((detections.boxes[other, :2] + detections.boxes[other, 2:]) / 2).tolist()
+        with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+            qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, x, y))
+        chosen = inspector.selected_detection
+        assert chosen == box_at(detections.boxes, *inspector._point) and chosen != 0
+        assert np.allclose(shown_boxes(window)[-1], detections.boxes[chosen].double().numpy())
+        assert f"Detection {chosen}:" in panel.explanation.text()
+    assert watch.calls == []
+
+
+def test_the_funnel_lists_every_gt_box_and_a_click_draws_its_chain(qtbot, window):
+    funnel = window.funnel_panel
+    assert funnel.table.rowCount() == 0 and funnel.trace_button.isVisibleTo(funnel)
+    with qtbot.waitSignal(window.inspector.funnel_changed, timeout=TIMEOUT_MS) as changed:
+        qtbot.mouseClick(funnel.trace_button, Qt.LeftButton)
+    rows = changed.args[0]
+    assert len(rows) == len(window.document.boxes) == funnel.table.rowCount() == 19
+    assert [funnel.table.item(index, 1).text() for index in range(19)] == \
+        [box.label for box in window.document.boxes.values()]
+    assert all(funnel.table.item(index, 7).text() == (row.lost_at or "detected") for index, row in enumerate(rows))
+    with BackboneWatch(window) as watch:
+        chosen = next((index for index, row in enumerate(rows) if row.suppressed_by is not None), 0)
+        funnel.table.selectRow(chosen)
+        row, chain = rows[chosen], window.inspector.chain_layer._boxes
+        trace = window.inspector.inspection.trace
+        assert np.allclose(chain[0], trace.anchors.boxes[row.best_anchor_index].double().numpy())
+        assert np.allclose(chain[-1], row.box)
+        if row.suppressed_by is not None:
+            assert np.allclose(chain[2], trace.proposals.pre_nms_boxes[row.suppressed_by].double().numpy())
+        # an edit of the GT boxes recomputes the funnel: one row fewer
+        with qtbot.waitSignal(window.inspector.funnel_changed, timeout=TIMEOUT_MS) as changed:
+            window.document.remove_box(next(iter(window.document.boxes)))
+        assert len(changed.args[0]) == funnel.table.rowCount() == 18 and len(window.inspector.chain_layer) == 0
+    assert watch.calls == []
+
+
+def test_screenshot_of_the_funnel(tmp_path):
+    out = tmp_path / "funnel.png"
+    done = run_gui(str(SAMPLES / f"{IMAGE}.jpg"), "--model", "bccd-demo", "--device", "cpu",
+                   "--stage", "funnel", "--screenshot", str(out))
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as picture:
+        assert picture.size == WINDOW_SIZE
