@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from frcnn_gui.panels.stages import STAGES
@@ -17,6 +17,7 @@ from frcnn_gui.panels.stages import STAGES
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 SCREENSHOT_TIMEOUT_MS = 180_000
 FUNNEL = "funnel"
+FUNNEL_DOCK_HEIGHT = 260  # room for eight rows of the table
 SCREENSHOT_SETTLE_MS = 200  # after the result: let the canvas paint it
 
 
@@ -76,12 +77,13 @@ def _show_stage(window, stage: str) -> None:
     dock = window.funnel_panel.parentWidget()
     dock.show()
     dock.raise_()
-    window.document.subscribe(lambda kind: kind == "image" and window.inspector.inspect())
+    window.resizeDocks([dock], [FUNNEL_DOCK_HEIGHT], Qt.Vertical)
+    window.inspector.forgotten.connect(window.inspector.inspect)  # another image or model: trace it again
 
     def chosen(rows: list) -> None:
         missed = [index for index, row in enumerate(rows) if row.lost_at is not None]
         if rows:
-            window.funnel_panel.table.selectRow(missed[0] if missed else 0)
+            window.funnel_panel.choose(missed[0] if missed else 0)
 
     window.inspector.funnel_changed.connect(chosen)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QHeaderView,
-                               QLabel, QListWidget, QPushButton, QSlider, QSpinBox, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QListWidget, QPushButton, QScrollArea, QSlider, QSpinBox,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 # The stages the inspector can show, in the paper's order (names as in frcnn_core.cli.STAGES).
 STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
@@ -76,6 +76,7 @@ class StagesPanel(QWidget):
         self.class_table.verticalHeader().hide()
         self.class_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.class_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 4)
         buttons = QHBoxLayout()
         buttons.addWidget(self.previous)
         buttons.addWidget(self.next)
@@ -86,7 +87,11 @@ class StagesPanel(QWidget):
         layout.addWidget(self.objectness_controls)
         layout.addWidget(self.pool_view)
         layout.addWidget(self.class_table)
-        layout.addWidget(self.explanation, 1)
+        scroller = QScrollArea()  # a long explanation scrolls instead of squeezing the controls
+        scroller.setWidgetResizable(True)
+        scroller.setFrameShape(QFrame.NoFrame)
+        scroller.setWidget(self.explanation)
+        layout.addWidget(scroller, 1)
         self.stage_list.currentRowChanged.connect(self._row_changed)
         self.nms_slider.valueChanged.connect(self._knobs_moved)
         self.post_nms_top_n.valueChanged.connect(self._knobs_moved)
@@ -150,8 +155,8 @@ class StagesPanel(QWidget):
                 font.setBold(row == chosen)
                 item.setFont(font)
                 self.class_table.setItem(row, column, item)
-        self.class_table.setFixedHeight(self.class_table.horizontalHeader().height()
-                                        + sum(self.class_table.rowHeight(row) for row in range(len(scores))) + 4)
+        self.class_table.setFixedHeight(self.class_table.horizontalHeader().sizeHint().height()
+                                        + len(scores) * self.class_table.verticalHeader().defaultSectionSize() + 4)
 
     def nms_iou(self) -> float:
         return self.nms_slider.value() / NMS_STEPS

@@ -15,7 +15,7 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from frcnn_core.config import POS
 from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
-from frcnn_gui.stage_layers import anchors_overlay, box_at, cell_anchor_idx, objectness_map
+from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx, objectness_map
 from test_app import WINDOW_SIZE, run_gui
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
