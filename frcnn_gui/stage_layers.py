@@ -112,7 +112,7 @@ class StageInspector(QObject):
         self._pending = None
         self.inspection, self.config = result.inspection, result.config
         self.trace = result.inspection.trace
-        self.panel.set_proposal_knobs(self.config.rpn_test.nms_thresh, self.config.rpn_test.post_nms_top_n)
+        self.panel.set_proposal_knobs(self.config.rpn_test)
         self.panel.set_levels(self.trace.anchors.grid_sizes)
         self.level = 0
         detections = self.trace.detections
@@ -159,11 +159,12 @@ class StageInspector(QObject):
         self.training_trace = None
         self._update("anchor-labels", replace(self.trace, anchor_labels=labels), start, len(gt_boxes))
 
-    def rerun_proposals(self, nms_iou: float, post_nms_top_n: int) -> None:
+    def rerun_proposals(self, settings: dict) -> None:
+        """Only the proposal layer, from the inspection's cached RPN outputs (no backbone pass)."""
         if self.inspection is None:
             return
         start = time.perf_counter()
-        proposals = self.inspection.rerun_proposals(nms_thresh=nms_iou, post_nms_top_n=post_nms_top_n)
+        proposals = self.inspection.rerun_proposals(**settings)
         self._update("proposals", replace(self.trace, proposals=proposals), start, len(self.document.boxes))
 
     def _update(self, stage: str, trace, start: float, gt_count: int) -> None:

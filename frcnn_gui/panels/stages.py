@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
-                               QHeaderView, QLabel, QListWidget, QPushButton, QScrollArea, QSlider, QSpinBox,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGridLayout,
+                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QScrollArea, QSlider,
+                               QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 # The stages the inspector can show, in the paper's order (names as in frcnn_core.cli.STAGES).
 STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
@@ -22,11 +22,11 @@ FEATURE_PIXELS = 63  # a pooled 7 x 7 map drawn 9 screen pixels per cell
 
 class StagesPanel(QWidget):
     """`stage_chosen(name)` when the user (or `select`) picks a stage; `proposal_knobs_changed
-    (nms_iou, post_nms_top_n)` when a proposal knob moves; `level_chosen(level)` when the user
+    (settings)` when a proposal knob moves; `level_chosen(level)` when the user
     picks the objectness heatmap's feature level."""
 
     stage_chosen = Signal(str)
-    proposal_knobs_changed = Signal(float, int)
+    proposal_knobs_changed = Signal(dict)  # rerun_proposals keywords: nms_thresh, pre/post_nms_top_n, min_size
     level_chosen = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
@@ -48,6 +48,12 @@ class StagesPanel(QWidget):
         self.post_nms_top_n = QSpinBox()
         self.post_nms_top_n.setRange(1, 10_000)
         self.post_nms_top_n.setSingleStep(50)
+        self.pre_nms_top_n = QSpinBox()
+        self.pre_nms_top_n.setRange(1, 100_000)
+        self.pre_nms_top_n.setSingleStep(500)
+        self.min_size = QDoubleSpinBox()
+        self.min_size.setRange(0.0, 1000.0)
+        self.min_size.setDecimals(3)
         self.proposal_controls = QWidget()
         nms_row = QHBoxLayout()
         nms_row.addWidget(self.nms_slider)
@@ -56,6 +62,8 @@ class StagesPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("NMS IoU", nms_row)
         form.addRow("keep top", self.post_nms_top_n)
+        form.addRow("top per level before NMS", self.pre_nms_top_n)
+        form.addRow("min size (px)", self.min_size)
         self.level = QComboBox()
         self.objectness_controls = QWidget()
         QFormLayout(self.objectness_controls).addRow("level", self.level)
@@ -94,7 +102,8 @@ class StagesPanel(QWidget):
         layout.addWidget(scroller, 1)
         self.stage_list.currentRowChanged.connect(self._row_changed)
         self.nms_slider.valueChanged.connect(self._knobs_moved)
-        self.post_nms_top_n.valueChanged.connect(self._knobs_moved)
+        for knob in (self.post_nms_top_n, self.pre_nms_top_n, self.min_size):
+            knob.valueChanged.connect(self._knobs_moved)
         self.level.currentIndexChanged.connect(lambda level: level >= 0 and self.level_chosen.emit(level))
         self.stage_list.setCurrentRow(STAGES.index("detections"))
 
@@ -118,9 +127,11 @@ class StagesPanel(QWidget):
     def set_explanation(self, text: str) -> None:
         self.explanation.setText(text)
 
-    def set_proposal_knobs(self, nms_iou: float, post_nms_top_n: int) -> None:
-        """Show the model's own settings without emitting proposal_knobs_changed."""
-        for widget, value in ((self.nms_slider, round(nms_iou * NMS_STEPS)), (self.post_nms_top_n, post_nms_top_n)):
+    def set_proposal_knobs(self, config) -> None:
+        """Show the model's own proposal settings (an RPNConfig) without emitting a change."""
+        values = ((self.nms_slider, round(config.nms_thresh * NMS_STEPS)), (self.post_nms_top_n, config.post_nms_top_n),
+                  (self.pre_nms_top_n, config.pre_nms_top_n), (self.min_size, config.min_size))
+        for widget, value in values:
             widget.blockSignals(True)
             widget.setValue(value)
             widget.blockSignals(False)
@@ -166,7 +177,9 @@ class StagesPanel(QWidget):
 
     def _knobs_moved(self) -> None:
         self._show_nms_value()
-        self.proposal_knobs_changed.emit(self.nms_iou(), self.post_nms_top_n.value())
+        self.proposal_knobs_changed.emit({"nms_thresh": self.nms_iou(), "post_nms_top_n": self.post_nms_top_n.value(),
+                                          "pre_nms_top_n": self.pre_nms_top_n.value(),
+                                          "min_size": self.min_size.value()})
 
     def _row_changed(self, row: int) -> None:
         self.previous.setEnabled(row > 0)

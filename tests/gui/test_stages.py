@@ -146,6 +146,13 @@ def test_the_nms_slider_reruns_only_the_proposal_layer(qtbot, window):
         assert len(inspector.trace.proposals.post_nms_idx) == 50 == len(shown_boxes(window))
         assert "→ 50 after NMS" in count_text(window, "proposals")
         assert "IoU > 0.4" in panel.explanation.text()
+        pre_nms = len(inspector.trace.proposals.pre_nms_boxes)
+        panel.pre_nms_top_n.setValue(100)
+        assert len(inspector.trace.proposals.pre_nms_boxes) < pre_nms
+        assert int(inspector.trace.proposals.pre_nms_level.bincount().max()) <= 100  # per level
+        panel.min_size.setValue(60.0)
+        sides = inspector.trace.proposals.boxes[:, 2:] - inspector.trace.proposals.boxes[:, :2]
+        assert bool((sides >= 60.0 / max(inspector.trace.scale) - 1e-3).all())  # min size is in input pixels
     finally:
         handle.remove()
     assert backbone_calls == [] and inspector.inspection.backbone_calls == 1
