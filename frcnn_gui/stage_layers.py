@@ -23,8 +23,9 @@ from frcnn_core.explain import explain
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.stage_overlays import (
     CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, HeatmapLayer, Overlay, anchor_labels_overlay,
-    anchors_overlay, box_at, chain_overlay, feature_maps, objectness_heatmap, pooling_overlay, proposals_overlay,
-    proposals_pre_nms_overlay, provenance_overlay, provenance_text, roi_samples_overlay, stage_counts,
+    anchor_shape_mask, anchors_overlay, box_at, chain_overlay, feature_maps, objectness_heatmap, pooling_overlay,
+    pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text,
+    roi_samples_overlay, stage_counts, suppression_text,
 )
 
 
@@ -51,6 +52,8 @@ class StageInspector(QObject):
         self.training_trace = None  # for the GT boxes of the latest relabel; built when first shown
         self.selected_roi: int | None = None  # into the inspection's proposals (= its RoIs)
         self.selected_detection: int | None = None  # into the inspection's detections
+        self.selected_proposal: int | None = None  # into the current pre-NMS proposals
+        self.anchor_filter: dict = {}  # anchor_shape_mask keywords: level, size, ratio
         self.funnel: list = []
         self.chain_layer = BoxSetLayer()
         canvas.add_layer(self.chain_layer, CHAIN_LAYER_Z)
@@ -65,6 +68,7 @@ class StageInspector(QObject):
         panel.stage_chosen.connect(self._stage_chosen)
         panel.proposal_knobs_changed.connect(self.rerun_proposals)
         panel.level_chosen.connect(self._level_chosen)
+        panel.anchor_filter_changed.connect(self._anchor_filter_chosen)
         canvas.point_clicked.connect(self._clicked)
         canvas.box_dragged.connect(self._box_dragged)
         engine.inspected.connect(self._inspected)
@@ -76,8 +80,7 @@ class StageInspector(QObject):
     def forget(self) -> None:
         """Drop the inspection (another image or model); ask again if a stage needs one."""
         self.inspection = self.trace = self._detect_trace = self.training_trace = self.selected_roi = None
-        self.selected_detection = None
-        self._pending = None
+        self.selected_detection = self.selected_proposal = self._pending = None
         self.funnel = []
         self.chain_layer.set_boxes(np.zeros((0, 4)), SAMPLE)
         self.forgotten.emit()
@@ -114,6 +117,8 @@ class StageInspector(QObject):
         self.trace = result.inspection.trace
         self.panel.set_proposal_knobs(self.config.rpn_test)
         self.panel.set_levels(self.trace.anchors.grid_sizes)
+        self.panel.set_anchor_filters(len(self.trace.anchors.grid_sizes), self.config.anchors)
+        self.anchor_filter = self.panel.anchor_filter()
         self.level = 0
         detections = self.trace.detections
         found = detections is not None and len(detections.keep_idx) > 0
@@ -165,6 +170,7 @@ class StageInspector(QObject):
             return
         start = time.perf_counter()
         proposals = self.inspection.rerun_proposals(**settings)
+        self.selected_proposal = None  # its index is into the proposals replaced
         self._update("proposals", replace(self.trace, proposals=proposals), start, len(self.document.boxes))
 
     def _update(self, stage: str, trace, start: float, gt_count: int) -> None:
@@ -174,6 +180,10 @@ class StageInspector(QObject):
 
     def _level_chosen(self, level: int) -> None:
         self.level = level
+        self._show()
+
+    def _anchor_filter_chosen(self, anchor_filter: dict) -> None:
+        self.anchor_filter = anchor_filter
         self._show()
 
     def _gt_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,27 +201,31 @@ class StageInspector(QObject):
                 self.training_trace = self.inspection.training_trace_for(gt_boxes, gt_labels)
         return self.training_trace
 
-    def select_roi(self, x: float, y: float) -> None:
-        """Select the RoI (an inference proposal) containing (x, y) whose centre is nearest."""
-        index = box_at(self.inspection.trace.proposals.boxes, x, y)
-        if index is not None:
-            self.selected_roi = index
-            self._show()
+    def _clickable(self) -> tuple[str, torch.Tensor, torch.Tensor] | None:
+        """What a click on the current stage selects: the attribute it sets, and the boxes (N, 4)
+        it picks from with their indices (N,) (None: a click selects nothing here)."""
+        stage, trace = self.panel.stage, self.trace
+        if stage == "roi-pool":  # the inspection's own proposals: the RoIs its detections came from
+            boxes = self.inspection.trace.proposals.boxes
+            return "selected_roi", boxes, torch.arange(len(boxes))
+        if stage == "class-scores":
+            boxes = self.inspection.trace.detections.boxes
+            return "selected_detection", boxes, torch.arange(len(boxes))
+        if stage == "proposals-pre-nms":  # the drawn ones, into the current pre-NMS proposals
+            shown = pre_nms_shown_idx(trace.proposals)
+            return "selected_proposal", trace.proposals.pre_nms_boxes[shown], shown
+        return None
 
     def _clicked(self, x: float, y: float) -> None:
+        """Anchors: the cell at (x, y); other stages: the box of `_clickable` that contains (x, y)
+        with its centre nearest."""
         self._point = (x, y)
-        if self.panel.stage == "anchors":
-            self._show()
-        elif self.panel.stage == "roi-pool" and self.inspection is not None:
-            self.select_roi(x, y)
-        elif self.panel.stage == "class-scores" and self.inspection is not None:
-            self.select_detection(x, y)
-
-    def select_detection(self, x: float, y: float) -> None:
-        """Select the final detection containing (x, y) whose centre is nearest."""
-        index = box_at(self.inspection.trace.detections.boxes, x, y)
+        clickable = self._clickable() if self.inspection is not None else None
+        index = None if clickable is None else box_at(clickable[1], x, y)
         if index is not None:
-            self.selected_detection = index
+            attribute, _, indices = clickable
+            setattr(self, attribute, int(indices[index]))
+        if self.panel.stage == "anchors" or index is not None:
             self._show()
 
     def _show(self) -> None:
@@ -248,13 +262,14 @@ class StageInspector(QObject):
         if stage == "anchors":
             height, width = self.document.image_size[1], self.document.image_size[0]
             x, y = self._point or (width / 2, height / 2)
-            return anchors_overlay(trace.anchors, x, y)
+            return anchors_overlay(trace.anchors, x, y,
+                                   anchor_shape_mask(trace.anchors, self.config.anchors, **self.anchor_filter))
         if stage == "anchor-labels":
             if trace.anchor_labels is None:
                 return Overlay(np.zeros((0, 4)), [], np.zeros(0), [])
             return anchor_labels_overlay(trace.anchors, trace.anchor_labels)
         if stage == "proposals-pre-nms":
-            return proposals_pre_nms_overlay(trace.proposals)
+            return proposals_pre_nms_overlay(trace.proposals, self.selected_proposal)
         if stage == "proposals":
             return proposals_overlay(trace.proposals)
         if stage == "objectness":
@@ -298,9 +313,12 @@ class StageInspector(QObject):
             text += (f" Selected RoI {self.selected_roi}: its bins (orange) and sample points (white); click"
                      " a proposal to pick another. Pictures: its pooled 7 x 7 features.")
         if stage == "anchors":
-            text += " Click the image to see the anchors of the cell there."
+            text += " Click the image to see the anchors of the cell there; filter them by level, size, ratio."
         if stage.startswith("proposals"):
             text += " Colour: objectness score, blue 0 → red 1."
+        if stage == "proposals-pre-nms":
+            text += ("\n" + suppression_text(self.trace.proposals, self.selected_proposal)
+                     if self.selected_proposal is not None else " Click a proposal to see what NMS did with it.")
         if stage in self.rerun_ms:
             text += f"\n(re-run in {self.rerun_ms[stage]:.0f} ms, no backbone pass)"
         return text

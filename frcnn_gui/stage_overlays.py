@@ -70,14 +70,33 @@ def cell_anchor_idx(anchors: AnchorsTrace, x: float, y: float) -> list[torch.Ten
     return cells
 
 
-def anchors_overlay(anchors: AnchorsTrace, x: float, y: float) -> Overlay:
+def anchor_shape_mask(anchors: AnchorsTrace, config, level: int | None = None, size: float | None = None,
+                      ratio: float | None = None) -> torch.Tensor:
+    """(A,) bool: the anchors of the chosen level, size and ratio (None: any). config is the
+    model's AnchorConfig; shapes within a cell are ratio-major, then size (frcnn_core.anchors)."""
+    masks = []
+    for index, ((height, width), sizes, ratios) in enumerate(zip(anchors.grid_sizes, config.sizes,
+                                                                 config.aspect_ratios)):
+        # (len(ratios), len(sizes)) -> (shapes,), ratio-major as the cell's shapes
+        shape_keep = (torch.tensor([size is None or size == value for value in sizes])[None, :]
+                      & torch.tensor([ratio is None or ratio == value for value in ratios])[:, None]).reshape(-1)
+        masks.append(shape_keep.repeat(height * width) & (level is None or level == index))
+    return torch.cat(masks)
+
+
+def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tensor | None = None) -> Overlay:
     """A faint even sample of the inside anchors, then the anchors of the cell nearest (x, y),
-    one colour per level; the largest square shape of each level is tagged with its level and
-    size (the largest: their corners lie furthest apart, so the tags do not cover each other)."""
-    inside = torch.nonzero(anchors.inside).flatten()
+    one colour per level; keep (A,) bool (None: all) restricts both to some shapes. The largest
+    square(st) shape of each level is tagged with its level and size (the largest: their corners
+    lie furthest apart, so the tags do not cover each other)."""
+    keep = torch.ones(len(anchors.boxes), dtype=torch.bool) if keep is None else keep
+    inside = torch.nonzero(anchors.inside & keep).flatten()
     sample = inside[torch.linspace(0, len(inside) - 1, min(ANCHOR_SAMPLE, len(inside))).long()]
     parts = [(anchors.boxes[sample], SAMPLE, 1.0, None)]
     for level, cell in enumerate(cell_anchor_idx(anchors, x, y)):
+        cell = cell[keep[cell]]
+        if not len(cell):
+            continue
         boxes = anchors.boxes[cell]
         sides = boxes[:, 2:] - boxes[:, :2]
         squareness = (sides[:, 0] / sides[:, 1]).log().abs()
@@ -102,24 +121,50 @@ def score_colour(score: float) -> QColor:
     return QColor.fromHsvF(0.66 * (1.0 - min(max(score, 0.0), 1.0)), 0.9, 1.0)
 
 
-def _scored(boxes: torch.Tensor, scores: torch.Tensor) -> Overlay:
-    """Boxes coloured by score, the best drawn last and the best SCORE_TAGS tagged."""
+def _scored(boxes: torch.Tensor, scores: torch.Tensor) -> tuple:
+    """An `_overlay` part: boxes coloured by score, the best drawn last and the best SCORE_TAGS tagged."""
     order = torch.argsort(scores)  # ascending: the best on top
     values = scores[order].tolist()
     tags = [f"{value:.2f}" if rank >= len(values) - SCORE_TAGS else "" for rank, value in enumerate(values)]
-    return _overlay([(boxes[order], [score_colour(value) for value in values], 1.5, tags)])
+    return boxes[order], [score_colour(value) for value in values], 1.5, tags
 
 
-def proposals_pre_nms_overlay(proposals: ProposalsTrace) -> Overlay:
-    """The PRE_NMS_SHOWN best valid boxes before NMS."""
+def pre_nms_shown_idx(proposals: ProposalsTrace) -> torch.Tensor:
+    """The pre-NMS indices of the PRE_NMS_SHOWN best valid boxes, the ones drawn and clickable."""
     valid = torch.nonzero(proposals.valid).flatten()
-    best = valid[torch.argsort(proposals.pre_nms_scores[valid], descending=True)[:PRE_NMS_SHOWN]]
-    return _scored(proposals.pre_nms_boxes[best], proposals.pre_nms_scores[best])
+    return valid[torch.argsort(proposals.pre_nms_scores[valid], descending=True)[:PRE_NMS_SHOWN]]
+
+
+def proposals_pre_nms_overlay(proposals: ProposalsTrace, selected: int | None = None) -> Overlay:
+    """The PRE_NMS_SHOWN best valid boxes before NMS; then the selected one (white, thick) and,
+    if NMS suppressed it, the kept box that did (red, thick)."""
+    best = pre_nms_shown_idx(proposals)
+    parts = [_scored(proposals.pre_nms_boxes[best], proposals.pre_nms_scores[best])]
+    if selected is not None:
+        parts.append((proposals.pre_nms_boxes[selected].reshape(1, 4), SAMPLE_POINT, 3.0, [f"#{selected}"]))
+        suppressor = int(proposals.suppressed_by[selected])
+        if suppressor >= 0:
+            parts.append((proposals.pre_nms_boxes[suppressor].reshape(1, 4), SUPPRESSOR, 3.0, [f"#{suppressor} kept"]))
+    return _overlay(parts)
+
+
+def suppression_text(proposals: ProposalsTrace, selected: int) -> str:
+    """What became of pre-NMS proposal `selected`: kept, suppressed by #k with their IoU, or
+    filtered out before NMS."""
+    suppressor = int(proposals.suppressed_by[selected])
+    if suppressor >= 0:
+        boxes = proposals.pre_nms_boxes[[selected, suppressor]]
+        iou = float(box_iou(boxes[:1], boxes[1:])[0, 0])
+        return (f"Proposal #{selected} (score {float(proposals.pre_nms_scores[selected]):.2f}, white) was"
+                f" suppressed by #{suppressor}, IoU {iou:.2f} (red, score"
+                f" {float(proposals.pre_nms_scores[suppressor]):.2f}).")
+    kept = bool((proposals.nms_keep_idx == selected).any())
+    return f"Proposal #{selected} " + ("survived NMS." if kept else "was filtered out before NMS.")
 
 
 def proposals_overlay(proposals: ProposalsTrace) -> Overlay:
     """The proposals after NMS and the post-NMS top-N."""
-    return _scored(proposals.boxes, proposals.scores)
+    return _overlay([_scored(proposals.boxes, proposals.scores)])
 
 
 def objectness_map(trace, level: int) -> np.ndarray:

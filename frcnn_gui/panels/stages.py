@@ -23,11 +23,13 @@ FEATURE_PIXELS = 63  # a pooled 7 x 7 map drawn 9 screen pixels per cell
 class StagesPanel(QWidget):
     """`stage_chosen(name)` when the user (or `select`) picks a stage; `proposal_knobs_changed
     (settings)` when a proposal knob moves; `level_chosen(level)` when the user
-    picks the objectness heatmap's feature level."""
+    picks the objectness heatmap's feature level; `anchor_filter_changed(filter)` when an anchor
+    filter changes: {"level", "size", "ratio"} -> a value, None for all."""
 
     stage_chosen = Signal(str)
     proposal_knobs_changed = Signal(dict)  # rerun_proposals keywords: nms_thresh, pre/post_nms_top_n, min_size
     level_chosen = Signal(int)
+    anchor_filter_changed = Signal(dict)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -68,6 +70,13 @@ class StagesPanel(QWidget):
         self.objectness_controls = QWidget()
         QFormLayout(self.objectness_controls).addRow("level", self.level)
         self.objectness_controls.layout().setContentsMargins(0, 0, 0, 0)
+        self.anchor_filters = {name: QComboBox() for name in ("level", "size", "ratio")}
+        self.anchor_controls = QWidget()
+        anchor_form = QFormLayout(self.anchor_controls)
+        anchor_form.setContentsMargins(0, 0, 0, 0)
+        for name, combo in self.anchor_filters.items():
+            anchor_form.addRow(name, combo)
+            combo.currentIndexChanged.connect(self._anchor_filter_moved)
         self.feature_maps = [QLabel() for _ in range(4)]
         self.feature_captions = [QLabel() for _ in range(4)]
         self.pool_view = QWidget()
@@ -93,6 +102,7 @@ class StagesPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.proposal_controls)
         layout.addWidget(self.objectness_controls)
+        layout.addWidget(self.anchor_controls)
         layout.addWidget(self.pool_view)
         layout.addWidget(self.class_table)
         scroller = QScrollArea()  # a long explanation scrolls instead of squeezing the controls
@@ -146,6 +156,25 @@ class StagesPanel(QWidget):
         self.level.setCurrentIndex(0)
         self.level.blockSignals(False)
 
+    def set_anchor_filters(self, levels: int, config) -> None:
+        """"all" and the values of `levels` levels and of the sizes and ratios of config (an
+        AnchorConfig) in the anchor filters, all set to "all", without emitting a change."""
+        values = {"level": range(levels), "size": sorted({size for sizes in config.sizes for size in sizes}),
+                  "ratio": sorted({ratio for ratios in config.aspect_ratios for ratio in ratios})}
+        for name, combo in self.anchor_filters.items():
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem("all", None)
+            for value in values[name]:
+                combo.addItem(f"{value:g}", value)
+            combo.blockSignals(False)
+
+    def anchor_filter(self) -> dict:
+        return {name: combo.currentData() for name, combo in self.anchor_filters.items()}
+
+    def _anchor_filter_moved(self) -> None:
+        self.anchor_filter_changed.emit(self.anchor_filter())
+
     def set_feature_maps(self, maps: list[tuple[QImage, str]]) -> None:
         """The selected RoI's pooled features: up to four (picture, caption) pairs, drawn scaled
         without smoothing so that each pooled cell stays a square."""
@@ -186,6 +215,7 @@ class StagesPanel(QWidget):
         self.next.setEnabled(row < len(STAGES) - 1)
         self.proposal_controls.setVisible(STAGES[row] == "proposals")
         self.objectness_controls.setVisible(STAGES[row] == "objectness")
+        self.anchor_controls.setVisible(STAGES[row] == "anchors")
         self.pool_view.setVisible(STAGES[row] == "roi-pool")
         self.class_table.setVisible(STAGES[row] == "class-scores")
         self.stage_chosen.emit(STAGES[row])
