@@ -25,7 +25,7 @@ from frcnn_gui.stage_overlays import (
     CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, HeatmapLayer, Overlay, anchor_labels_overlay,
     anchor_shape_mask, anchors_overlay, box_at, chain_overlay, feature_maps, objectness_heatmap, pooling_overlay,
     pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text,
-    roi_samples_overlay, stage_counts, suppression_text,
+    roi_samples_overlay, shape_names, stage_counts, suppression_text,
 )
 
 
@@ -68,6 +68,7 @@ class StageInspector(QObject):
         panel.stage_chosen.connect(self._stage_chosen)
         panel.proposal_knobs_changed.connect(self.rerun_proposals)
         panel.level_chosen.connect(self._level_chosen)
+        panel.shape_chosen.connect(self._shape_chosen)
         panel.anchor_filter_changed.connect(self._anchor_filter_chosen)
         canvas.point_clicked.connect(self._clicked)
         canvas.box_dragged.connect(self._box_dragged)
@@ -119,7 +120,8 @@ class StageInspector(QObject):
         self.panel.set_levels(self.trace.anchors.grid_sizes)
         self.panel.set_anchor_filters(len(self.trace.anchors.grid_sizes), self.config.anchors)
         self.anchor_filter = self.panel.anchor_filter()
-        self.level = 0
+        self.level, self.shape = 0, None
+        self.panel.set_shapes(shape_names(self.config.anchors, 0))
         detections = self.trace.detections
         found = detections is not None and len(detections.keep_idx) > 0
         self.selected_roi = int(detections.roi_idx[0]) if found else 0
@@ -179,7 +181,12 @@ class StageInspector(QObject):
         self._show()
 
     def _level_chosen(self, level: int) -> None:
-        self.level = level
+        self.level, self.shape = level, None
+        self.panel.set_shapes(shape_names(self.config.anchors, level))
+        self._show()
+
+    def _shape_chosen(self, shape: int) -> None:
+        self.shape = None if shape < 0 else shape
         self._show()
 
     def _anchor_filter_chosen(self, anchor_filter: dict) -> None:
@@ -273,7 +280,7 @@ class StageInspector(QObject):
         if stage == "proposals":
             return proposals_overlay(trace.proposals)
         if stage == "objectness":
-            image, target = objectness_heatmap(trace, self.level)
+            image, target = objectness_heatmap(trace, self.level, self.shape)
             width, height = self.document.image_size
             self.heatmap.set_image(image, target, QRectF(0, 0, width, height))
             return Overlay(np.zeros((0, 4)), [], np.zeros(0), [])
@@ -303,8 +310,9 @@ class StageInspector(QObject):
             return self._roi_samples_explanation()
         text = explain(stage, self.trace, self.config, self._gt_count if stage == "anchor-labels" else None)
         if stage == "objectness":
-            text += (f" Heatmap: level {self.level}, per cell the highest score of its anchor shapes"
-                     " (dark 0 → red → yellow/white 1).")
+            which = ("the highest score of its anchor shapes" if self.shape is None
+                     else f"the score of shape {shape_names(self.config.anchors, self.level)[self.shape]}")
+            text += f" Heatmap: level {self.level}, per cell {which} (dark 0 → red → yellow/white 1)."
         if stage == "class-scores" and self.selected_detection is not None:
             provenance = self.inspection.provenance(self.selected_detection)
             text += "\n" + provenance_text(provenance, self.class_names[provenance.label])

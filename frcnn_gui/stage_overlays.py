@@ -167,15 +167,22 @@ def proposals_overlay(proposals: ProposalsTrace) -> Overlay:
     return _overlay([_scored(proposals.boxes, proposals.scores)])
 
 
-def objectness_map(trace, level: int) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: per feature cell of `level`, the highest objectness probability
-    over its anchor shapes."""
+def objectness_map(trace, level: int, shape: int | None = None) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: per feature cell of `level`, the objectness probability of anchor
+    shape `shape` (ratio-major, then size), or the highest over the cell's shapes when None."""
     start = sum(height * width * shapes for (height, width), shapes
                 in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level]))
     (height, width), shapes = trace.anchors.grid_sizes[level], trace.anchors.shapes_per_cell[level]
     logits = trace.objectness.logits[start: start + height * width * shapes]
     # (H*W*shapes,) -> (H, W, shapes): anchors are laid out cell by cell, shapes within a cell
-    return torch.sigmoid(logits.float()).reshape(height, width, shapes).amax(dim=2).numpy()
+    per_shape = torch.sigmoid(logits.float()).reshape(height, width, shapes)
+    return (per_shape.amax(dim=2) if shape is None else per_shape[:, :, shape]).numpy()
+
+
+def shape_names(config_anchors, level: int) -> list[str]:
+    """The anchor shapes of one cell of `level` in layout order (ratio-major, then size)."""
+    return [f"ratio {ratio:g}, size {size:g}" for ratio in config_anchors.aspect_ratios[level]
+            for size in config_anchors.sizes[level]]
 
 
 def heat_image(values: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
@@ -194,10 +201,10 @@ def normalised(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
-def objectness_heatmap(trace, level: int) -> tuple[QImage, QRectF]:
+def objectness_heatmap(trace, level: int, shape: int | None = None) -> tuple[QImage, QRectF]:
     """The heatmap of `level` and where it lies in original pixels: cell (i, j) covers input
     pixels [j*sx, (j+1)*sx) x [i*sy, (i+1)*sy), so the last cells may reach past the image."""
-    scores = objectness_map(trace, level)
+    scores = objectness_map(trace, level, shape)
     stride_y, stride_x = trace.anchors.strides[level]
     per_input_y = trace.image_size[0] / trace.input_size[0]
     per_input_x = trace.image_size[1] / trace.input_size[1]

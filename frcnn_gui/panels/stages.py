@@ -29,6 +29,7 @@ class StagesPanel(QWidget):
     stage_chosen = Signal(str)
     proposal_knobs_changed = Signal(dict)  # rerun_proposals keywords: nms_thresh, pre/post_nms_top_n, min_size
     level_chosen = Signal(int)
+    shape_chosen = Signal(int)  # -1: the highest score over the cell's shapes
     anchor_filter_changed = Signal(dict)
 
     def __init__(self, parent: QWidget | None = None):
@@ -67,8 +68,10 @@ class StagesPanel(QWidget):
         form.addRow("top per level before NMS", self.pre_nms_top_n)
         form.addRow("min size (px)", self.min_size)
         self.level = QComboBox()
+        self.shape = QComboBox()
         self.objectness_controls = QWidget()
         QFormLayout(self.objectness_controls).addRow("level", self.level)
+        self.objectness_controls.layout().addRow("shape", self.shape)
         self.objectness_controls.layout().setContentsMargins(0, 0, 0, 0)
         self.anchor_filters = {name: QComboBox() for name in ("level", "size", "ratio")}
         self.anchor_controls = QWidget()
@@ -115,6 +118,7 @@ class StagesPanel(QWidget):
         for knob in (self.post_nms_top_n, self.pre_nms_top_n, self.min_size):
             knob.valueChanged.connect(self._knobs_moved)
         self.level.currentIndexChanged.connect(lambda level: level >= 0 and self.level_chosen.emit(level))
+        self.shape.currentIndexChanged.connect(lambda row: row >= 0 and self.shape_chosen.emit(row - 1))
         self.stage_list.setCurrentRow(STAGES.index("detections"))
 
     @property
@@ -146,6 +150,14 @@ class StagesPanel(QWidget):
             widget.setValue(value)
             widget.blockSignals(False)
         self._show_nms_value()
+
+    def set_shapes(self, names: list[str]) -> None:
+        """The heatmap's shape choices of the current level, "max" first, without emitting."""
+        self.shape.blockSignals(True)
+        self.shape.clear()
+        self.shape.addItems(["highest over the shapes"] + names)
+        self.shape.setCurrentIndex(0)
+        self.shape.blockSignals(False)
 
     def set_levels(self, grid_sizes: list[tuple[int, int]]) -> None:
         """One entry per feature level, (H, W) cells each, without emitting level_chosen; the

@@ -208,6 +208,17 @@ def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
         coarse = trace.anchors.grid_sizes[-1]
         assert (heatmap.image.height(), heatmap.image.width()) == coarse and coarse != (height, width)
         assert "level " + str(len(trace.anchors.grid_sizes) - 1) in panel.explanation.text()
+        # one anchor shape instead of the highest over the shapes
+        shapes = trace.anchors.shapes_per_cell[-1]
+        assert panel.shape.count() == shapes + 1
+        with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+            panel.shape.setCurrentIndex(2)  # the second shape of the cell
+        level = len(trace.anchors.grid_sizes) - 1
+        start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level]))
+        cells = coarse[0] * coarse[1]
+        second = torch.sigmoid(trace.objectness.logits[start:start + cells * shapes].reshape(cells, shapes)[:, 1])
+        assert np.allclose(objectness_map(trace, level, 1).reshape(-1), second.numpy())
+        assert inspector.shape == 1 and "the score of shape" in panel.explanation.text()
     assert watch.calls == [] and inspector.inspection.backbone_calls == 1
 
 
