@@ -25,7 +25,7 @@ from frcnn_gui.stage_overlays import (
     CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, HeatmapLayer, Overlay, anchor_labels_overlay,
     anchor_shape_mask, anchors_overlay, box_at, chain_overlay, feature_maps, objectness_heatmap, pooling_overlay,
     pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text,
-    roi_samples_overlay, shape_names, stage_counts, suppression_text,
+    proposal_chain, roi_samples_overlay, shape_names, stage_counts, suppression_text,
 )
 
 
@@ -53,6 +53,7 @@ class StageInspector(QObject):
         self.selected_roi: int | None = None  # into the inspection's proposals (= its RoIs)
         self.selected_detection: int | None = None  # into the inspection's detections
         self.selected_proposal: int | None = None  # into the current pre-NMS proposals
+        self.selected_post_proposal: int | None = None  # into the current post-NMS proposals
         self.anchor_filter: dict = {}  # anchor_shape_mask keywords: level, size, ratio
         self.funnel: list = []
         self.chain_layer = BoxSetLayer()
@@ -81,7 +82,7 @@ class StageInspector(QObject):
     def forget(self) -> None:
         """Drop the inspection (another image or model); ask again if a stage needs one."""
         self.inspection = self.trace = self._detect_trace = self.training_trace = self.selected_roi = None
-        self.selected_detection = self.selected_proposal = self._pending = None
+        self.selected_detection = self.selected_proposal = self.selected_post_proposal = self._pending = None
         self.funnel = []
         self.chain_layer.set_boxes(np.zeros((0, 4)), SAMPLE)
         self.forgotten.emit()
@@ -172,7 +173,7 @@ class StageInspector(QObject):
             return
         start = time.perf_counter()
         proposals = self.inspection.rerun_proposals(**settings)
-        self.selected_proposal = None  # its index is into the proposals replaced
+        self.selected_proposal = self.selected_post_proposal = None  # indices into the proposals replaced
         self._update("proposals", replace(self.trace, proposals=proposals), start, len(self.document.boxes))
 
     def _update(self, stage: str, trace, start: float, gt_count: int) -> None:
@@ -218,6 +219,9 @@ class StageInspector(QObject):
         if stage == "class-scores":
             boxes = self.inspection.trace.detections.boxes
             return "selected_detection", boxes, torch.arange(len(boxes))
+        if stage == "proposals":
+            boxes = trace.proposals.boxes
+            return "selected_post_proposal", boxes, torch.arange(len(boxes))
         if stage == "proposals-pre-nms":  # the drawn ones, into the current pre-NMS proposals
             shown = pre_nms_shown_idx(trace.proposals)
             return "selected_proposal", trace.proposals.pre_nms_boxes[shown], shown
@@ -278,7 +282,10 @@ class StageInspector(QObject):
         if stage == "proposals-pre-nms":
             return proposals_pre_nms_overlay(trace.proposals, self.selected_proposal)
         if stage == "proposals":
-            return proposals_overlay(trace.proposals)
+            chain = None
+            if self.selected_post_proposal is not None:
+                chain, _ = proposal_chain(trace, self.selected_post_proposal, self._own_detections())
+            return proposals_overlay(trace.proposals, chain)
         if stage == "objectness":
             image, target = objectness_heatmap(trace, self.level, self.shape)
             width, height = self.document.image_size
@@ -327,9 +334,19 @@ class StageInspector(QObject):
         if stage == "proposals-pre-nms":
             text += ("\n" + suppression_text(self.trace.proposals, self.selected_proposal)
                      if self.selected_proposal is not None else " Click a proposal to see what NMS did with it.")
+        if stage == "proposals":
+            text += ("\n" + proposal_chain(self.trace, self.selected_post_proposal, self._own_detections())[1]
+                     if self.selected_post_proposal is not None
+                     else " Click a proposal: its anchor and the detections it became.")
         if stage in self.rerun_ms:
             text += f"\n(re-run in {self.rerun_ms[stage]:.0f} ms, no backbone pass)"
         return text
+
+    def _own_detections(self):
+        """The inspection's detections while the shown proposals are the ones they came from."""
+        if self.trace.proposals is self.inspection.trace.proposals:
+            return self.inspection.trace.detections
+        return None
 
     def _roi_samples_explanation(self) -> str:
         training = self._training()

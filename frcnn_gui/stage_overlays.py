@@ -162,9 +162,33 @@ def suppression_text(proposals: ProposalsTrace, selected: int) -> str:
     return f"Proposal #{selected} " + ("survived NMS." if kept else "was filtered out before NMS.")
 
 
-def proposals_overlay(proposals: ProposalsTrace) -> Overlay:
-    """The proposals after NMS and the post-NMS top-N."""
-    return _overlay([_scored(proposals.boxes, proposals.scores)])
+def proposals_overlay(proposals: ProposalsTrace, highlighted: list | None = None) -> Overlay:
+    """The proposals after NMS and the post-NMS top-N; then `highlighted` parts on top."""
+    return _overlay([_scored(proposals.boxes, proposals.scores), *(highlighted or [])])
+
+
+def proposal_chain(trace, post_index: int, detections) -> tuple[list, str]:
+    """Cross-highlight from a post-NMS proposal: the anchor it grew from (cyan), the proposal
+    (white) and the detections its RoI gave (class colours; only when `detections` came from these
+    very proposals, else None), with one sentence on the chain."""
+    proposals = trace.proposals
+    pre_index = int(proposals.post_nms_idx[post_index])
+    anchor = int(proposals.pre_nms_anchor_idx[pre_index])
+    level = int(trace.anchors.level[anchor])
+    parts = [(trace.anchors.boxes[anchor].reshape(1, 4), NEGATIVE, 2.0, [f"anchor #{anchor}"]),
+             (proposals.boxes[post_index].reshape(1, 4), SAMPLE_POINT, 3.0, [f"proposal #{post_index}"])]
+    text = (f"Proposal #{post_index} (score {float(proposals.scores[post_index]):.2f}) grew from anchor #{anchor} "
+            f"(cyan, level {level}) by the RPN's deltas.")
+    if detections is not None:
+        mine = torch.nonzero(detections.roi_idx == post_index).flatten()
+        for index in mine.tolist():
+            label = int(detections.labels[index])
+            parts.append((detections.boxes[index].reshape(1, 4), QColor(PALETTE[label % len(PALETTE)]), 2.0,
+                          [f"{float(detections.scores[index]):.2f}"]))
+        text += (f" As a RoI it gave {len(mine)} final detection{'s' if len(mine) != 1 else ''}"
+                 + (": " + ", ".join(f"{float(detections.scores[i]):.2f}" for i in mine.tolist()) if len(mine) else "")
+                 + ".")
+    return parts, text
 
 
 def objectness_map(trace, level: int, shape: int | None = None) -> np.ndarray:

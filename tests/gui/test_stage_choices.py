@@ -74,3 +74,30 @@ def test_anchor_filters_restrict_the_shapes_drawn(qtbot, window, level, ratio): 
         panel.anchor_filters["ratio"].setCurrentIndex(0)  # "all" ratios again: every ratio of the cell
     widths = [layer._pens[pen].widthF() for pen in layer._pen_index]
     assert widths.count(2.0) == len(config.aspect_ratios[level])
+
+
+def test_a_click_on_a_proposal_highlights_its_anchor_and_its_detections(qtbot, window):  # noqa: F811
+    choose(qtbot, window, "proposals")
+    inspector = window.inspector
+    trace = inspector.trace
+    detections = inspector.inspection.trace.detections
+    # the proposal whose RoI gave the best detection, clicked at that detection's proposal centre
+    post_index = int(detections.roi_idx[0])
+    box = trace.proposals.boxes[post_index]
+    centre = ((box[:2] + box[2:]) / 2).tolist()
+    picked = box_at(trace.proposals.boxes, *centre)
+    with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, *centre))
+    assert inspector.selected_post_proposal == picked
+    pre_index = int(trace.proposals.post_nms_idx[picked])
+    anchor = int(trace.proposals.pre_nms_anchor_idx[pre_index])
+    text = window.stages_panel.explanation.text()
+    assert f"grew from anchor #{anchor}" in text
+    given = int((detections.roi_idx == picked).sum())
+    assert f"gave {given} final detection" in text
+    drawn = shown_boxes(window)
+    assert np.allclose(drawn[len(trace.proposals.boxes)], trace.anchors.boxes[anchor].double().numpy())
+    assert len(drawn) == len(trace.proposals.boxes) + 2 + given
+    # after an NMS re-run the detections no longer belong to these proposals: no detection claimed
+    window.stages_panel.nms_slider.setValue(40)
+    assert inspector.selected_post_proposal is None
