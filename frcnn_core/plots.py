@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from frcnn_core.fileio import write_atomic  # noqa: E402
 
 
-def _save(figure, path: str | os.PathLike) -> Path:
+def save_figure(figure, path: str | os.PathLike) -> Path:
     try:
         return write_atomic(path, lambda stream: figure.savefig(stream, format="png"))
     finally:
@@ -43,7 +43,7 @@ def save_pr_curve(curve, class_name: str, path: str | os.PathLike) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(loc="lower left")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_pr_curves(curves: dict, class_names: list[str], out_dir: str | os.PathLike) -> list[Path]:
@@ -77,4 +77,4 @@ def save_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str 
     axes.set(xlabel="predicted\n(background column: missed)", ylabel="ground truth\n(background row: false positive)",
              title="confusion matrix")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

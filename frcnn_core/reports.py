@@ -191,7 +191,7 @@ def _numbers(values: list[float]) -> str:
 def save_anchor_iou_histogram(diagnosis, path: str | Path) -> Path:
     """A PNG: per class, the histogram of the GT boxes' best anchor IoUs, with the RPN's
     background and foreground thresholds marked."""
-    from frcnn_core.plots import _save, plt  # matplotlib only when a picture is asked for
+    from frcnn_core.plots import plt, save_figure  # matplotlib only when a picture is asked for
 
     figure, axes = plt.subplots(figsize=(6, 3.6), dpi=100)
     bins = [step / 20 for step in range(21)]
@@ -202,7 +202,7 @@ def save_anchor_iou_histogram(diagnosis, path: str | Path) -> Path:
     axes.set(xlim=(0, 1), xlabel="best anchor IoU", ylabel="GT boxes", title="best anchor IoU per GT box")
     axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def save_diagnosis(diagnosis, out_dir: str) -> list[Path]:

@@ -8,8 +8,10 @@ import torch
 from PIL import Image
 
 from frcnn_core.data.coco import read_coco_json, write_coco_json
-from frcnn_core.data.dataset import DetectionDataset, Sample, open_dataset
+from frcnn_core.data.dataset import open_dataset
 from frcnn_core.errors import InputError
+
+from datasets import random_boxes_dataset
 
 
 def coco_file(tmp_path, annotations, categories=None, images=None) -> str:
@@ -98,13 +100,8 @@ def test_malformed_files_name_the_file(tmp_path, text, problem):
 
 
 def test_round_trip_is_exact_in_float32(tmp_path):
-    Image.new("RGB", (640, 480)).save(tmp_path / "a.png")
-    corners = torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 400
-    sizes = torch.rand(200, 2, generator=torch.Generator().manual_seed(2)) * 70 + 0.01
-    boxes = torch.cat([corners, corners + sizes], dim=1)
-    labels = torch.randint(1, 4, (200,), generator=torch.Generator().manual_seed(3))
-    dataset = DetectionDataset([Sample(str(tmp_path / "a.png"), boxes, labels, 640, 480)],
-                               ["__background__", "c", "b", "a"])
+    dataset = random_boxes_dataset(tmp_path)
+    boxes, labels = dataset.samples[0].boxes, dataset.samples[0].labels
     write_coco_json(tmp_path / "out" / "gt.json", dataset)
     again = open_dataset(tmp_path / "out" / "gt.json")
     assert again.class_names == dataset.class_names and again.problems == []

@@ -5,9 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.data.dataset import DetectionDataset, Sample, open_dataset
+from frcnn_core.data.dataset import open_dataset
 from frcnn_core.data.yolo import read_yolo_folder, write_yolo
 from frcnn_core.errors import InputError
+
+from datasets import random_boxes_dataset
 
 
 def yolo_folder(tmp_path, labels: dict[str, str], classes: str = "cat\ndog\n", size=(200, 100)):
@@ -61,13 +63,8 @@ def test_class_file_problems_are_input_errors(tmp_path):
 
 
 def test_round_trip_is_exact_in_float32(tmp_path):
-    Image.new("RGB", (640, 480)).save(tmp_path / "a.png")
-    corners = torch.rand(200, 2, generator=torch.Generator().manual_seed(1)) * 400
-    sizes = torch.rand(200, 2, generator=torch.Generator().manual_seed(2)) * 70 + 0.01
-    boxes = torch.cat([corners, corners + sizes], dim=1)
-    labels = torch.randint(1, 4, (200,), generator=torch.Generator().manual_seed(3))
-    dataset = DetectionDataset([Sample(str(tmp_path / "a.png"), boxes, labels, 640, 480)],
-                               ["__background__", "c", "b", "a"])
+    dataset = random_boxes_dataset(tmp_path)
+    boxes, labels = dataset.samples[0].boxes, dataset.samples[0].labels
     write_yolo(tmp_path / "out", dataset)
     again = open_dataset(tmp_path / "out")
     assert again.class_names == dataset.class_names and again.problems == []

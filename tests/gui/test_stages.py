@@ -159,10 +159,11 @@ def test_the_nms_slider_reruns_only_the_proposal_layer(qtbot, window):
     assert inspector.rerun_ms["proposals"] < 1000  # measured; the target is 100 ms
 
 
-def test_screenshot_of_one_stage(tmp_path):
-    out = tmp_path / "proposals.png"
+@pytest.mark.parametrize("stage", ["proposals", "funnel"])
+def test_screenshot_of_a_stage(tmp_path, stage):
+    out = tmp_path / f"{stage}.png"
     done = run_gui(str(SAMPLES / f"{IMAGE}.jpg"), "--model", "bccd-demo", "--device", "cpu",
-                   "--stage", "proposals", "--screenshot", str(out))
+                   "--stage", stage, "--screenshot", str(out))
     assert done.returncode == 0, done.stderr
     with Image.open(out) as picture:
         assert picture.size == WINDOW_SIZE
@@ -332,11 +333,3 @@ def test_the_funnel_lists_every_gt_box_and_a_click_draws_its_chain(qtbot, window
         assert len(changed.args[0]) == funnel.table.rowCount() == 18 and len(window.inspector.chain_layer) == 0
     assert watch.calls == []
 
-
-def test_screenshot_of_the_funnel(tmp_path):
-    out = tmp_path / "funnel.png"
-    done = run_gui(str(SAMPLES / f"{IMAGE}.jpg"), "--model", "bccd-demo", "--device", "cpu",
-                   "--stage", "funnel", "--screenshot", str(out))
-    assert done.returncode == 0, done.stderr
-    with Image.open(out) as picture:
-        assert picture.size == WINDOW_SIZE
