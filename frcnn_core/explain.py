@@ -8,7 +8,8 @@ anchors; 8,940 lie fully inside the image. ..." Stage names are the CLI's and th
 Which settings a sentence quotes follows from the trace: anchor labels always come from the
 training RPN settings; proposals and RoI pooling from the training ones for a training trace (one
 with RoI samples), else from the inference ones. Thresholds recorded in the trace (the NMS IoU of
-the proposals) are quoted from the trace.
+the proposals) are quoted from the trace. `stage_counts(trace)` gives the stage list's short
+count beside each stage name.
 """
 from __future__ import annotations
 
@@ -215,3 +216,19 @@ _STAGES: dict[str, Callable[[Trace, DetectorConfig, int | None], str]] = {
     "class-scores": _class_scores,
     "detections": _detections,
 }
+
+
+def stage_counts(trace, score_thresh: float = 0.5) -> dict[str, str]:
+    """The stage list's count texts for `trace` (anchor labels only when it has them)."""
+    anchors, proposals, detections = trace.anchors, trace.proposals, trace.detections
+    counts = {"anchors": f"{len(anchors.boxes):,} ({int(anchors.inside.sum()):,} inside)",
+              "proposals-pre-nms": f"{len(proposals.pre_nms_boxes):,}",
+              "proposals": f"{len(proposals.pre_nms_boxes):,} → {len(proposals.post_nms_idx):,} after NMS"}
+    if detections is not None:
+        confident = int((detections.scores >= score_thresh).sum())
+        counts["detections"] = f"{confident} (score ≥ {score_thresh:g}; {len(detections.keep_idx)} in all)"
+    if trace.anchor_labels is not None:
+        labels = trace.anchor_labels
+        counts["anchor-labels"] = (f"{int((labels.labels == POS).sum()):,} positive, "
+                                   f"{len(labels.sampled_pos_idx) + len(labels.sampled_neg_idx):,} sampled")
+    return counts

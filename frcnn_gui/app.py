@@ -37,7 +37,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the stage the canvas shows, or the recall funnel")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="render offscreen once the stage is shown (after the detections), save, exit")
+    parser.add_argument("--click", metavar="X,Y", type=_point, default=None,
+                        help="with --screenshot: click the image at (X, Y) original pixels once the stage is shown"
+                             " (the anchors of a cell, a proposal, a RoI, a detection)")
     return parser.parse_args(argv)
+
+
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y (two numbers)") from None
+    return x, y
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         _show_stage(window, args.stage)
         window.open_path(args.path)
         window.show()
-        return _screenshot(app, window, args.screenshot, args.stage)
+        return _screenshot(app, window, args.screenshot, args.stage, args.click)
 
 
 def _show_stage(window, stage: str) -> None:
@@ -88,10 +99,10 @@ def _show_stage(window, stage: str) -> None:
     window.inspector.funnel_changed.connect(chosen)
 
 
-def _screenshot(app: QApplication, window, out: str, stage: str) -> int:
+def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[float, float] | None = None) -> int:
     """Wait for the first detections and, for another stage, for `stage` drawn from the image's
-    inspection (or for the model, when no image can be detected on, or for an engine error), save
-    the window as a PNG, exit."""
+    inspection (or for the model, when no image can be detected on, or for an engine error), click
+    the image at `click` if given, save the window as a PNG, exit."""
     status = {"code": None}
 
     def capture(code: int) -> None:
@@ -109,8 +120,8 @@ def _screenshot(app: QApplication, window, out: str, stage: str) -> int:
         print(f"error: {message}", file=sys.stderr)
         capture(2)
 
-    def settle() -> None:
-        QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: capture(0))
+    def settle() -> None:  # a request still running (the model's first detections, say) settles again when done
+        QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: window.engine.is_busy or capture(0))
 
     waiting = {"detections", stage}  # every stage waits for the detections: the panels list them
 
@@ -118,9 +129,12 @@ def _screenshot(app: QApplication, window, out: str, stage: str) -> int:
         if what in waiting:
             waiting.discard(what)
             if not waiting:
+                if click is not None:  # the canvas's own click signal: the inspector redraws at once
+                    window.canvas.point_clicked.emit(*click)
                 settle()
 
     window.detections_shown.connect(lambda: arrived("detections"))
+    window.engine.busy.connect(lambda busy: busy or waiting or settle())
     window.inspector.shown.connect(arrived)
     window.inspector.funnel_changed.connect(lambda _rows: arrived(FUNNEL))
     window.model_ready.connect(lambda _: window.document.image_size is None and settle())

@@ -99,7 +99,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(log_dock, self._dock("Why missed?", self.funnel_panel, Qt.BottomDockWidgetArea))
         log_dock.raise_()
         self.resizeDocks([images, right[0]], [210, 320], Qt.Horizontal)
-        self.resizeDocks([*right, log_dock], [450, 120, 160, 100, 90], Qt.Vertical)
+        self.resizeDocks([*right, log_dock], [520, 110, 140, 90, 90], Qt.Vertical)
         self.image_list.image_chosen.connect(self.open_index)
         self.canvas.selection_changed.connect(self.boxes_table.set_selection)
         self.boxes_table.selection_changed.connect(self.canvas.set_selection)

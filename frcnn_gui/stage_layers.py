@@ -5,7 +5,7 @@ The controller asks the engine for an inspection (one backbone pass) the first t
 than "detections" is shown for an image; after that a GT-box drag re-runs only the anchor labels
 and a proposal knob only the proposal layer, both from the inspection's cache. The RoI samples
 come from `Inspection.training_trace_for` (no backbone pass), built once per GT edit. What each
-stage draws lives in `stage_overlays.py`.
+stage draws lives in `stage_overlays.py` (boxes) and `stage_pictures.py` (heatmaps).
 """
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtGui import QImage
 
 from frcnn_core.diagnose import recall_funnel
-from frcnn_core.explain import explain
+from frcnn_core.explain import explain, stage_counts
+from frcnn_core.follow import fate_text, roi_sample_rows
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.stage_overlays import (
-    CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, HeatmapLayer, Overlay, anchor_labels_overlay,
-    anchor_shape_mask, anchors_overlay, box_at, chain_overlay, feature_maps, objectness_heatmap, pooling_overlay,
-    pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text,
-    proposal_chain, roi_samples_overlay, shape_names, stage_counts, suppression_text,
+    CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask,
+    anchors_overlay, box_at, cell_fates, chain_overlay, forward_parts, pooling_overlay, pre_nms_shown_idx,
+    proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text, proposal_chain,
+    roi_sample_text, roi_samples_overlay, suppression_text,
 )
+from frcnn_gui.panels.stages import SHOWN_DEFAULT
+from frcnn_gui.stage_pictures import HeatmapLayer, feature_maps, objectness_heatmap, shape_names
 
 
 class StageInspector(QObject):
@@ -54,6 +57,8 @@ class StageInspector(QObject):
         self.selected_detection: int | None = None  # into the inspection's detections
         self.selected_proposal: int | None = None  # into the current pre-NMS proposals
         self.selected_post_proposal: int | None = None  # into the current post-NMS proposals
+        self.selected_sample: int | None = None  # into the training trace's sampled RoIs
+        self.drawn = SHOWN_DEFAULT  # how many proposals are drawn
         self.anchor_filter: dict = {}  # anchor_shape_mask keywords: level, size, ratio
         self.funnel: list = []
         self.chain_layer = BoxSetLayer()
@@ -71,6 +76,8 @@ class StageInspector(QObject):
         panel.level_chosen.connect(self._level_chosen)
         panel.shape_chosen.connect(self._shape_chosen)
         panel.anchor_filter_changed.connect(self._anchor_filter_chosen)
+        panel.shown_changed.connect(lambda count: self._choose("drawn", count))
+        panel.sample_chosen.connect(lambda index: self._choose("selected_sample", index))
         canvas.point_clicked.connect(self._clicked)
         canvas.box_dragged.connect(self._box_dragged)
         engine.inspected.connect(self._inspected)
@@ -83,6 +90,7 @@ class StageInspector(QObject):
         """Drop the inspection (another image or model); ask again if a stage needs one."""
         self.inspection = self.trace = self._detect_trace = self.training_trace = self.selected_roi = None
         self.selected_detection = self.selected_proposal = self.selected_post_proposal = self._pending = None
+        self.selected_sample = None
         self.funnel = []
         self.chain_layer.set_boxes(np.zeros((0, 4)), SAMPLE)
         self.forgotten.emit()
@@ -164,7 +172,7 @@ class StageInspector(QObject):
         """Anchor labels for gt_boxes (G, 4) original pixels; none when G is 0."""
         start = time.perf_counter()
         labels = self.inspection.relabel_anchors(gt_boxes) if len(gt_boxes) else None
-        self.training_trace = None
+        self.training_trace = self.selected_sample = None
         self._update("anchor-labels", replace(self.trace, anchor_labels=labels), start, len(gt_boxes))
 
     def rerun_proposals(self, settings: dict) -> None:
@@ -194,6 +202,10 @@ class StageInspector(QObject):
         self.anchor_filter = anchor_filter
         self._show()
 
+    def _choose(self, attribute: str, value) -> None:
+        setattr(self, attribute, value)
+        self._show()
+
     def _gt_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The document's GT boxes (G, 4) and class indices (G,) of the classes the model knows."""
         known = [(box.coords, self.class_names.index(box.label)) for box in self.document.boxes.values()
@@ -207,6 +219,7 @@ class StageInspector(QObject):
             gt_boxes, gt_labels = self._gt_labels()
             if len(gt_boxes):
                 self.training_trace = self.inspection.training_trace_for(gt_boxes, gt_labels)
+                self.panel.set_roi_samples(roi_sample_rows(self.training_trace.roi_targets), self.class_names)
         return self.training_trace
 
     def _clickable(self) -> tuple[str, torch.Tensor, torch.Tensor] | None:
@@ -219,12 +232,15 @@ class StageInspector(QObject):
         if stage == "class-scores":
             boxes = self.inspection.trace.detections.boxes
             return "selected_detection", boxes, torch.arange(len(boxes))
-        if stage == "proposals":
-            boxes = trace.proposals.boxes
+        if stage == "proposals":  # the drawn ones
+            boxes = trace.proposals.boxes[:self.drawn]
             return "selected_post_proposal", boxes, torch.arange(len(boxes))
         if stage == "proposals-pre-nms":  # the drawn ones, into the current pre-NMS proposals
-            shown = pre_nms_shown_idx(trace.proposals)
+            shown = pre_nms_shown_idx(trace.proposals, self.drawn)
             return "selected_proposal", trace.proposals.pre_nms_boxes[shown], shown
+        if stage == "roi-samples" and self._training() is not None:
+            rois = self.training_trace.roi_targets.rois
+            return "selected_sample", rois, torch.arange(len(rois))
         return None
 
     def _clicked(self, x: float, y: float) -> None:
@@ -236,6 +252,8 @@ class StageInspector(QObject):
         if index is not None:
             attribute, _, indices = clickable
             setattr(self, attribute, int(indices[index]))
+            if attribute == "selected_sample":
+                self.panel.select_sample(self.selected_sample)
         if self.panel.stage == "anchors" or index is not None:
             self._show()
 
@@ -273,19 +291,21 @@ class StageInspector(QObject):
         if stage == "anchors":
             height, width = self.document.image_size[1], self.document.image_size[0]
             x, y = self._point or (width / 2, height / 2)
-            return anchors_overlay(trace.anchors, x, y,
-                                   anchor_shape_mask(trace.anchors, self.config.anchors, **self.anchor_filter))
+            keep = anchor_shape_mask(trace.anchors, self.config.anchors, **self.anchor_filter)
+            fates = cell_fates(trace, x, y, keep) if self._point is not None else []
+            best = max(fates, key=lambda fate: fate.score, default=None)
+            return anchors_overlay(trace.anchors, x, y, keep, forward_parts(trace, best) if best else None)
         if stage == "anchor-labels":
             if trace.anchor_labels is None:
                 return Overlay(np.zeros((0, 4)), [], np.zeros(0), [])
             return anchor_labels_overlay(trace.anchors, trace.anchor_labels)
         if stage == "proposals-pre-nms":
-            return proposals_pre_nms_overlay(trace.proposals, self.selected_proposal)
+            return proposals_pre_nms_overlay(trace.proposals, self.selected_proposal, self.drawn)
         if stage == "proposals":
             chain = None
             if self.selected_post_proposal is not None:
                 chain, _ = proposal_chain(trace, self.selected_post_proposal, self._own_detections())
-            return proposals_overlay(trace.proposals, chain)
+            return proposals_overlay(trace.proposals, chain, self.drawn)
         if stage == "objectness":
             image, target = objectness_heatmap(trace, self.level, self.shape)
             width, height = self.document.image_size
@@ -295,7 +315,8 @@ class StageInspector(QObject):
             training = self._training()
             if training is None:
                 return Overlay(np.zeros((0, 4)), [], np.zeros(0), [])
-            return roi_samples_overlay(training.roi_targets, self.class_names)
+            return roi_samples_overlay(training.roi_targets, self.class_names, self.selected_sample,
+                                       self._gt_labels()[0])
         if stage == "roi-pool":
             roi = self.selected_roi
             self.panel.set_feature_maps(feature_maps(self.inspection.pooled_features(roi)))
@@ -329,8 +350,14 @@ class StageInspector(QObject):
                      " a proposal to pick another. Pictures: its pooled 7 x 7 features.")
         if stage == "anchors":
             text += " Click the image to see the anchors of the cell there; filter them by level, size, ratio."
+            if self._point is not None:  # what became of the clicked cell's anchors comes first
+                keep = anchor_shape_mask(self.trace.anchors, self.config.anchors, **self.anchor_filter)
+                fates = cell_fates(self.trace, *self._point, keep)
+                text = ("The clicked cell's best-scoring anchor on each level, followed forward (the best one's"
+                        " proposal in white):\n" + "\n".join(fate_text(fate, self.trace.proposals) for fate in fates)
+                        + "\n\n" + text)
         if stage.startswith("proposals"):
-            text += " Colour: objectness score, blue 0 → red 1."
+            text += f" Drawn: the best {self.drawn:,}; colour: objectness score, blue 0 → red 1."
         if stage == "proposals-pre-nms":
             text += ("\n" + suppression_text(self.trace.proposals, self.selected_proposal)
                      if self.selected_proposal is not None else " Click a proposal to see what NMS did with it.")
@@ -354,7 +381,10 @@ class StageInspector(QObject):
             return "Draw a GT box of a class the model knows to see which RoIs training would sample."
         targets = training.roi_targets
         text = explain("roi-samples", training, self.config, len(self._gt_labels()[1]))
-        text += " Foreground RoIs in their class colour, background grey."
+        text += " Foreground RoIs in their class colour, background grey. Click a RoI or a row of the table."
+        if self.selected_sample is not None:
+            row = roi_sample_rows(targets)[self.selected_sample]
+            text += "\n" + roi_sample_text(row, self.class_names)
         if not targets.quota_filled:
             text += (f"\n⚠ Positive quota not filled: {int(targets.is_foreground.sum())} foreground RoIs"
                      f" of the {targets.positive_quota} the batch could take.")

@@ -1,33 +1,30 @@
-"""What each stage draws: overlay builders, functions of trace records only (no Qt beyond colours
-and images). Each returns an `Overlay` of N boxes in original-image pixels with a colour, a pen
-width and a tag each, drawn lowest first; the objectness stage is one heatmap item
-(`HeatmapLayer`) under the box layer."""
+"""What each stage draws as boxes: overlay builders, functions of trace records only (no Qt beyond
+colours). Each returns an `Overlay` of N boxes in original-image pixels with a colour, a pen width
+and a tag each, drawn lowest first. The heatmaps (objectness, pooled features) are in
+`stage_pictures.py`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PySide6.QtCore import QRectF
-from PySide6.QtGui import QColor, QImage, QPainter
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtGui import QColor
 from torchvision.ops import box_iou
 
 from frcnn_core.config import NEG, POS
+from frcnn_core.follow import AnchorFate, RoiSampleRow, anchor_fate
 from frcnn_core.trace import AnchorLabelsTrace, AnchorsTrace, ProposalsTrace
 from frcnn_gui.canvas.layers import PALETTE, class_colour
 
 STAGE_LAYER_Z = 15  # above the detections (10), below the GT boxes (20) they are judged against
 ANCHOR_SAMPLE = 60  # inside anchors drawn faintly, to show how densely they cover the image
-PRE_NMS_SHOWN = 300
+PROPOSALS_SHOWN = 100  # the best proposals drawn by default: more make a busy picture
 SCORE_TAGS = 10  # the best proposals carry their score
 # yellow and cyan: apart from the GT class colours, which are drawn on top of them
 POSITIVE, NEGATIVE, SAMPLE = QColor("#ffe119"), QColor("#42d4f4"), QColor(200, 200, 200)
-HEATMAP_ALPHA, HEATMAP_FLOOR = 210, 70  # the opacity of a score-1 and a score-0 cell
 BACKGROUND_ROI = QColor(170, 170, 170)
 GRID, SAMPLE_POINT, SELECTED = QColor("#f58231"), QColor("#ffffff"), QColor("#ffe119")
 POINT_RADIUS = 0.75  # original pixels: a sample point is drawn as a box this far around it
-STRONGEST_CHANNELS = 3
 CHAIN_LAYER_Z = 25  # the funnel's chain: above the GT boxes, one of which it highlights
 FUNNEL_SCORE_THRESH = 0.5  # a GT box counts as detected at the detections panel's default threshold
 SUPPRESSOR = QColor("#e6194b")
@@ -84,11 +81,12 @@ def anchor_shape_mask(anchors: AnchorsTrace, config, level: int | None = None, s
     return torch.cat(masks)
 
 
-def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tensor | None = None) -> Overlay:
+def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tensor | None = None,
+                    highlighted: list | None = None) -> Overlay:
     """A faint even sample of the inside anchors, then the anchors of the cell nearest (x, y),
-    one colour per level; keep (A,) bool (None: all) restricts both to some shapes. The largest
-    square(st) shape of each level is tagged with its level and size (the largest: their corners
-    lie furthest apart, so the tags do not cover each other)."""
+    one colour per level, then `highlighted` parts; keep (A,) bool (None: all) restricts both to
+    some shapes. The largest square(st) shape of each level is tagged with its level and size (the
+    largest: their corners lie furthest apart, so the tags do not cover each other)."""
     keep = torch.ones(len(anchors.boxes), dtype=torch.bool) if keep is None else keep
     inside = torch.nonzero(anchors.inside & keep).flatten()
     sample = inside[torch.linspace(0, len(inside) - 1, min(ANCHOR_SAMPLE, len(inside))).long()]
@@ -104,7 +102,32 @@ def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tenso
         squarest = int(torch.where(square, sides.prod(dim=1), -1.0).argmax())
         tags = [f"level {level}: {sides[row, 0]:.0f} px" if row == squarest else "" for row in range(len(cell))]
         parts.append((boxes, QColor(PALETTE[level % len(PALETTE)]), 2.0, tags))
-    return _overlay(parts)
+    return _overlay(parts + (highlighted or []))
+
+
+def cell_fates(trace, x: float, y: float, keep: torch.Tensor) -> list[AnchorFate]:
+    """Per level with a kept anchor in the cell nearest (x, y): the fate of that cell's
+    highest-scoring kept anchor."""
+    fates = []
+    for cell in cell_anchor_idx(trace.anchors, x, y):
+        cell = cell[keep[cell]]
+        if len(cell):
+            fates.append(anchor_fate(trace, int(cell[trace.objectness.logits[cell].argmax()])))
+    return fates
+
+
+def forward_parts(trace, fate: AnchorFate) -> list:
+    """Where one anchor went: its proposal (white, thick) if it made one, and the kept box that
+    suppressed it (red), as `_overlay` parts."""
+    proposals = trace.proposals
+    if fate.pre_index is None:
+        return []
+    tag = f"→ proposal #{fate.post_index}" if fate.post_index is not None else f"→ lost at {fate.lost_at}"
+    parts = [(proposals.pre_nms_boxes[fate.pre_index].reshape(1, 4), SAMPLE_POINT, 3.0, [tag])]
+    if fate.suppressed_by is not None:
+        parts.append((proposals.pre_nms_boxes[fate.suppressed_by].reshape(1, 4), SUPPRESSOR, 2.0,
+                      [f"#{fate.suppressed_by} kept"]))
+    return parts
 
 
 def anchor_labels_overlay(anchors: AnchorsTrace, labels: AnchorLabelsTrace) -> Overlay:
@@ -129,16 +152,17 @@ def _scored(boxes: torch.Tensor, scores: torch.Tensor) -> tuple:
     return boxes[order], [score_colour(value) for value in values], 1.5, tags
 
 
-def pre_nms_shown_idx(proposals: ProposalsTrace) -> torch.Tensor:
-    """The pre-NMS indices of the PRE_NMS_SHOWN best valid boxes, the ones drawn and clickable."""
+def pre_nms_shown_idx(proposals: ProposalsTrace, shown: int = PROPOSALS_SHOWN) -> torch.Tensor:
+    """The pre-NMS indices of the `shown` best valid boxes, the ones drawn and clickable."""
     valid = torch.nonzero(proposals.valid).flatten()
-    return valid[torch.argsort(proposals.pre_nms_scores[valid], descending=True)[:PRE_NMS_SHOWN]]
+    return valid[torch.argsort(proposals.pre_nms_scores[valid], descending=True)[:shown]]
 
 
-def proposals_pre_nms_overlay(proposals: ProposalsTrace, selected: int | None = None) -> Overlay:
-    """The PRE_NMS_SHOWN best valid boxes before NMS; then the selected one (white, thick) and,
-    if NMS suppressed it, the kept box that did (red, thick)."""
-    best = pre_nms_shown_idx(proposals)
+def proposals_pre_nms_overlay(proposals: ProposalsTrace, selected: int | None = None,
+                              shown: int = PROPOSALS_SHOWN) -> Overlay:
+    """The `shown` best valid boxes before NMS; then the selected one (white, thick) and, if NMS
+    suppressed it, the kept box that did (red, thick)."""
+    best = pre_nms_shown_idx(proposals, shown)
     parts = [_scored(proposals.pre_nms_boxes[best], proposals.pre_nms_scores[best])]
     if selected is not None:
         parts.append((proposals.pre_nms_boxes[selected].reshape(1, 4), SAMPLE_POINT, 3.0, [f"#{selected}"]))
@@ -162,9 +186,11 @@ def suppression_text(proposals: ProposalsTrace, selected: int) -> str:
     return f"Proposal #{selected} " + ("survived NMS." if kept else "was filtered out before NMS.")
 
 
-def proposals_overlay(proposals: ProposalsTrace, highlighted: list | None = None) -> Overlay:
-    """The proposals after NMS and the post-NMS top-N; then `highlighted` parts on top."""
-    return _overlay([_scored(proposals.boxes, proposals.scores), *(highlighted or [])])
+def proposals_overlay(proposals: ProposalsTrace, highlighted: list | None = None,
+                      shown: int = PROPOSALS_SHOWN) -> Overlay:
+    """The `shown` best proposals (after NMS and the post-NMS top-N, best first); then
+    `highlighted` parts on top."""
+    return _overlay([_scored(proposals.boxes[:shown], proposals.scores[:shown]), *(highlighted or [])])
 
 
 def proposal_chain(trace, post_index: int, detections) -> tuple[list, str]:
@@ -191,61 +217,38 @@ def proposal_chain(trace, post_index: int, detections) -> tuple[list, str]:
     return parts, text
 
 
-def objectness_map(trace, level: int, shape: int | None = None) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: per feature cell of `level`, the objectness probability of anchor
-    shape `shape` (ratio-major, then size), or the highest over the cell's shapes when None."""
-    start = sum(height * width * shapes for (height, width), shapes
-                in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level]))
-    (height, width), shapes = trace.anchors.grid_sizes[level], trace.anchors.shapes_per_cell[level]
-    logits = trace.objectness.logits[start: start + height * width * shapes]
-    # (H*W*shapes,) -> (H, W, shapes): anchors are laid out cell by cell, shapes within a cell
-    per_shape = torch.sigmoid(logits.float()).reshape(height, width, shapes)
-    return (per_shape.amax(dim=2) if shape is None else per_shape[:, :, shape]).numpy()
-
-
-def shape_names(config_anchors, level: int) -> list[str]:
-    """The anchor shapes of one cell of `level` in layout order (ratio-major, then size)."""
-    return [f"ratio {ratio:g}, size {size:g}" for ratio in config_anchors.aspect_ratios[level]
-            for size in config_anchors.sizes[level]]
-
-
-def heat_image(values: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
-    """values (H, W) in [0, 1] as an RGBA QImage, black through red and yellow to white ("hot");
-    alpha (H, W) uint8, opaque when None."""
-    ramp = np.clip(values.astype(np.float32)[..., None] * 3 - np.arange(3, dtype=np.float32), 0, 1)  # (H, W, 3)
-    opacity = np.full(values.shape, 255, np.uint8) if alpha is None else alpha
-    pixels = np.ascontiguousarray(np.dstack([(ramp * 255).astype(np.uint8), opacity]))
-    height, width = values.shape
-    return QImage(pixels.data, width, height, width * 4, QImage.Format_RGBA8888).copy()
-
-
-def normalised(values: np.ndarray) -> np.ndarray:
-    """values scaled to [0, 1] by their own range (all 0 when constant)."""
-    low, high = float(values.min()), float(values.max())
-    return (values - low) / (high - low) if high > low else np.zeros_like(values)
-
-
-def objectness_heatmap(trace, level: int, shape: int | None = None) -> tuple[QImage, QRectF]:
-    """The heatmap of `level` and where it lies in original pixels: cell (i, j) covers input
-    pixels [j*sx, (j+1)*sx) x [i*sy, (i+1)*sy), so the last cells may reach past the image."""
-    scores = objectness_map(trace, level, shape)
-    stride_y, stride_x = trace.anchors.strides[level]
-    per_input_y = trace.image_size[0] / trace.input_size[0]
-    per_input_x = trace.image_size[1] / trace.input_size[1]
-    height, width = scores.shape
-    target = QRectF(0, 0, width * stride_x * per_input_x, height * stride_y * per_input_y)
-    # a floor of opacity: the low-score cells darken the image, so the map reads as a map
-    alpha = HEATMAP_FLOOR + scores * (HEATMAP_ALPHA - HEATMAP_FLOOR)
-    return heat_image(scores, alpha.astype(np.uint8)), target
-
-
-def roi_samples_overlay(targets, class_names: list[str]) -> Overlay:
-    """The sampled background RoIs (thin grey), then the foreground ones in their class colour."""
+def roi_samples_overlay(targets, class_names: list[str], selected: int | None = None,
+                        gt_boxes: torch.Tensor | None = None) -> Overlay:
+    """The sampled background RoIs (thin grey), then the foreground ones in their class colour;
+    then the selected RoI (white, thick) and, when it is foreground, the GT box of gt_boxes (G, 4)
+    it is matched to (its class colour, thick)."""
     foreground = targets.is_foreground
     labels = targets.labels[foreground].tolist()
-    colours = [class_colour(class_names[label]) if label < len(class_names) else POSITIVE for label in labels]
-    return _overlay([(targets.rois[~foreground], BACKGROUND_ROI, 1.0, None),
-                     (targets.rois[foreground], colours, 2.0, None)])
+    colours = [_class_colour(class_names, label) for label in labels]
+    parts = [(targets.rois[~foreground], BACKGROUND_ROI, 1.0, None), (targets.rois[foreground], colours, 2.0, None)]
+    if selected is not None:
+        parts.append((targets.rois[selected].reshape(1, 4), SAMPLE_POINT, 3.0, [f"RoI #{selected}"]))
+        label, gt_index = int(targets.labels[selected]), int(targets.matched_gt_idx[selected])
+        if label > 0 and gt_boxes is not None and gt_index < len(gt_boxes):
+            parts.append((gt_boxes[gt_index].reshape(1, 4), _class_colour(class_names, label), 3.0,
+                          [f"GT {gt_index}"]))
+    return _overlay(parts)
+
+
+def _class_colour(class_names: list[str], label: int) -> QColor:
+    return class_colour(class_names[label]) if label < len(class_names) else POSITIVE
+
+
+def roi_sample_text(row: RoiSampleRow, class_names: list[str]) -> str:
+    """One sampled RoI in words: what it was sampled as, against which GT box, and the targets
+    its regression learns."""
+    targets = ", ".join(f"{value:+.2f}" for value in row.targets)
+    if not row.foreground:
+        return (f"RoI #{row.index} ({row.source}) is background: its best IoU with a GT box is {row.iou:.2f};"
+                f" it teaches the classifier \"background\" and no box regression.")
+    name = class_names[row.label] if row.label < len(class_names) else str(row.label)
+    return (f"RoI #{row.index} ({row.source}) is foreground {name}: IoU {row.iou:.2f} with GT {row.gt_index}."
+            f" Regression targets (dx, dy, dw, dh) = ({targets}): the deltas that move it onto GT {row.gt_index}.")
 
 
 def box_at(boxes: torch.Tensor, x: float, y: float) -> int | None:
@@ -265,16 +268,6 @@ def pooling_overlay(roi_box: torch.Tensor, grid) -> Overlay:
         points = grid.sample_points.reshape(-1, 2)
         parts.append((torch.cat([points - POINT_RADIUS, points + POINT_RADIUS], dim=1), SAMPLE_POINT, 2.0, None))
     return _overlay(parts)
-
-
-def feature_maps(pooled: torch.Tensor) -> list[tuple[QImage, str]]:
-    """pooled (C, h, w) as small heatmaps: the channel mean, then the STRONGEST_CHANNELS channels
-    with the highest mean activation, each normalised to its own range."""
-    strength = pooled.float().mean(dim=(1, 2))
-    strongest = torch.argsort(strength, descending=True)[:STRONGEST_CHANNELS].tolist()
-    maps = [(pooled.float().mean(dim=0), "mean")] + [(pooled[channel].float(), f"ch {channel}")
-                                                     for channel in strongest]
-    return [(heat_image(normalised(values.numpy())), caption) for values, caption in maps]
 
 
 def provenance_overlay(provenance, class_name: str) -> Overlay:
@@ -326,41 +319,3 @@ def chain_overlay(row, trace) -> Overlay:
     return _overlay(parts)
 
 
-class HeatmapLayer(QGraphicsItem):
-    """One image drawn scaled onto a rectangle of the scene (original pixels), clipped to the
-    image, cells kept square-edged (no smoothing)."""
-
-    def __init__(self, parent: QGraphicsItem | None = None):
-        super().__init__(parent)
-        self.image, self.target, self.clip = QImage(), QRectF(), QRectF()
-
-    def set_image(self, image: QImage, target: QRectF, clip: QRectF) -> None:
-        self.prepareGeometryChange()
-        self.image, self.target, self.clip = image, target, clip
-        self.update()
-
-    def boundingRect(self) -> QRectF:
-        return self.target.intersected(self.clip)
-
-    def paint(self, painter: QPainter, option, widget=None) -> None:
-        if self.image.isNull():
-            return
-        painter.setClipRect(self.clip)
-        painter.setRenderHint(QPainter.SmoothPixmapTransform, False)
-        painter.drawImage(self.target, self.image)
-
-
-def stage_counts(trace, score_thresh: float = 0.5) -> dict[str, str]:
-    """The stage list's count texts for `trace` (anchor labels only when it has them)."""
-    anchors, proposals, detections = trace.anchors, trace.proposals, trace.detections
-    counts = {"anchors": f"{len(anchors.boxes):,} ({int(anchors.inside.sum()):,} inside)",
-              "proposals-pre-nms": f"{len(proposals.pre_nms_boxes):,}",
-              "proposals": f"{len(proposals.pre_nms_boxes):,} → {len(proposals.post_nms_idx):,} after NMS"}
-    if detections is not None:
-        confident = int((detections.scores >= score_thresh).sum())
-        counts["detections"] = f"{confident} (score ≥ {score_thresh:g}; {len(detections.keep_idx)} in all)"
-    if trace.anchor_labels is not None:
-        labels = trace.anchor_labels
-        counts["anchor-labels"] = (f"{int((labels.labels == POS).sum()):,} positive, "
-                                   f"{len(labels.sampled_pos_idx) + len(labels.sampled_neg_idx):,} sampled")
-    return counts

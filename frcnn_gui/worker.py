@@ -252,6 +252,11 @@ class EngineClient(QObject):
             _LINGERING.add(self._thread)
             self._thread.finished.connect(self._thread.deleteLater)
 
+    @property
+    def is_busy(self) -> bool:
+        """True while a request is outstanding (the same state `busy` reports)."""
+        return bool(self._outstanding)
+
     def _issue(self) -> int:
         if self._closed:
             raise RuntimeError("EngineClient is shut down")

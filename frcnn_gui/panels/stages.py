@@ -1,6 +1,6 @@
 """The stage panel: the stages with their live counts, the current stage's explanation,
-Previous / Next, the proposal layer's knobs, the objectness level and the selected RoI's pooled
-features. A view only: it holds no trace and calls no model;
+Previous / Next, the proposal layer's knobs and how many proposals are drawn, the objectness level,
+the sampled RoIs' table and the selected RoI's pooled features. A view only: it holds no trace and calls no model;
 the stage inspector (`frcnn_gui.stage_layers.StageInspector`) fills it and listens to it."""
 from __future__ import annotations
 
@@ -18,25 +18,31 @@ TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": 
           "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
 NMS_STEPS = 100  # the NMS IoU slider's resolution: 0.01
 FEATURE_PIXELS = 63  # a pooled 7 x 7 map drawn 9 screen pixels per cell
+SHOWN_DEFAULT = 100  # proposals drawn: enough to see where they gather, few enough to see the image
+SAMPLE_COLUMNS = ("#", "kind", "IoU", "GT", "from", "dx", "dy", "dw", "dh")
 
 
 class StagesPanel(QWidget):
     """`stage_chosen(name)` when the user (or `select`) picks a stage; `proposal_knobs_changed
     (settings)` when a proposal knob moves; `level_chosen(level)` when the user
     picks the objectness heatmap's feature level; `anchor_filter_changed(filter)` when an anchor
-    filter changes: {"level", "size", "ratio"} -> a value, None for all."""
+    filter changes: {"level", "size", "ratio"} -> a value, None for all; `shown_changed(count)`
+    when the number of proposals drawn changes; `sample_chosen(row)` when the user picks a row of
+    the RoI samples' table."""
 
     stage_chosen = Signal(str)
     proposal_knobs_changed = Signal(dict)  # rerun_proposals keywords: nms_thresh, pre/post_nms_top_n, min_size
     level_chosen = Signal(int)
     shape_chosen = Signal(int)  # -1: the highest score over the cell's shapes
     anchor_filter_changed = Signal(dict)
+    shown_changed = Signal(int)
+    sample_chosen = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.stage_list = QListWidget()
         self.stage_list.addItems([TITLES[name] for name in STAGES])
-        self.stage_list.setMaximumHeight(self.stage_list.sizeHintForRow(0) * (len(STAGES) + 1))
+        self.stage_list.setFixedHeight(self.stage_list.sizeHintForRow(0) * len(STAGES) + 2 * self.stage_list.frameWidth() + 2)
         self.explanation = QLabel("Open an image to see its stages.")
         self.explanation.setWordWrap(True)
         self.explanation.setAlignment(Qt.AlignTop | Qt.AlignLeft)
@@ -67,6 +73,15 @@ class StagesPanel(QWidget):
         form.addRow("keep top", self.post_nms_top_n)
         form.addRow("top per level before NMS", self.pre_nms_top_n)
         form.addRow("min size (px)", self.min_size)
+        self.shown = QSpinBox()
+        self.shown.setRange(1, 100_000)
+        self.shown.setSingleStep(50)
+        self.shown.setValue(SHOWN_DEFAULT)
+        self.shown.setToolTip("How many of the best proposals are drawn (the counts are of all of them)")
+        self.shown_controls = QWidget()
+        QFormLayout(self.shown_controls).addRow("boxes drawn (best first)", self.shown)
+        self.shown_controls.layout().setContentsMargins(0, 0, 0, 0)
+        self.shown.valueChanged.connect(self.shown_changed)
         self.level = QComboBox()
         self.shape = QComboBox()
         self.objectness_controls = QWidget()
@@ -91,12 +106,15 @@ class StagesPanel(QWidget):
             grid.addWidget(picture, 0, column, Qt.AlignHCenter)
             grid.addWidget(caption, 1, column)
         self.pool_view.setFixedHeight(FEATURE_PIXELS + 2 * self.fontMetrics().height())
-        self.class_table = QTableWidget(0, 2)
-        self.class_table.setHorizontalHeaderLabels(("class", "score"))
-        self.class_table.verticalHeader().hide()
-        self.class_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.class_table = _table(("class", "score"))
         self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.class_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 4)
+        self.sample_table = _table(SAMPLE_COLUMNS)
+        self.sample_table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.sample_table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.sample_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.sample_table.setMinimumHeight(8 * self.sample_table.verticalHeader().defaultSectionSize())
+        self.sample_table.currentCellChanged.connect(
+            lambda row, *_: row >= 0 and self.sample_chosen.emit(int(self.sample_table.item(row, 0).text())))
         buttons = QHBoxLayout()
         buttons.addWidget(self.previous)
         buttons.addWidget(self.next)
@@ -104,10 +122,12 @@ class StagesPanel(QWidget):
         layout.addWidget(self.stage_list)
         layout.addLayout(buttons)
         layout.addWidget(self.proposal_controls)
+        layout.addWidget(self.shown_controls)
         layout.addWidget(self.objectness_controls)
         layout.addWidget(self.anchor_controls)
         layout.addWidget(self.pool_view)
         layout.addWidget(self.class_table)
+        layout.addWidget(self.sample_table, 1)
         scroller = QScrollArea()  # a long explanation scrolls instead of squeezing the controls
         scroller.setWidgetResizable(True)
         scroller.setFrameShape(QFrame.NoFrame)
@@ -210,6 +230,31 @@ class StagesPanel(QWidget):
         self.class_table.setFixedHeight(self.class_table.horizontalHeader().sizeHint().height()
                                         + len(scores) * self.class_table.verticalHeader().defaultSectionSize() + 4)
 
+    def set_roi_samples(self, rows: list, class_names: list[str], chosen: int | None = None) -> None:
+        """The sampled RoIs (frcnn_core.follow.RoiSampleRow), foreground first; the row of RoI
+        `chosen` selected, without emitting sample_chosen."""
+        self.sample_table.blockSignals(True)
+        self.sample_table.setRowCount(len(rows))
+        for row_index, row in enumerate(rows):
+            kind = (class_names[row.label] if row.label < len(class_names) else str(row.label)) if row.foreground \
+                else "background"
+            texts = (str(row.index), kind, f"{row.iou:.2f}", str(row.gt_index) if row.foreground else "", row.source,
+                     *((f"{value:+.2f}" for value in row.targets) if row.foreground else ("",) * 4))
+            for column, text in enumerate(texts):
+                self.sample_table.setItem(row_index, column, QTableWidgetItem(text))
+        self.select_sample(chosen)
+        self.sample_table.blockSignals(False)
+
+    def select_sample(self, index: int | None) -> None:
+        """Select the row of RoI `index` (None: none) without emitting sample_chosen."""
+        blocked = self.sample_table.blockSignals(True)
+        self.sample_table.clearSelection()
+        for row in range(self.sample_table.rowCount()):
+            if index is not None and self.sample_table.item(row, 0).text() == str(index):
+                self.sample_table.setCurrentCell(row, 0)
+                self.sample_table.scrollToItem(self.sample_table.item(row, 0))
+        self.sample_table.blockSignals(blocked)
+
     def nms_iou(self) -> float:
         return self.nms_slider.value() / NMS_STEPS
 
@@ -226,8 +271,20 @@ class StagesPanel(QWidget):
         self.previous.setEnabled(row > 0)
         self.next.setEnabled(row < len(STAGES) - 1)
         self.proposal_controls.setVisible(STAGES[row] == "proposals")
+        self.shown_controls.setVisible(STAGES[row] in ("proposals", "proposals-pre-nms"))
+        self.sample_table.setVisible(STAGES[row] == "roi-samples")
         self.objectness_controls.setVisible(STAGES[row] == "objectness")
         self.anchor_controls.setVisible(STAGES[row] == "anchors")
         self.pool_view.setVisible(STAGES[row] == "roi-pool")
         self.class_table.setVisible(STAGES[row] == "class-scores")
         self.stage_chosen.emit(STAGES[row])
+
+
+def _table(headers: tuple[str, ...]) -> QTableWidget:
+    """A read-only table with compact rows and no row numbers."""
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().hide()
+    table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+    table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 4)
+    return table

@@ -81,11 +81,12 @@ def test_a_click_on_a_proposal_highlights_its_anchor_and_its_detections(qtbot, w
     inspector = window.inspector
     trace = inspector.trace
     detections = inspector.inspection.trace.detections
-    # the proposal whose RoI gave the best detection, clicked at that detection's proposal centre
-    post_index = int(detections.roi_idx[0])
+    # the drawn proposal whose RoI gave the best detection, clicked at its centre
+    drawn_boxes = trace.proposals.boxes[:inspector.drawn]
+    post_index = next(int(index) for index in detections.roi_idx if int(index) < inspector.drawn)
     box = trace.proposals.boxes[post_index]
     centre = ((box[:2] + box[2:]) / 2).tolist()
-    picked = box_at(trace.proposals.boxes, *centre)
+    picked = box_at(drawn_boxes, *centre)
     with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
         qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, *centre))
     assert inspector.selected_post_proposal == picked
@@ -96,8 +97,8 @@ def test_a_click_on_a_proposal_highlights_its_anchor_and_its_detections(qtbot, w
     given = int((detections.roi_idx == picked).sum())
     assert f"gave {given} final detection" in text
     drawn = shown_boxes(window)
-    assert np.allclose(drawn[len(trace.proposals.boxes)], trace.anchors.boxes[anchor].double().numpy())
-    assert len(drawn) == len(trace.proposals.boxes) + 2 + given
+    assert np.allclose(drawn[len(drawn_boxes)], trace.anchors.boxes[anchor].double().numpy())
+    assert len(drawn) == len(drawn_boxes) + 2 + given
     # after an NMS re-run the detections no longer belong to these proposals: no detection claimed
     window.stages_panel.nms_slider.setValue(40)
     assert inspector.selected_post_proposal is None

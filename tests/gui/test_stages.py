@@ -15,7 +15,8 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from frcnn_core.config import POS
 from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
-from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx, objectness_map
+from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx
+from frcnn_gui.stage_pictures import objectness_map
 from test_app import WINDOW_SIZE, run_gui
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
@@ -79,7 +80,7 @@ def test_switching_stages_changes_the_overlay_and_the_explanation(qtbot, window)
             assert boxes.shape != before[0].shape or not np.array_equal(boxes, before[0])
         if stage == "proposals":
             assert "→ 300 after NMS" in count_text(window, "proposals")
-            assert len(shown_boxes(window)) == 300
+            assert len(shown_boxes(window)) == 100  # the best 100 drawn (the panel's default)
     assert not np.array_equal(anchors, shown_boxes(window)) and anchors_text != panel.explanation.text()
     qtbot.mouseClick(panel.next, Qt.LeftButton)
     assert panel.stage == "detections" and not panel.next.isEnabled()
@@ -95,10 +96,11 @@ def test_a_click_shows_the_anchors_of_the_cell_under_it(qtbot, window):
     assert abs(x - 600) < 2 and abs(y - 40) < 2
     cells = torch.cat(cell_anchor_idx(trace.anchors, x, y))
     expected = trace.anchors.boxes[cells].double().numpy()
-    assert np.allclose(shown_boxes(window)[-len(cells):], expected)
+    cell_boxes = anchors_overlay(trace.anchors, x, y).boxes
+    assert np.allclose(cell_boxes[-len(cells):], expected)
     centres = (expected[:, :2] + expected[:, 2:]) / 2
     assert np.all(np.abs(centres - [x, y]) <= 32)  # within half the coarsest stride (64) of the click
-    assert np.allclose(anchors_overlay(trace.anchors, x, y).boxes, shown_boxes(window))
+    assert np.allclose(shown_boxes(window)[:len(cell_boxes)], cell_boxes)  # then where the best one went
 
 
 def test_dragging_a_gt_box_relabels_the_anchors_live(qtbot, window):
