@@ -24,7 +24,7 @@ from frcnn_core.follow import fate_text, roi_sample_rows
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.stage_overlays import (
     CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask,
-    anchors_overlay, box_at, cell_fates, chain_overlay, forward_parts, pooling_overlay, pre_nms_shown_idx,
+    anchors_overlay, box_at, cell_fates, class_parts, class_text, chain_overlay, forward_parts, pooling_overlay, pre_nms_shown_idx,
     proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text, proposal_chain,
     roi_sample_text, roi_samples_overlay, suppression_text,
 )
@@ -60,6 +60,7 @@ class StageInspector(QObject):
         self.selected_sample: int | None = None  # into the training trace's sampled RoIs
         self.drawn = SHOWN_DEFAULT  # how many proposals are drawn
         self.anchor_filter: dict = {}  # anchor_shape_mask keywords: level, size, ratio
+        self.anchor_scope = "cell"  # which anchors the anchors stage draws: a key of ANCHOR_SCOPES
         self.funnel: list = []
         self.chain_layer = BoxSetLayer()
         canvas.add_layer(self.chain_layer, CHAIN_LAYER_Z)
@@ -76,6 +77,7 @@ class StageInspector(QObject):
         panel.level_chosen.connect(self._level_chosen)
         panel.shape_chosen.connect(self._shape_chosen)
         panel.anchor_filter_changed.connect(self._anchor_filter_chosen)
+        panel.anchor_scope_chosen.connect(lambda scope: self._choose("anchor_scope", scope))
         panel.shown_changed.connect(lambda count: self._choose("drawn", count))
         panel.sample_chosen.connect(lambda index: self._choose("selected_sample", index))
         canvas.point_clicked.connect(self._clicked)
@@ -294,7 +296,8 @@ class StageInspector(QObject):
             keep = anchor_shape_mask(trace.anchors, self.config.anchors, **self.anchor_filter)
             fates = cell_fates(trace, x, y, keep) if self._point is not None else []
             best = max(fates, key=lambda fate: fate.score, default=None)
-            return anchors_overlay(trace.anchors, x, y, keep, forward_parts(trace, best) if best else None)
+            return anchors_overlay(trace.anchors, x, y, keep, forward_parts(trace, best) if best else None,
+                                   self.anchor_scope)
         if stage == "anchor-labels":
             if trace.anchor_labels is None:
                 return Overlay(np.zeros((0, 4)), [], np.zeros(0), [])
@@ -328,7 +331,8 @@ class StageInspector(QObject):
             provenance = self.inspection.provenance(self.selected_detection)
             scores = self.inspection.trace.detections.class_scores[provenance.roi_index].tolist()
             self.panel.set_class_scores(list(zip(self.class_names, scores)), provenance.label)
-            return provenance_overlay(provenance, self.class_names[provenance.label])
+            under = class_parts(self.inspection.trace.detections, self.selected_detection, self.class_names)
+            return provenance_overlay(provenance, self.class_names[provenance.label], under)
         return None
 
     def _explanation(self, stage: str) -> str:
@@ -344,6 +348,8 @@ class StageInspector(QObject):
         if stage == "class-scores" and self.selected_detection is not None:
             provenance = self.inspection.provenance(self.selected_detection)
             text += "\n" + provenance_text(provenance, self.class_names[provenance.label])
+            text += "\n" + class_text(self.inspection.trace.detections, self.selected_detection, self.class_names,
+                                       self.config.roi_test.nms_thresh)
             text += " Click a detection to follow another."
         if stage == "roi-pool":
             text += (f" Selected RoI {self.selected_roi}: its bins (orange) and sample points (white); click"

@@ -18,6 +18,7 @@ from frcnn_gui.canvas.layers import PALETTE, class_colour
 
 STAGE_LAYER_Z = 15  # above the detections (10), below the GT boxes (20) they are judged against
 ANCHOR_SAMPLE = 60  # inside anchors drawn faintly, to show how densely they cover the image
+CLASS_BOXES_SHOWN = 2  # a RoI's boxes for its next most likely classes, besides the detected one
 PROPOSALS_SHOWN = 100  # the best proposals drawn by default: more make a busy picture
 SCORE_TAGS = 10  # the best proposals carry their score
 # yellow and cyan: apart from the GT class colours, which are drawn on top of them
@@ -82,12 +83,19 @@ def anchor_shape_mask(anchors: AnchorsTrace, config, level: int | None = None, s
 
 
 def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tensor | None = None,
-                    highlighted: list | None = None) -> Overlay:
-    """A faint even sample of the inside anchors, then the anchors of the cell nearest (x, y),
-    one colour per level, then `highlighted` parts; keep (A,) bool (None: all) restricts both to
-    some shapes. The largest square(st) shape of each level is tagged with its level and size (the
-    largest: their corners lie furthest apart, so the tags do not cover each other)."""
+                    highlighted: list | None = None, scope: str = "cell") -> Overlay:
+    """Scope "cell": a faint even sample of the inside anchors, then the anchors of the cell nearest
+    (x, y), one colour per level; "inside" / "all": every anchor inside the image / every anchor,
+    thin, one colour per level. Then `highlighted` parts. keep (A,) bool (None: all) restricts the
+    anchors drawn to some shapes. In a cell, the largest square(st) shape of each level is tagged
+    with its level and size (the largest: their corners lie furthest apart, so the tags do not
+    cover each other)."""
     keep = torch.ones(len(anchors.boxes), dtype=torch.bool) if keep is None else keep
+    if scope != "cell":
+        chosen = keep & anchors.inside if scope == "inside" else keep
+        parts = [(anchors.boxes[chosen & (anchors.level == level)], QColor(PALETTE[level % len(PALETTE)]), 1.0, None)
+                 for level in range(len(anchors.grid_sizes))]
+        return _overlay(parts + (highlighted or []))
     inside = torch.nonzero(anchors.inside & keep).flatten()
     sample = inside[torch.linspace(0, len(inside) - 1, min(ANCHOR_SAMPLE, len(inside))).long()]
     parts = [(anchors.boxes[sample], SAMPLE, 1.0, None)]
@@ -270,10 +278,55 @@ def pooling_overlay(roi_box: torch.Tensor, grid) -> Overlay:
     return _overlay(parts)
 
 
-def provenance_overlay(provenance, class_name: str) -> Overlay:
-    """One detection's chain: its anchor (cyan), the proposal (= RoI) the RPN made of it (yellow)
-    and the final box (class colour, thick)."""
-    return _overlay([(provenance.anchor_box.reshape(1, 4), NEGATIVE, 2.0, ["anchor"]),
+NEIGHBOUR_IOU = 0.3  # the candidates drawn around a detection: those overlapping it at least this much
+
+
+def class_neighbours(detections, detection: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The candidates (before class NMS) of detection `detection`'s class that overlap it by IoU >=
+    NEIGHBOUR_IOU, other than itself: their candidate indices (n,) and IoUs (n,)."""
+    candidate = int(detections.keep_idx[detection])
+    label = detections.candidate_labels[candidate]
+    iou = box_iou(detections.candidate_boxes[candidate].reshape(1, 4), detections.candidate_boxes)[0]
+    near = (detections.candidate_labels == label) & (iou >= NEIGHBOUR_IOU)
+    near[candidate] = False
+    indices = torch.nonzero(near).flatten()
+    return indices, iou[indices]
+
+
+def class_parts(detections, detection: int, class_names: list[str], others: int = CLASS_BOXES_SHOWN) -> list:
+    """The class stage around detection `detection`: the candidates of its class that overlap it
+    (thin: the ones class NMS weighed against it), and its RoI's refined boxes for the `others`
+    next most likely classes (medium, tagged with class and score), as `_overlay` parts."""
+    roi_index, label = int(detections.roi_idx[detection]), int(detections.labels[detection])
+    neighbours, _ = class_neighbours(detections, detection)
+    parts = [(detections.candidate_boxes[neighbours], _class_colour(class_names, label), 1.0, None)]
+    scores = detections.class_scores[roi_index].clone()
+    scores[[0, label]] = -1.0  # background has no box; the detected class is drawn by the chain
+    for other in torch.argsort(scores, descending=True)[:others].tolist():
+        if scores[other] >= 0:
+            name = class_names[other] if other < len(class_names) else str(other)
+            parts.append((detections.class_boxes[roi_index, other].reshape(1, 4), _class_colour(class_names, other),
+                          1.5, [f"{name} {float(scores[other]):.2f}"]))
+    return parts
+
+
+def class_text(detections, detection: int, class_names: list[str], nms_thresh: float) -> str:
+    """Class NMS around detection `detection`, in a sentence."""
+    label = int(detections.labels[detection])
+    name = class_names[label] if label < len(class_names) else str(label)
+    candidates = int((detections.candidate_labels == label).sum())
+    neighbours, iou = class_neighbours(detections, detection)
+    score = float(detections.scores[detection])
+    removed = int(((iou > nms_thresh) & (detections.candidate_scores[neighbours] <= score)).sum())
+    return (f"{name} had {candidates:,} candidate boxes before class NMS; {len(neighbours):,} overlap this detection"
+            f" by IoU ≥ {NEIGHBOUR_IOU:g} (thin), and {removed:,} of them, overlapping by more than {nms_thresh:g} with"
+            f" a lower score, were removed in its favour. Tagged: this RoI's boxes for other classes.")
+
+
+def provenance_overlay(provenance, class_name: str, under: list | None = None) -> Overlay:
+    """`under` parts, then one detection's chain: its anchor (cyan), the proposal (= RoI) the RPN
+    made of it (yellow) and the final box (class colour, thick)."""
+    return _overlay([*(under or []), (provenance.anchor_box.reshape(1, 4), NEGATIVE, 2.0, ["anchor"]),
                      (provenance.proposal_box.reshape(1, 4), POSITIVE, 2.0, ["proposal = RoI"]),
                      (provenance.detection_box.reshape(1, 4), class_colour(class_name), 3.0,
                       [f"{class_name} {provenance.score:.2f}"])])

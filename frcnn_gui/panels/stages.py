@@ -18,6 +18,7 @@ TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": 
           "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
 NMS_STEPS = 100  # the NMS IoU slider's resolution: 0.01
 FEATURE_PIXELS = 63  # a pooled 7 x 7 map drawn 9 screen pixels per cell
+ANCHOR_SCOPES = {"cell": "the clicked cell's", "inside": "all inside the image", "all": "all"}
 SHOWN_DEFAULT = 100  # proposals drawn: enough to see where they gather, few enough to see the image
 SAMPLE_COLUMNS = ("#", "kind", "IoU", "GT", "from", "dx", "dy", "dw", "dh")
 
@@ -36,6 +37,7 @@ class StagesPanel(QWidget):
     shape_chosen = Signal(int)  # -1: the highest score over the cell's shapes
     anchor_filter_changed = Signal(dict)
     shown_changed = Signal(int)
+    anchor_scope_chosen = Signal(str)  # one of ANCHOR_SCOPES
     sample_chosen = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
@@ -92,6 +94,11 @@ class StagesPanel(QWidget):
         self.anchor_controls = QWidget()
         anchor_form = QFormLayout(self.anchor_controls)
         anchor_form.setContentsMargins(0, 0, 0, 0)
+        self.anchor_scope = QComboBox()
+        for scope, text in ANCHOR_SCOPES.items():
+            self.anchor_scope.addItem(text, scope)
+        self.anchor_scope.currentIndexChanged.connect(lambda: self.anchor_scope_chosen.emit(self.anchor_scope.currentData()))
+        anchor_form.addRow("anchors", self.anchor_scope)
         for name, combo in self.anchor_filters.items():
             anchor_form.addRow(name, combo)
             combo.currentIndexChanged.connect(self._anchor_filter_moved)

@@ -82,3 +82,40 @@ def test_the_proposal_stages_draw_the_best_n(qtbot, window):  # noqa: F811
     assert len(shown_boxes(window)) == 10 == len(pre_nms_shown_idx(proposals, 10))
     choose(qtbot, window, "roi-samples")
     assert not panel.shown_controls.isVisible()
+
+
+def test_the_anchor_scope_draws_every_anchor_inside_or_all(qtbot, window):  # noqa: F811
+    choose(qtbot, window, "anchors")
+    inspector, panel = window.inspector, window.stages_panel
+    anchors = inspector.trace.anchors
+    level = len(anchors.grid_sizes) - 1  # the coarsest level: few anchors, some reach past the image
+    with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+        panel.anchor_filters["level"].setCurrentIndex(panel.anchor_filters["level"].findData(level))
+    for scope, chosen in (("inside", anchors.inside & (anchors.level == level)), ("all", anchors.level == level)):
+        with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
+            panel.anchor_scope.setCurrentIndex(panel.anchor_scope.findData(scope))
+        assert np.allclose(shown_boxes(window), anchors.boxes[chosen].double().numpy())
+    assert int((anchors.level == level).sum()) > int((anchors.inside & (anchors.level == level)).sum())
+
+
+def test_class_scores_draw_the_candidates_class_nms_weighed_against_the_detection():
+    from frcnn_core.trace import DetectionsTrace
+    from frcnn_gui.stage_overlays import class_neighbours, class_parts, class_text
+
+    # class 1 candidates: 0 (kept, 0.9), 1 (IoU 0.81 with 0, 0.8: removed), 2 (IoU 0.36, 0.7: kept by NMS
+    # but not drawn as removed), 3 far away; candidate 4 is class 2 on top of candidate 0
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 9, 9], [0, 0, 6, 6], [50, 50, 60, 60], [0, 0, 10, 10]],
+                         dtype=torch.float32)
+    detections = DetectionsTrace(
+        class_scores=torch.tensor([[0.05, 0.9, 0.05]]), class_boxes=boxes[[0, 0, 4]].reshape(1, 3, 4),
+        candidate_roi_idx=torch.zeros(5, dtype=torch.int64), candidate_labels=torch.tensor([1, 1, 1, 1, 2]),
+        candidate_scores=torch.tensor([0.9, 0.8, 0.7, 0.6, 0.05]), candidate_boxes=boxes,
+        keep_idx=torch.tensor([0, 2, 3, 4]))
+    neighbours, iou = class_neighbours(detections, 0)
+    assert neighbours.tolist() == [1, 2] and torch.allclose(iou, torch.tensor([0.81, 0.36]))
+    text = class_text(detections, 0, ["__background__", "cat", "dog"], 0.5)
+    assert "cat had 4 candidate boxes before class NMS; 2 overlap this detection" in text
+    assert "1 of them, overlapping by more than 0.5" in text
+    parts = class_parts(detections, 0, ["__background__", "cat", "dog"])
+    assert torch.equal(parts[0][0], boxes[[1, 2]])
+    assert parts[1][3] == ["dog 0.05"] and torch.equal(parts[1][0], boxes[[4]])
