@@ -24,7 +24,7 @@ from frcnn_core.follow import fate_text, roi_sample_rows
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.stage_overlays import (
     CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask,
-    anchors_overlay, box_at, cell_fates, class_parts, class_text, chain_overlay, forward_parts, pooling_overlay, pre_nms_shown_idx,
+    anchors_overlay, box_at, cell_fates, scoped_anchor_idx, class_parts, class_text, chain_overlay, forward_parts, pooling_overlay, pre_nms_shown_idx,
     proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text, proposal_chain,
     roi_sample_text, roi_samples_overlay, suppression_text,
 )
@@ -356,6 +356,12 @@ class StageInspector(QObject):
                      " a proposal to pick another. Pictures: its pooled 7 x 7 features.")
         if stage == "anchors":
             text += " Click the image to see the anchors of the cell there; filter them by level, size, ratio."
+            if self.anchor_scope != "cell":
+                keep = anchor_shape_mask(self.trace.anchors, self.config.anchors, **self.anchor_filter)
+                chosen = int((keep & self.trace.anchors.inside).sum() if self.anchor_scope == "inside" else keep.sum())
+                drawn = len(scoped_anchor_idx(self.trace.anchors, keep, self.anchor_scope))
+                text += (f" Drawn: {drawn:,} of the {chosen:,} chosen anchors" + (" (an even sample: filter to see"
+                         " them all)." if drawn < chosen else "."))
             if self._point is not None:  # what became of the clicked cell's anchors comes first
                 keep = anchor_shape_mask(self.trace.anchors, self.config.anchors, **self.anchor_filter)
                 fates = cell_fates(self.trace, *self._point, keep)

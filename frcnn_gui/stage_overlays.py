@@ -17,6 +17,7 @@ from frcnn_core.trace import AnchorLabelsTrace, AnchorsTrace, ProposalsTrace
 from frcnn_gui.canvas.layers import PALETTE, class_colour
 
 STAGE_LAYER_Z = 15  # above the detections (10), below the GT boxes (20) they are judged against
+ANCHORS_DRAWN = 4000  # the most anchors drawn at once: a repaint takes about 20 ms on this CPU (38,280: 300-800 ms)
 ANCHOR_SAMPLE = 60  # inside anchors drawn faintly, to show how densely they cover the image
 CLASS_BOXES_SHOWN = 2  # a RoI's boxes for its next most likely classes, besides the detected one
 PROPOSALS_SHOWN = 100  # the best proposals drawn by default: more make a busy picture
@@ -92,9 +93,9 @@ def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tenso
     cover each other)."""
     keep = torch.ones(len(anchors.boxes), dtype=torch.bool) if keep is None else keep
     if scope != "cell":
-        chosen = keep & anchors.inside if scope == "inside" else keep
-        parts = [(anchors.boxes[chosen & (anchors.level == level)], QColor(PALETTE[level % len(PALETTE)]), 1.0, None)
-                 for level in range(len(anchors.grid_sizes))]
+        chosen = scoped_anchor_idx(anchors, keep, scope)
+        parts = [(anchors.boxes[chosen[anchors.level[chosen] == level]], QColor(PALETTE[level % len(PALETTE)]), 1.0,
+                  None) for level in range(len(anchors.grid_sizes))]
         return _overlay(parts + (highlighted or []))
     inside = torch.nonzero(anchors.inside & keep).flatten()
     sample = inside[torch.linspace(0, len(inside) - 1, min(ANCHOR_SAMPLE, len(inside))).long()]
@@ -111,6 +112,16 @@ def anchors_overlay(anchors: AnchorsTrace, x: float, y: float, keep: torch.Tenso
         tags = [f"level {level}: {sides[row, 0]:.0f} px" if row == squarest else "" for row in range(len(cell))]
         parts.append((boxes, QColor(PALETTE[level % len(PALETTE)]), 2.0, tags))
     return _overlay(parts + (highlighted or []))
+
+
+def scoped_anchor_idx(anchors: AnchorsTrace, keep: torch.Tensor, scope: str) -> torch.Tensor:
+    """The indices of the kept anchors inside the image ("inside") or of all kept anchors ("all"),
+    an even sample of ANCHORS_DRAWN of them when there are more (tens of thousands of boxes take
+    most of a second to paint)."""
+    chosen = torch.nonzero(keep & anchors.inside if scope == "inside" else keep).flatten()
+    if len(chosen) > ANCHORS_DRAWN:
+        chosen = chosen[torch.linspace(0, len(chosen) - 1, ANCHORS_DRAWN).long()]
+    return chosen
 
 
 def cell_fates(trace, x: float, y: float, keep: torch.Tensor) -> list[AnchorFate]:

@@ -9,7 +9,7 @@ import torch
 from PySide6.QtCore import Qt
 
 from frcnn_core.follow import anchor_fate, roi_sample_rows
-from frcnn_gui.stage_overlays import cell_anchor_idx, pre_nms_shown_idx
+from frcnn_gui.stage_overlays import ANCHORS_DRAWN, cell_anchor_idx, pre_nms_shown_idx
 from test_stages import TIMEOUT_MS, at, choose, shown_boxes, window  # noqa: F401 (window: a fixture)
 
 
@@ -95,7 +95,13 @@ def test_the_anchor_scope_draws_every_anchor_inside_or_all(qtbot, window):  # no
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
             panel.anchor_scope.setCurrentIndex(panel.anchor_scope.findData(scope))
         assert np.allclose(shown_boxes(window), anchors.boxes[chosen].double().numpy())
+        assert f"Drawn: {int(chosen.sum()):,} of the {int(chosen.sum()):,} chosen anchors." in panel.explanation.text()
     assert int((anchors.level == level).sum()) > int((anchors.inside & (anchors.level == level)).sum())
+    with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):  # every level: more than are drawn at once
+        panel.anchor_filters["level"].setCurrentIndex(0)
+    assert len(shown_boxes(window)) == ANCHORS_DRAWN < len(anchors.boxes)
+    assert f"Drawn: {ANCHORS_DRAWN:,} of the {len(anchors.boxes):,} chosen anchors (an even sample" \
+        in panel.explanation.text()
 
 
 def test_class_scores_draw_the_candidates_class_nms_weighed_against_the_detection():
