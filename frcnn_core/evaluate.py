@@ -326,11 +326,12 @@ def per_image_losses(model, dataset, device) -> list[dict]:
 
 
 def evaluate(model, dataset, device="cpu", batch_size: int = 1, with_losses: bool = True, plots_dir=None,
-             score_thresh: float = 0.5) -> EvalResult:
+             score_thresh: float = 0.5, progress: bool = True) -> EvalResult:
     """Every metric of `model` on `dataset` (which should apply no augmentation); with `plots_dir`,
     also a PR-curve PNG per class and a confusion-matrix PNG there. Model labels are matched to the
-    dataset's by class name."""
-    records = relabel(run_detections(model, dataset, device, batch_size), model.class_names, dataset.class_names)
+    dataset's by class name. progress: a tqdm bar on stderr (off in the GUI)."""
+    records = relabel(run_detections(model, dataset, device, batch_size, progress), model.class_names,
+                      dataset.class_names)
     coco = coco_metrics(coco_ground_truth(dataset), coco_detections(records), dataset.class_names)
     curves = voc_pr_curves(dataset, records)
     voc_map, per_class_voc = _voc_summary(curves, dataset.class_names)

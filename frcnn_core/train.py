@@ -4,6 +4,8 @@
 cancel or on a non-finite loss); the caller cancels between iterations by `cancel()` returning
 True or by closing the generator. A run folder holds `settings.json`, `log.jsonl` (one record a
 line), `last.pt` (every `checkpoint_every` iterations and at the end) and `final.pt`.
+`settings.images` trains on a subset of the dataset's images, named by file name; a `preview`
+callback sees the model in eval mode every `preview_every` iterations without changing the run.
 
 Resuming continues exactly: model, optimizer, scheduler, the sampling generator, torch's RNG and
 the iteration. Data order and augmentation depend only on (seed, epoch, image), so they replay.
@@ -12,11 +14,12 @@ gloo on CPUs, each rank taking every WORLD_SIZE-th image of the epoch's order; r
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,16 +28,22 @@ import torch.distributed as dist
 
 from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.augment import Augment, AugmentConfig
-from frcnn_core.data.dataset import open_dataset
+from frcnn_core.data.dataset import open_dataset, select_images
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.model import FasterRCNN
 from frcnn_core.train_loop import Batches, freeze_stages, make_optimizer, make_scheduler
 from frcnn_core.zoo import build_model
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Everything a run needs; saved as settings.json and inside every checkpoint."""
+    """Everything a run needs; saved as settings.json and inside every checkpoint.
+
+    images: train only on the samples whose image file name (no folder) is listed; None = all.
+    class_names: a fixed class order for the model (background first or not), as `open_dataset`
+    takes it; None = the dataset's own order.
+    """
 
     data: str
     out: str
@@ -56,9 +65,29 @@ class TrainSettings:
     device: str = "auto"
     amp: bool = True  # used on CUDA only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    images: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainSettings":
+        """The inverse of `to_dict`, also after a JSON round trip (which turns tuples into lists).
+        TypeError for unknown or missing fields."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"unknown train settings {unknown}")
+        values = dict(data)
+        augment = dict(values.get("augment") or {})
+        if "scale" in augment:
+            augment["scale"] = tuple(augment["scale"])
+        values["augment"] = AugmentConfig(**augment)
+        for name in ("images", "class_names"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -81,7 +110,8 @@ class Progress:
         return json.dumps(asdict(self))
 
 
-def _device(choice: str) -> torch.device:
+def pick_device(choice: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else as torch.device reads it."""
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
@@ -102,21 +132,34 @@ def total_iterations(settings: TrainSettings, dataset_size: int, world: int) -> 
     return per_epoch * (settings.epochs or 1)
 
 
-def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False,
-          resume: bool = False) -> Iterator[Progress]:
-    """Run (or resume) a training run, yielding a Progress per iteration. See the module doc."""
+def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, resume: bool = False, *,
+          preview: Callable[[FasterRCNN, int], None] | None = None, preview_every: int = 0) -> Iterator[Progress]:
+    """Run (or resume) a training run, yielding a Progress per iteration. See the module doc.
+
+    preview: called as `preview(model, iteration)` after every `preview_every`-th optimizer step
+    (0: never), on rank 0, with the model in eval mode under torch.inference_mode(); afterwards
+    every module's mode and torch's random state are restored, so the run is bit-identical to
+    one without a preview.
+    """
     rank, world = _distributed()
-    device = _device(settings.device)
+    device = pick_device(settings.device)
     run = Path(settings.out)
     checkpoint = run / "last.pt"
     if resume and not checkpoint.exists():
         raise InputError(checkpoint, "nothing to resume: no last.pt in the run folder")
-    dataset = open_dataset(settings.data, settings.split)
+    dataset = open_dataset(settings.data, settings.split, settings.class_names)
+    if settings.images is not None:
+        dataset = select_images(dataset, settings.images)
+        if len(dataset) == 0:
+            raise InputError(settings.data, f"none of the {len(settings.images)} chosen images is an annotated "
+                                            f"image of split {settings.split!r}")
     if len(dataset) == 0:
         raise InputError(settings.data, f"split {settings.split!r} has no annotated images")
-    weights = str(checkpoint) if resume else settings.weights
     torch.manual_seed(settings.seed)  # fresh layers (a new head, random weights) start the same every run
-    model = build_model(settings.model, weights, preset=settings.preset, class_names=dataset.class_names)
+    # On resume last.pt is the model: settings.model may itself be a checkpoint, which build_model
+    # would load in place of any weights.
+    model_source, weights = (str(checkpoint), "none") if resume else (settings.model, settings.weights)
+    model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names)
     freeze_stages(model, settings.frozen_stages)
     model.to(device).train()
     if device.type == "cuda":
@@ -141,9 +184,12 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False,
         write_bytes_atomic(run / "settings.json", json.dumps(settings.to_dict(), indent=1).encode())
     started = Progress("started", start, total, batches.epoch_of(start), {}, optimizer.param_groups[0]["lr"], 0.0,
                        float("inf"), dataset.problem_summary())
+    show = None
+    if preview is not None and preview_every > 0 and rank == 0:
+        show = functools.partial(_preview, model, preview, preview_every, device)
     records = _loop(trained, model, optimizer, scheduler, generator, batches, settings, start, total, device, rank,
-                    cancel)
-    log = (run / "log.jsonl").open("a") if rank == 0 else None
+                    cancel, show)
+    log = _append_log(run / "log.jsonl") if rank == 0 else None
     try:
         for record in (started, *[]), records:
             for progress in record:
@@ -156,8 +202,22 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False,
             log.close()
 
 
+def _append_log(path: Path):
+    """The log opened for appending on a line of its own: a run killed mid-record leaves a torn
+    last line, which the records of a resumed run must not run on into."""
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as existing:
+            existing.seek(-1, os.SEEK_END)
+            torn = existing.read(1) != b"\n"
+    log = path.open("a")
+    if torn:
+        log.write("\n")
+    return log
+
+
 def _loop(trained, model, optimizer, scheduler, generator, batches, settings, start: int, total: int, device,
-          rank: int, cancel) -> Iterator[Progress]:
+          rank: int, cancel, show: Callable[[int], None] | None) -> Iterator[Progress]:
     scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and device.type == "cuda")
     began, done_images = time.perf_counter(), 0
     iteration = start
@@ -197,6 +257,8 @@ def _loop(trained, model, optimizer, scheduler, generator, batches, settings, st
         scheduler.step()
         iteration += 1
         done_images += len(images)
+        if show is not None:
+            show(iteration)
         record = emit("iteration", values)
         yield record
         if iteration % settings.checkpoint_every == 0 or iteration == total:
@@ -207,6 +269,22 @@ def _loop(trained, model, optimizer, scheduler, generator, batches, settings, st
         save_checkpoint(final, model.model_name, model.config, model.class_names, model.state_dict(),
                         extra={"train_settings": settings.to_dict()})
     yield emit("done", record.losses if record else {}, f"finished {total} iterations")
+
+
+def _preview(model: FasterRCNN, preview: Callable[[FasterRCNN, int], None], every: int, device: torch.device,
+             iteration: int) -> None:
+    """On every `every`-th iteration, `preview(model, iteration)` in eval mode under inference
+    mode, then each module's own mode and torch's random state back as they were."""
+    if iteration % every:
+        return
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
+            model.eval()
+            preview(model, iteration)
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _save(path: Path, model, optimizer, scheduler, generator, iteration: int, settings, rank: int) -> None:

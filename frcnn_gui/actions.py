@@ -1,6 +1,6 @@
 """Menus, toolbar and shortcuts (labelImg's where they exist): W draw, A / D previous / next image,
-Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, F fit, 1 actual size;
-the model and device pickers."""
+Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, F fit, 1 actual size,
+Ctrl+T fine-tune, Ctrl+Shift+M the previous model; the model and device pickers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,7 +42,8 @@ def default_weights(name: str) -> str:
 
 def install(window) -> dict[str, QAction]:
     """Create the window's menus, toolbar and shortcuts; returns the actions by name."""
-    file_menu, edit_menu, view_menu = (window.menuBar().addMenu(t) for t in ("&File", "&Edit", "&View"))
+    file_menu, edit_menu, view_menu, train_menu = (window.menuBar().addMenu(t)
+                                                   for t in ("&File", "&Edit", "&View", "&Train"))
     canvas = window.canvas
     found = {
         "open_image": _action(window, "Open image…", "Ctrl+O", lambda: _open_image(window), file_menu),
@@ -72,6 +73,14 @@ def install(window) -> dict[str, QAction]:
         show_boxes=_action(window, "Show boxes", "Ctrl+Shift+B", canvas.ground_truth_layer.setVisible, view_menu,
                            checkable=True),
     )
+    finetuning = window.finetuning
+    found.update(
+        finetune=_action(window, "Fine-tune…", "Ctrl+T", finetuning.open_dialog, train_menu),
+        previous_model=_action(window, "Use the previous model", "Ctrl+Shift+M", finetuning.use_previous_model,
+                               train_menu),
+        show_comparison=_action(window, "Show before / after on the image", None, finetuning.set_comparison_shown,
+                                train_menu, checkable=True),
+    )
     found["verified"].setAutoRepeat(False)  # holding Space must not flip the flag on and off
     found["show_detections"].setChecked(True)
     found["show_boxes"].setChecked(True)
@@ -94,7 +103,7 @@ def _toolbar(window, found: dict[str, QAction]) -> None:
     bar.setMovable(False)
     window.addToolBar(bar)
     for group in (("open_folder", "previous", "next"), ("draw", "undo", "redo"),
-                  ("fit", "actual", "show_detections", "show_boxes")):
+                  ("fit", "actual", "show_detections", "show_boxes"), ("finetune",)):
         bar.addActions([found[name] for name in group])
         bar.addSeparator()
     window.model_box = QComboBox(minimumContentsLength=18)

@@ -1,5 +1,6 @@
 """The main window: wiring only. The document holds the data, the canvas and panels show it,
-undo commands edit it, the engine runs in `EngineClient`'s thread, actions come from actions.py.
+undo commands edit it, the engine runs in `EngineClient`'s thread, actions come from actions.py,
+fine-tuning runs through `FinetuneController`.
 
 Every path to a new current image (a click in the list, A / D, an undo that goes back to another
 image) passes through the document's "image" notification, and that is where the window reports
@@ -18,6 +19,7 @@ from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import class_colour
 from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
 from frcnn_gui.document import Box, Detection, Document
+from frcnn_gui.finetune.controller import FinetuneController
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel
@@ -96,7 +98,10 @@ class MainWindow(QMainWindow):
                  (("Stages", self.stages_panel), ("Detections", self.detections_panel), ("Boxes", self.boxes_table),
                   ("Classes", self.classes_panel))]
         log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
-        self.tabifyDockWidget(log_dock, self._dock("Why missed?", self.funnel_panel, Qt.BottomDockWidgetArea))
+        self.finetuning = FinetuneController(self)
+        for title, widget in (("Why missed?", self.funnel_panel), ("Training run", self.finetuning.run_panel),
+                              ("Runs", self.finetuning.runs_panel)):
+            self.tabifyDockWidget(log_dock, self._dock(title, widget, Qt.BottomDockWidgetArea))
         log_dock.raise_()
         self.resizeDocks([images, right[0]], [210, 320], Qt.Horizontal)
         self.resizeDocks([*right, log_dock], [520, 110, 140, 90, 90], Qt.Vertical)
@@ -283,6 +288,9 @@ class MainWindow(QMainWindow):
         return True
 
     def closeEvent(self, event) -> None:
+        if not self.finetuning.confirm_close():  # a run is training and the user keeps it
+            event.ignore()
+            return
         self._autosave.stop()
         self.save()
         self.settings.setValue("geometry", self.saveGeometry())

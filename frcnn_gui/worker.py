@@ -101,9 +101,9 @@ class EngineWorker(QObject):
         except _Abandoned:
             pass
         except InputError as error:
-            self.failed.emit(WorkerError(request_id, _one_line(str(error)), ""))
+            self.failed.emit(WorkerError(request_id, one_line(str(error)), ""))
         except Exception as error:  # our bug: the UI shows a line, the log the traceback
-            message = f"internal error: {type(error).__name__}: {_one_line(str(error))}"
+            message = f"internal error: {type(error).__name__}: {one_line(str(error))}"
             self.failed.emit(WorkerError(request_id, message, traceback.format_exc()))
         finally:
             self.request_done.emit(request_id)
@@ -135,7 +135,7 @@ class EngineWorker(QObject):
         self._check(request_id)
         detections, traces = output if request.trace else (output, None)
         self.result.emit(DetectResult(
-            request_id, request.image_path, _detached_cpu(detections[0]), traces[0] if traces else None,
+            request_id, request.image_path, detached_cpu(detections[0]), traces[0] if traces else None,
             list(self._model.class_names), time.perf_counter() - start, str(self._device),
         ))
 
@@ -249,7 +249,7 @@ class EngineClient(QObject):
         self._thread.quit()
         if not self._thread.wait(int(wait_s * 1000)):
             # Still inside one stage: keep the thread alive until it ends rather than destroy it.
-            _LINGERING.add(self._thread)
+            LINGERING.add(self._thread)
             self._thread.finished.connect(self._thread.deleteLater)
 
     @property
@@ -303,7 +303,7 @@ class EngineClient(QObject):
             self.busy.emit(False)
 
 
-_LINGERING: set[QThread] = set()  # threads that outlived shutdown's wait, kept until they end
+LINGERING: set[QThread] = set()  # threads that outlived shutdown's wait, kept until they end
 
 
 @contextmanager
@@ -341,7 +341,7 @@ def _load_stage(request: LoadModelRequest) -> str:
     return "loading model" if cached.exists() else "downloading weights"
 
 
-def _detached_cpu(detections: dict) -> dict:
+def detached_cpu(detections: dict) -> dict:
     """Detections as CPU tensors without grad; float16 (AMP) floats become float32."""
     return {
         key: value.detach().cpu().float() if value.is_floating_point() else value.detach().cpu()
@@ -349,6 +349,6 @@ def _detached_cpu(detections: dict) -> dict:
     }
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else ""

@@ -1,10 +1,16 @@
-"""Shared test data: a one-image dataset of 200 random float boxes, for exact round trips."""
+"""Shared test data: a one-image dataset of 200 random float boxes, for exact round trips; a tiny
+labelImg folder (128x96 crops of a real photo, VOC XML beside them) for fine-tuning runs."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from frcnn_core.data.dataset import DetectionDataset, Sample
+from frcnn_core.data.voc import write_voc_xml
+
+from reference import PHOTO
 
 
 def random_boxes_dataset(folder) -> DetectionDataset:
@@ -15,3 +21,21 @@ def random_boxes_dataset(folder) -> DetectionDataset:
     boxes = torch.cat([corners, corners + sizes], dim=1)
     labels = torch.randint(1, 4, (200,), generator=torch.Generator().manual_seed(3))
     return DetectionDataset([Sample(str(folder / "a.png"), boxes, labels, 640, 480)], ["__background__", "c", "b", "a"])
+
+
+# image boxes, two classes alternating: every class keeps train boxes whichever image validates
+TINY_BOXES = [[(10, 12, 60, 70), (70, 20, 120, 90)], [(30, 30, 90, 80)], [(5, 40, 50, 90), (60, 10, 110, 60)],
+              [(20, 10, 80, 60), (90, 30, 120, 80)]]
+
+
+def write_tiny_dataset(folder: Path, boxes_per_image=TINY_BOXES) -> Path:
+    """128x96 crops of a real photo with VOC XML beside each (labelImg's layout); classes cat, dog."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = Image.open(PHOTO).convert("RGB")
+    for index, boxes in enumerate(boxes_per_image):
+        path = folder / f"img{index}.png"
+        photo.crop((index * 40, 0, index * 40 + 256, 192)).resize((128, 96)).save(path)
+        names = ["cat" if i % 2 == 0 else "dog" for i in range(len(boxes))]
+        boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        write_voc_xml(folder / f"img{index}.xml", path, 128, 96, boxes, names)
+    return folder

@@ -15,7 +15,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -215,6 +215,14 @@ class DetectionDataset(torch.utils.data.Dataset):
         lines.append("first examples:" if len(self.problems) > examples else "all of them:")
         lines += [f"  {line}" for line in self.problems[:examples]]
         return "\n".join(lines)
+
+
+def select_images(dataset: DetectionDataset, names: Iterable[str]) -> DetectionDataset:
+    """The samples whose image file name (no folder) is in `names`, in dataset order; the same
+    class names, problem lines and transform."""
+    wanted = set(names)
+    samples = [sample for sample in dataset.samples if Path(sample.image_path).name in wanted]
+    return DetectionDataset(samples, dataset.class_names, dataset.problems, dataset.transform)
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:

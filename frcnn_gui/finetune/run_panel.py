@@ -1,0 +1,139 @@
+"""The dock content for one run: a status line, the progress bar with speed and time left, Cancel
+and Resume, the loss curves, and once the run is done the before/after metrics.
+
+It shows either the live run (`begin`, `add`, `finish`, `fail`, fed from FinetuneRunner's
+signals) or a past one (`show_run`, fed from the run folder). It holds no run state of its own
+beyond the folder it shows, which Resume hands back.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
+
+from frcnn_core.runs import CANCELLED, FINISHED, STOPPED, RunSummary
+from frcnn_gui.finetune.compare import ComparisonView
+from frcnn_gui.finetune.curves import LossCurves
+from frcnn_gui.finetune.messages import FinetuneResult
+from frcnn_gui.finetune.text import format_duration
+
+PROBLEM_STYLE = "color: #c62828"
+ENDED = {"done": "finished", "cancelled": "cancelled", "stopped": "stopped"}
+
+
+def progress_text(progress) -> str:
+    """'37 / 100 · 2.4 images/s · about 1 min 15 s left' for a Progress."""
+    speed = f" · {progress.images_per_s:.1f} images/s" if progress.images_per_s > 0 else ""
+    left = format_duration(progress.eta_s)
+    return f"{progress.iteration} / {progress.total}{speed}" + (f" · about {left} left" if progress.eta_s > 0 else "")
+
+
+class RunPanel(QWidget):
+    cancel_requested = Signal()
+    resume_requested = Signal(Path)  # the shown run folder (a cancelled or stopped run)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.run_dir: Path | None = None
+        self.status = QLabel("No fine-tuning run yet.", wordWrap=True)
+        self.progress = QProgressBar(textVisible=True)
+        self.progress.setFormat("")
+        self.cancel_button, self.resume_button = QPushButton("Cancel"), QPushButton("Resume")
+        self.cancel_button.setToolTip("Stop after the current iteration; last.pt keeps the run so far")
+        self.resume_button.setToolTip("Continue the run from its last checkpoint")
+        self.cancel_button.clicked.connect(self._cancel)
+        self.resume_button.clicked.connect(lambda: self.run_dir and self.resume_requested.emit(self.run_dir))
+        self.curves = LossCurves()
+        self.comparison = ComparisonView()
+        row = QHBoxLayout()
+        row.addWidget(self.progress, stretch=1)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.resume_button)
+        splitter = QSplitter(Qt.Vertical)
+        splitter.addWidget(self.curves)
+        splitter.addWidget(self.comparison)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.status)
+        layout.addLayout(row)
+        layout.addWidget(splitter, stretch=1)
+        self.comparison.setVisible(False)  # until a run has metrics
+        self._set_running(False, resumable=False)
+
+    # --- the live run -----------------------------------------------------------------------
+    def begin(self, run_dir: str | Path, total: int, records: list[dict] = ()) -> None:
+        """A run starts (or resumes) in `run_dir`; `records`: its log so far when resuming."""
+        self.run_dir = Path(run_dir)
+        self._show_status("starting…")
+        self._show_iterations(0, total)
+        self.curves.set_records(list(records))
+        self.comparison.clear()
+        self.comparison.setVisible(False)
+        self._set_running(True, resumable=False)
+
+    def add(self, progress) -> None:
+        """A Progress of the live run."""
+        self.progress.setRange(0, progress.total)
+        self.progress.setValue(progress.iteration)
+        self.progress.setFormat(progress_text(progress))
+        self.curves.add(progress)
+        if progress.event == "started":
+            self._show_status(f"training · {progress.message.splitlines()[0]}" if progress.message else "training")
+        elif progress.event == "checkpoint":
+            self._show_status(f"training · checkpoint saved at iteration {progress.iteration}")
+        elif progress.event == "done":  # the runner scores the run next
+            self._show_status("trained · scoring it on the validation images…")
+
+    def finish(self, result: FinetuneResult, records: list[dict]) -> None:
+        """The run ended; `records`: its whole log (the live curves saw a thinned stream)."""
+        final = result.final
+        self.run_dir = result.run_dir
+        self.curves.set_records(records)
+        self._show_iterations(final.iteration, final.total)
+        self.comparison.set_metrics(result.metrics)
+        self.comparison.set_comparison(result.comparison, "validation")
+        self.comparison.setVisible(result.metrics is not None)
+        detail = final.message if final.event != "done" else ""
+        self._show_status(ENDED.get(final.event, final.event), detail, problem=final.event == "stopped")
+        self._set_running(False, resumable=final.event in ("cancelled", "stopped"))
+
+    def fail(self, message: str) -> None:
+        self._show_status("failed", message, problem=True)
+        self._set_running(False, resumable=False)
+
+    # --- a past run -------------------------------------------------------------------------
+    def show_run(self, run: RunSummary, records: list[dict]) -> None:
+        """A run folder as `frcnn_core.runs` reads it: its summary and its log records."""
+        self.run_dir = Path(run.path)
+        self.curves.set_records(records)
+        self._show_iterations(run.iteration, run.total)
+        self.comparison.clear()
+        self.comparison.set_metrics(run.metrics)
+        self.comparison.setVisible(run.metrics is not None)
+        detail = run.error or (run.message if run.state != FINISHED else "")
+        self._show_status(run.state, detail, problem=bool(run.error) or run.state == STOPPED)
+        self._set_running(False, resumable=run.state in (CANCELLED, STOPPED) and run.best_checkpoint is not None)
+
+    def _cancel(self) -> None:
+        self.cancel_button.setEnabled(False)
+        self._show_status("cancelling after this iteration…")
+        self.cancel_requested.emit()
+
+    def _show_iterations(self, iteration: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(iteration)
+        self.progress.setFormat(f"{iteration} / {total}")
+
+    def _set_running(self, running: bool, resumable: bool) -> None:
+        self.cancel_button.setVisible(running)
+        self.cancel_button.setEnabled(running)
+        self.resume_button.setVisible(resumable)
+
+    def _show_status(self, state: str, detail: str = "", problem: bool = False) -> None:
+        """'<run folder>: <state> · <detail>' (red for a problem)."""
+        text = f"{state} · {detail}" if detail else state
+        self.status.setText(f"{self.run_dir.name}: {text}" if self.run_dir else text)
+        self.status.setStyleSheet(PROBLEM_STYLE if problem else "")

@@ -1,0 +1,107 @@
+"""Fine-tuning from the main window, as a user runs it: the dialog plans a run on the open folder,
+the run trains in its thread with live previews on the canvas and curves in the Training run
+panel, the window switches to the fine-tuned model (the previous one stays one action away),
+compares both models on the image shown, and asks before closing during a run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMessageBox
+
+from frcnn_core.zoo import build_model
+from frcnn_gui.main_window import MainWindow
+
+from datasets import write_tiny_dataset
+
+FAST_MODEL = "mobilenet-v3-320-fpn"
+TIMEOUT_MS = 240_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    folder = write_tiny_dataset(tmp_path / "data")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    settings.setValue("runs_dir", str(tmp_path / "runs"))
+    main = MainWindow(FAST_MODEL, "none", "cpu", settings=settings)
+    qtbot.addWidget(main)
+    with qtbot.waitSignal(main.detections_shown, timeout=TIMEOUT_MS):
+        main.open_path(folder)
+        main.show()
+    yield main
+    main.finetuning.runner.shutdown()
+
+
+def planned(window, iterations: int):
+    """The plan the Fine-tune dialog makes for the open folder and the current model."""
+    dialog = window.finetuning.dialog()
+    assert dialog.data_current.isChecked() and dialog.base.currentData() == (FAST_MODEL, "none")
+    dialog.iterations.setValue(iterations)
+    plan = dialog.check()
+    assert plan is not None, dialog.error.text()
+    assert Path(plan.settings.out).parent == Path(window.settings.value("runs_dir"))
+    return plan
+
+
+def test_a_run_from_the_window_previews_switches_model_and_compares(qtbot, window):
+    finetuning = window.finetuning
+    plan = planned(window, iterations=6)
+    previews = []
+    finetuning.runner.preview.connect(previews.append)
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT_MS) as switched:
+        finetuning.start(plan, preview_every=3)
+        assert window.finetuning.run_panel.cancel_button.isVisible() or finetuning.runner.is_running()
+    checkpoint = Path(plan.settings.out) / "final.pt"
+    assert switched.args[0] == str(checkpoint) == window.model_name
+    assert finetuning.previous_model == (FAST_MODEL, "none")
+    assert [preview.iteration for preview in previews] == [3, 6]
+    assert all(Path(preview.image_path) == window.document.current_path for preview in previews)
+    curves = finetuning.run_panel.curves
+    assert "loss_classifier" in curves.names() and len(curves.data("loss_classifier")[0]) == 6
+    table = finetuning.run_panel.comparison.table
+    assert [table.verticalHeaderItem(row).text() for row in range(3)] == ["AP", "AP50", "AP75"]
+    metrics = finetuning.run_panel.comparison.isVisible() or finetuning.run_panel.comparison.isVisibleTo(window)
+    assert metrics and table.item(1, 1).text() != ""
+    assert [run.name for run in finetuning.runs_panel.runs] == [Path(plan.settings.out).name]
+    # the before / after comparison on the image shown, drawn when asked
+    second = window.document.images[1].path
+    with qtbot.waitSignal(finetuning.runner.image_compared, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda compared: Path(compared.image_path) == second) as compared:
+        window.step_image(1)
+    comparison = compared.args[0].comparison
+    assert window.document.current_path == second
+    window.actions["show_comparison"].trigger()
+    assert finetuning.compare_layer.isVisible()
+    assert len(finetuning.compare_layer._boxes) == comparison.gained + comparison.lost + comparison.changed_class
+    # the previous model is one action away, and the fine-tuned one one action back
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT_MS) as back:
+        window.actions["previous_model"].trigger()
+    assert back.args[0] == FAST_MODEL
+    with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT_MS) as again:
+        window.actions["previous_model"].trigger()
+    assert again.args[0] == str(checkpoint)
+
+
+@pytest.mark.parametrize("answer", [QMessageBox.No, QMessageBox.Yes])
+def test_closing_during_a_run_asks_then_cancels_cleanly(qtbot, window, monkeypatch, answer):
+    finetuning = window.finetuning
+    plan = planned(window, iterations=200)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: asked.append(args[1]) or answer)
+    with qtbot.waitSignal(finetuning.runner.progress, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda progress: progress.event == "iteration"):
+        finetuning.start(plan)
+    window.close()
+    assert asked == ["Fine-tuning is running"]
+    if answer == QMessageBox.No:
+        assert window.isVisible() and finetuning.runner.is_running()
+        finetuning.runner.cancel()
+        qtbot.waitUntil(lambda: not finetuning.runner.is_running(), timeout=TIMEOUT_MS)
+        return
+    assert not window.isVisible() and not finetuning.runner.is_running()
+    last = Path(plan.settings.out) / "last.pt"
+    stored = torch.load(last, map_location="cpu", weights_only=True)  # a whole checkpoint, loadable
+    assert 0 < int(stored["iteration"]) < 200
+    assert build_model(str(last)).class_names == plan.class_names
