@@ -13,6 +13,7 @@ the records of `evaluate.run_detections` and adds the counts up.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -26,7 +27,7 @@ from torchvision.ops import box_iou
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import DetectionDataset, open_dataset, select_images
 from frcnn_core.errors import InputError
-from frcnn_core.evaluate import evaluate
+from frcnn_core.evaluate import coco_detections, coco_ground_truth, coco_metrics, relabel, run_detections
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.model import FasterRCNN
 from frcnn_core.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, LOG_FILE, METRICS_FILE, PLAN_FILE, read_json
@@ -233,12 +234,14 @@ def starting_model(plan: FinetunePlan, score_thresh: float | None = None) -> Fas
                            score_thresh=score_thresh, class_names=plan.class_names)
 
 
-def evaluate_run(plan_or_run_dir: FinetunePlan | str | os.PathLike, device: str = "cpu") -> dict:
+def score_run(plan_or_run_dir: FinetunePlan | str | os.PathLike, device: str = "cpu") -> tuple[dict, "Comparison"]:
     """COCO AP of the run's final.pt (else last.pt) and of its starting model on the validation
-    images; returns and writes metrics.json (atomically):
+    images, and the comparison of their detections there (one detection pass per model serves
+    both); returns (metrics, Comparison) and writes the metrics to metrics.json (atomically):
 
     {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}, "val_images": n, "checkpoint": "final.pt",
-     "before": {"AP", "AP50", "AP75", "per_class_AP50", "model": base model}}
+     "before": {"AP", "AP50", "AP75", "per_class_AP50", "model": base model},
+     "validation_changes": {"gained", "lost", "changed_class", "kept"}}
     APs are None (per-class dicts empty) when nothing can be scored: no validation images.
     InputError when the run has no checkpoint yet.
     """
@@ -248,19 +251,34 @@ def evaluate_run(plan_or_run_dir: FinetunePlan | str | os.PathLike, device: str 
     if checkpoint is None:
         raise InputError(run, "nothing to evaluate yet: no final.pt or last.pt")
     val, target = validation_dataset(plan), pick_device(device)
-    after = build_model(str(checkpoint), score_thresh=0.0).to(target)
-    before = starting_model(plan, score_thresh=0.0).to(target)
-    metrics = {**_scores(after, val, target), "val_images": len(val), "checkpoint": checkpoint.name,
-               "before": {**_scores(before, val, target), "model": plan.base_model}}
+    after_scores, after = _detect_and_score(build_model(str(checkpoint), score_thresh=0.0).to(target), val, target)
+    before_scores, before = _detect_and_score(starting_model(plan, score_thresh=0.0).to(target), val, target)
+    comparison = compare_detections(before, after)
+    changes = {"gained": comparison.gained, "lost": comparison.lost, "changed_class": comparison.changed_class,
+               "kept": comparison.kept}
+    metrics = {**after_scores, "val_images": len(val), "checkpoint": checkpoint.name,
+               "before": {**before_scores, "model": plan.base_model}, "validation_changes": changes}
     write_bytes_atomic(run / METRICS_FILE, json.dumps(metrics, indent=1).encode())
-    return metrics
+    return metrics, comparison
 
 
-def _scores(model: FasterRCNN, dataset: DetectionDataset, device: torch.device) -> dict:
+def evaluate_run(plan_or_run_dir: FinetunePlan | str | os.PathLike, device: str = "cpu") -> dict:
+    """`score_run`'s metrics alone (also written to metrics.json)."""
+    return score_run(plan_or_run_dir, device)[0]
+
+
+def _detect_and_score(model: FasterRCNN, dataset: DetectionDataset, device: torch.device) -> tuple[dict, list[dict]]:
+    """COCO AP, AP50, AP75 and per-class AP50 (None / {} without images or where pycocotools has
+    none) and the detection records they came from: one detection pass serves both the scores and
+    the before / after comparison."""
     if len(dataset) == 0:
-        return {"AP": None, "AP50": None, "AP75": None, "per_class_AP50": {}}
-    result = evaluate(model, dataset, device, with_losses=False, progress=False).to_json()
-    return {key: result[key] for key in ("AP", "AP50", "AP75", "per_class_AP50")}
+        return {"AP": None, "AP50": None, "AP75": None, "per_class_AP50": {}}, []
+    records = run_detections(model, dataset, device, progress=False)
+    named = relabel(records, model.class_names, dataset.class_names)
+    coco = coco_metrics(coco_ground_truth(dataset), coco_detections(named), dataset.class_names)
+    scores = {key: (None if isinstance(coco[key], float) and math.isnan(coco[key]) else coco[key])
+              for key in ("AP", "AP50", "AP75")}
+    return {**scores, "per_class_AP50": coco["per_class_AP50"]}, records
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ CHANGE_KINDS after it has happened; views read the document again and never keep
 Files: one labelImg-compatible VOC XML per image (beside it, or in `annotation_dir`) and
 classes.txt beside them. Opening never writes. `save()` writes the current image atomically when
 it has changed; leaving an image (open_image, open_folder, import) saves it first. A malformed
-annotation is left untouched when opened; the first save after an edit copies it to
-`<name>.xml.bak` before replacing it.
+annotation, or one with objects that were skipped or clipped when opened (each reported in
+`problems`), is left untouched when opened; the first save after an edit copies it to
+`<name>.xml.bak` before replacing it, so that nothing it held is lost.
 
 Boxes: x1 y1 x2 y2 in image pixels, VOC's numbers (no 1-based shift). The document holds them
 normalized, clipped to the image and rounded to float32, so that save -> open gives the same
@@ -27,10 +28,11 @@ from typing import Callable, Iterable, Iterator
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from frcnn_core.data.dataset import IMAGE_SUFFIXES, image_size, read_class_file
+from frcnn_core.data.dataset import IMAGE_SUFFIXES, read_class_file
 from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, read_voc_xml, write_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.imageio import image_size
 from frcnn_gui.boxes import Box, Detection, ImageEntry, check_class_name, fit_box, is_class_name
 from frcnn_gui.exchange import FolderExchange, _objects
 
@@ -115,7 +117,7 @@ class Document(FolderExchange):
         self.image_size: tuple[int, int] | None = None
         self.read_only_reason: str | None = None
         self.problems: list[str] = []
-        self._annotation_dirty = False
+        self._on_disk: tuple[list[Box], bool] = ([], False)  # the boxes and flag its file holds
 
     # -- observation ---------------------------------------------------------------------------
 
@@ -146,8 +148,13 @@ class Document(FolderExchange):
 
     @property
     def dirty(self) -> bool:
-        """The current image's annotation or the class list has changes that save() would write."""
-        return self._annotation_dirty or self._classes_dirty
+        """The current image's boxes or verified flag differ from its file as last read or
+        written (undoing every edit makes it clean again), or the class list has changes that
+        save() would write."""
+        return self._annotation_state() != self._on_disk or self._classes_dirty
+
+    def _annotation_state(self) -> tuple[list[Box], bool]:
+        return list(self.boxes.values()), self.verified
 
     @property
     def current_path(self) -> Path | None:
@@ -231,6 +238,7 @@ class Document(FolderExchange):
             entry.status, entry.error = "error", str(error)
             self.read_only_reason = self.last_error = str(error)
             self.boxes, self.verified, self.problems = {}, False, []
+        self._on_disk = self._annotation_state()
         self._notify(*(["images"] if entry.status != old_status else []), "image",
                      *(["error"] if entry.status == "error" else []))
 
@@ -273,10 +281,6 @@ class Document(FolderExchange):
             raise ValueError(f"unknown class {checked.label!r}: add it to the class list first")
         return checked
 
-    def _edited(self, kind: str) -> None:
-        self._annotation_dirty = True
-        self._notify(kind)
-
     def add_box(self, box: Box, box_id: int | None = None, index: int | None = None) -> int:
         """Add `box` (checked, of a listed class); returns its id.
 
@@ -291,20 +295,20 @@ class Document(FolderExchange):
         items = list(self.boxes.items())
         items.insert(len(items) if index is None else index, (box_id, box))
         self.boxes = dict(items)
-        self._edited("boxes")
+        self._notify("boxes")
         return box_id
 
     def remove_box(self, box_id: int) -> Box:
         """Remove box `box_id` (KeyError when there is none); returns it."""
         box = self.boxes.pop(box_id)
-        self._edited("boxes")
+        self._notify("boxes")
         return box
 
     def replace_box(self, box_id: int, box: Box) -> Box:
         """Put `box` (checked, of a listed class) in place of box `box_id`; returns the old one."""
         old = self.boxes[box_id]
         self.boxes[box_id] = self._known_class_box(box)
-        self._edited("boxes")
+        self._notify("boxes")
         return old
 
     def set_verified(self, flag: bool) -> None:
@@ -312,7 +316,7 @@ class Document(FolderExchange):
         if self.image_size is None:
             raise ValueError(self.read_only_reason or "no image is open")
         self.verified = bool(flag)
-        self._edited("verified")
+        self._notify("verified")
 
     def set_detections(self, detections: list[Detection]) -> None:
         """The model's output for the current image; shown, never saved."""
@@ -351,7 +355,7 @@ class Document(FolderExchange):
         self._classes_changed()
         if any(box.label == old for box in self.boxes.values()):
             self.boxes = {box_id: self._renamed(box, old, new) for box_id, box in self.boxes.items()}
-            self._edited("boxes")
+            self._notify("boxes")
 
     @staticmethod
     def _renamed(box: Box, old: str, new: str) -> Box:
@@ -374,19 +378,23 @@ class Document(FolderExchange):
             return None
         written = None
         entry = None if self.current_index is None else self.images[self.current_index]
-        if self._annotation_dirty and (entry.annotation_path.exists() or self.boxes or self.verified):
-            written = self._write_annotation(entry, self.image_size, self.boxes.values(), self.verified)
+        state = self._annotation_state()
+        if state != self._on_disk and (entry.annotation_path.exists() or self.boxes or self.verified):
+            written = self._write_annotation(entry, self.image_size, self.boxes.values(), self.verified,
+                                             backup=bool(self.problems))
             self.read_only_reason, self.problems = None, []
         self._write_classes()
-        self._annotation_dirty = self._classes_dirty = False
+        self._on_disk, self._classes_dirty = state, False
         self._notify("saved")
         return written
 
     @staticmethod
-    def _write_annotation(entry: ImageEntry, size: tuple[int, int], boxes: Iterable[Box], verified: bool) -> Path:
-        """Write an image's annotation, backing a malformed one up first; update its status."""
+    def _write_annotation(entry: ImageEntry, size: tuple[int, int], boxes: Iterable[Box], verified: bool,
+                          backup: bool = False) -> Path:
+        """Write an image's annotation, backing the old file up first when it is malformed or
+        `backup` is set; update its status."""
         data = _voc_bytes(entry.path, size, boxes, verified)
-        if entry.status == "error" and entry.annotation_path.is_file():
+        if (backup or entry.status == "error") and entry.annotation_path.is_file():
             _backup(entry.annotation_path)
         write_bytes_atomic(entry.annotation_path, data)
         entry.status, entry.error = ("verified" if verified else "annotated"), None

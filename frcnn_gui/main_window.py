@@ -129,7 +129,8 @@ class MainWindow(QMainWindow):
         """A folder, or an image (its folder opens, that image first)."""
         path = Path(path)
         folder = path if path.is_dir() else path.parent
-        self.save()
+        if not self._saved_or_stay():
+            return
         try:
             self.document.open_folder(folder)
         except InputError as error:
@@ -158,12 +159,16 @@ class MainWindow(QMainWindow):
         return [str(name) for name in self.settings.value("recent_folders", [], type=list)]
 
     def open_index(self, index: int) -> None:
-        if 0 <= index < len(self.document.images) and index != self.document.current_index:
-            self.save()
-            try:
-                self.document.open_image(index)
-            except OSError as error:  # the current image could not be saved: stay, keep its edits
-                self.report(f"stayed on this image: its annotation could not be saved ({error})")
+        if 0 <= index < len(self.document.images) and index != self.document.current_index \
+                and self._saved_or_stay():
+            self.document.open_image(index)
+
+    def _saved_or_stay(self) -> bool:
+        """Save the current image before leaving it; False (and we stay) when that failed."""
+        if self.save() is None:
+            return True
+        self.report("stayed on this image: undo its edits to leave it without saving them")
+        return False
 
     def step_image(self, delta: int) -> None:
         current = self.document.current_index
@@ -188,14 +193,18 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{path.name}{flags}[*] — {TITLE}" if path else TITLE)
         self.setWindowModified(self.document.dirty)
 
-    def save(self) -> None:
+    def save(self) -> str | None:
+        """Save the current image's edits (Ctrl+S, autosave). Returns None, or the problem in one
+        line, reported; the edits then stay in memory."""
         try:
             saved = self.document.save()
         except (OSError, ValueError) as error:
-            self.report(f"not saved: {error}")
-            return
+            problem = _problem_line(error)
+            self.report(f"not saved: {problem}; the edits are kept in memory")
+            return problem
         if saved:
             self.statusBar().showMessage(f"saved {saved.name}", 1500)
+        return None
 
     def report(self, message: str) -> None:
         """A one-line problem: in the log and, for a while, the status bar."""
@@ -298,3 +307,10 @@ class MainWindow(QMainWindow):
         self.engine.shutdown()
         super().closeEvent(event)
 
+
+def _problem_line(error: OSError | ValueError) -> str:
+    """"<file>: <reason>" for an OSError that names its file (PermissionError: "/a/b.xml:
+    permission denied"), else the error's own first line."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror.lower()}"
+    return next(iter(str(error).splitlines()), type(error).__name__)

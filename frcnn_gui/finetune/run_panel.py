@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
+from frcnn_core.finetune import Comparison
 from frcnn_core.runs import CANCELLED, FINISHED, STOPPED, RunSummary
 from frcnn_gui.finetune.compare import ComparisonView
 from frcnn_gui.finetune.curves import LossCurves
@@ -46,11 +47,12 @@ class RunPanel(QWidget):
         self.resume_button.clicked.connect(lambda: self.run_dir and self.resume_requested.emit(self.run_dir))
         self.curves = LossCurves()
         self.comparison = ComparisonView()
+        self.comparison.setMinimumWidth(340)  # before, after and change readable beside the curves
         row = QHBoxLayout()
         row.addWidget(self.progress, stretch=1)
         row.addWidget(self.cancel_button)
         row.addWidget(self.resume_button)
-        splitter = QSplitter(Qt.Vertical)
+        splitter = QSplitter(Qt.Horizontal)  # side by side: the dock stays short, the canvas tall
         splitter.addWidget(self.curves)
         splitter.addWidget(self.comparison)
         splitter.setStretchFactor(0, 3)
@@ -112,6 +114,11 @@ class RunPanel(QWidget):
         self._show_iterations(run.iteration, run.total)
         self.comparison.clear()
         self.comparison.set_metrics(run.metrics)
+        changes = (run.metrics or {}).get("validation_changes")
+        if isinstance(changes, dict):  # what the run's scoring saved of its validation comparison
+            self.comparison.set_comparison(Comparison(**{key: int(changes.get(key, 0)) for key in
+                                                         ("gained", "lost", "changed_class", "kept")}, per_image=[]),
+                                           "validation")
         self.comparison.setVisible(run.metrics is not None)
         detail = run.error or (run.message if run.state != FINISHED else "")
         self._show_status(run.state, detail, problem=bool(run.error) or run.state == STOPPED)

@@ -1,6 +1,6 @@
 """The training thread's side of a fine-tuning run: `RunWorker` runs `run_finetune` for a `Job`,
-then scores the run (`evaluate_run`) and compares the base model's detections with the new
-model's over the validation images; between runs it compares both models on one image.
+then scores the run and compares the base model's detections with the new model's over the
+validation images (`score_run`); between runs it compares both models on one image.
 
 Only plain data and detached CPU tensors leave this thread (Progress records,
 PreviewDetections, FinetuneResult, ImageComparison). The UI side is `runner.FinetuneRunner`.
@@ -18,9 +18,7 @@ import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from frcnn_core.errors import InputError
-from frcnn_core.evaluate import run_detections
-from frcnn_core.finetune import (FinetunePlan, compare_detections, compare_on_image, evaluate_run, run_finetune,
-                                 starting_model, validation_dataset)
+from frcnn_core.finetune import FinetunePlan, compare_on_image, run_finetune, score_run, starting_model
 from frcnn_core.imageio import load_image
 from frcnn_core.model import FasterRCNN
 from frcnn_core.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT
@@ -94,9 +92,7 @@ class RunWorker(QObject):
         if final is not None and final.event == "done" and not job.cancelled.is_set():
             self.log_message.emit(f"{Path(plan.settings.out).name}: scoring the base and the fine-tuned model "
                                   f"on {len(plan.val_images)} validation images")
-            metrics = evaluate_run(plan, plan.settings.device)
-            if not job.cancelled.is_set():
-                comparison = _compare_on_validation(plan, device)
+            metrics, comparison = score_run(plan, plan.settings.device)
         return FinetuneResult(final, Path(plan.settings.out), metrics, comparison, _seconds_per_iteration(ticks),
                               str(device))
 
@@ -163,16 +159,6 @@ def _best_checkpoint(run: Path) -> Path:
 def _detached(detections: dict) -> dict[str, torch.Tensor]:
     """boxes, labels, scores as CPU tensors without grad, floats as float32."""
     return detached_cpu({key: detections[key] for key in ("boxes", "labels", "scores")})
-
-
-def _compare_on_validation(plan: FinetunePlan, device: torch.device):
-    """compare_detections of the starting model (before) and the run's checkpoint (after) on the
-    validation images; both predict the plan's classes, so their labels agree."""
-    val = validation_dataset(plan)
-    before = run_detections(starting_model(plan).to(device), val, device, progress=False)
-    after = run_detections(build_model(str(_best_checkpoint(Path(plan.settings.out)))).to(device), val, device,
-                           progress=False)
-    return compare_detections(before, after)
 
 
 def _seconds_per_iteration(ticks: list[float]) -> float | None:

@@ -9,8 +9,12 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 
 def model_title(model: str) -> str:
-    """A model name as the UI shows it: a checkpoint by its file name, a zoo model by its name."""
-    return Path(model).name if ("/" in model or "\\" in model) else model
+    """A model name as the UI shows it: a zoo model by its name, a checkpoint by its file name, or
+    by its run folder and file name for a run's last.pt / final.pt (every run has those)."""
+    if "/" not in model and "\\" not in model:
+        return model
+    path = Path(model)
+    return f"{path.parent.name}/{path.name}" if path.name in ("last.pt", "final.pt") else path.name
 
 
 class StatusPanel:
