@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +16,10 @@ from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import DetectionDataset, Sample
 from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.errors import InputError
+from frcnn_core.evaluate import evaluate, run_detections
 from frcnn_core.finetune import (
     FinetunePlan, compare_detections, compare_on_image, evaluate_run, load_plan, plan_finetune, run_finetune,
-    split_train_val, starting_model, validation_dataset,
+    score_run, split_train_val, starting_model, validation_dataset,
 )
 from frcnn_core.runs import FINISHED, list_runs, read_log
 from frcnn_core.train import TrainSettings, train
@@ -226,6 +228,26 @@ def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):
     [summary] = list_runs(runs)
     assert (summary.name, summary.state, summary.iteration, summary.total) == ("tiny", FINISHED, 2, 2)
     assert summary.metrics == metrics and summary.base_model == "mobilenet-v2" and summary.error is None
+
+
+def test_score_run_gives_evaluates_numbers_and_the_comparison_of_the_same_detections(tiny_dataset, tmp_path):
+    plan = plan_finetune(str(tiny_dataset), str(tmp_path), "mobilenet-v2", "none", iters=1, batch_size=1,
+                         val_fraction=0.34, device="cpu", name="scored")
+    for _ in run_finetune(plan):
+        pass
+    metrics, comparison = score_run(plan)
+    val = validation_dataset(plan)
+    after_model = build_model(str(Path(plan.settings.out) / "final.pt"), score_thresh=0.0)
+    expected = evaluate(after_model, val, with_losses=False, progress=False).to_json()
+    assert {key: metrics[key] for key in ("AP", "AP50", "AP75", "per_class_AP50")} == \
+        {key: expected[key] for key in ("AP", "AP50", "AP75", "per_class_AP50")}
+    before_model = starting_model(plan, score_thresh=0.0)
+    again = compare_detections(run_detections(before_model, val, "cpu", progress=False),
+                               run_detections(after_model, val, "cpu", progress=False))
+    assert (again.gained, again.lost, again.changed_class, again.kept) == \
+        (comparison.gained, comparison.lost, comparison.changed_class, comparison.kept)
+    assert metrics["validation_changes"] == {"gained": comparison.gained, "lost": comparison.lost,
+                                             "changed_class": comparison.changed_class, "kept": comparison.kept}
 
 
 def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dataset, tmp_path):
