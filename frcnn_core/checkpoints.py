@@ -6,10 +6,13 @@ is accepted too, for the torchvision-compatible model names.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
-import zipfile
+import types
+import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,25 +42,83 @@ def load_weights_file(path: str | os.PathLike) -> WeightsFile:
     if not Path(path).is_file():
         raise InputError(path, "no such checkpoint file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # damaged data makes torch warn of an odd pickle protocol: two lines of noise before ours
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        wanted = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        # torch words it "Unsupported global: GLOBAL builtins.open ..." or "... unsupported GLOBAL
+        # posix.system whose module posix is blocked", depending on the global
+        wanted = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(error), re.IGNORECASE)
         if wanted:
             raise InputError(path, f"refused: the file asks to run {wanted.group(1)} while loading, "
                                    "and checkpoints may hold only tensors and plain data") from error
         raise InputError(path, "not a PyTorch checkpoint (damaged data)") from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+    except Exception as error:  # damaged data: torch's zip reader and pure-Python unpickler fail with
+        # RuntimeError, EOFError, IndexError, KeyError, struct.error, ... depending on the damage
         first = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
         raise InputError(path, f"not a PyTorch checkpoint ({first[:160]})") from error
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        try:
-            return WeightsFile(path, data["state_dict"], data["model"], DetectorConfig.from_dict(data["config"]),
-                               list(data["class_names"]))
-        except (KeyError, TypeError) as error:
-            raise InputError(path, f"damaged checkpoint: {error.__class__.__name__} {error}") from error
-    if isinstance(data, dict) and data and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
+        return _checkpoint(path, data)
+    if _is_state_dict(data):
         return WeightsFile(path, data, None, None, None)
     raise InputError(path, "not a checkpoint: expected a frcnn-studio checkpoint or a state_dict of tensors")
+
+
+def _is_state_dict(data) -> bool:
+    return isinstance(data, dict) and bool(data) and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in data.items())
+
+
+def _checkpoint(path: str, data: dict) -> WeightsFile:
+    """Our format, every field checked, so that a damaged file fails here and not inside the model."""
+    model_name, class_names, state_dict = data.get("model"), data.get("class_names"), data.get("state_dict")
+    if not isinstance(model_name, str) or not model_name:
+        raise InputError(path, "damaged checkpoint: 'model' is not a model name")
+    if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
+        raise InputError(path, "damaged checkpoint: 'class_names' is not a list of names")
+    if not _is_state_dict(state_dict):
+        raise InputError(path, "damaged checkpoint: 'state_dict' is not a dict of named tensors")
+    misfit = _misfit(data.get("config"), DetectorConfig, "config")
+    if misfit is not None:
+        raise InputError(path, f"damaged checkpoint: {misfit} is not what DetectorConfig.to_dict writes")
+    try:
+        config = DetectorConfig.from_dict(data["config"])
+    except KeyError as error:
+        raise InputError(path, f"damaged checkpoint: config lacks {error}") from error
+    return WeightsFile(path, state_dict, model_name, config, class_names)
+
+
+def _misfit(value, hint, where: str) -> str | None:
+    """The dotted name of the first part of a config dict that is not of its field's declared type,
+    or None. An absent field is no misfit: DetectorConfig.from_dict gives it its default."""
+    if not dataclasses.is_dataclass(hint):
+        return None if _fits(value, hint) else where
+    hints = typing.get_type_hints(hint)
+    if not isinstance(value, dict) or not set(value) <= set(hints):
+        return where
+    for key, item in value.items():
+        found = _misfit(item, hints[key], f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+def _fits(value, hint) -> bool:
+    """Whether a plain value (as torch.load gives it back) has the type `hint`: int, float, bool,
+    str, None, a union of them, or a tuple (stored as a tuple or a list)."""
+    if typing.get_origin(hint) is types.UnionType:
+        return any(_fits(value, option) for option in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        items = typing.get_args(hint)
+        if not isinstance(value, (tuple, list)):
+            return False
+        if items[-1] is Ellipsis:
+            return all(_fits(item, items[0]) for item in value)
+        return len(value) == len(items) and all(map(_fits, value, items))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
 
 
 def fetch_state_dict(weights, what: str) -> dict:

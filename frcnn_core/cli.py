@@ -6,6 +6,7 @@ status 2; `--verbose` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
 
@@ -28,6 +29,25 @@ STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "propos
           "class-scores", "detections", "funnel")
 
 
+def _in_range(kind: type, low: float, high: float, what: str):
+    """An argparse type: `kind(text)` (argparse reports a ValueError), then a finite value in [low, high]."""
+    def parse(text: str):
+        value = kind(text)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value" names the kind
+    return parse
+
+
+COUNT = _in_range(int, 1, math.inf, "a whole number >= 1")
+NATURAL = _in_range(int, 0, math.inf, "a whole number >= 0")
+SEED = _in_range(int, 0, 2**63 - 1, "a seed from 0 to 2**63 - 1")
+FRACTION = _in_range(float, 0.0, 1.0, "a number from 0 to 1")
+NON_NEGATIVE = _in_range(float, 0.0, math.inf, "a number >= 0")
+
+
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name ({', '.join(MODELS)}) or checkpoint file")
     parser.add_argument("--weights", default=None,
@@ -47,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser("detect", help="detect objects in images")
     detect.add_argument("images", nargs="+", metavar="IMAGE")
     _model_arguments(detect)
-    detect.add_argument("--score-thresh", type=float, default=None, help="keep detections scoring above this")
+    detect.add_argument("--score-thresh", type=FRACTION, default=None, help="keep detections scoring above this")
     detect.add_argument("--json", metavar="OUT", help="write detections as JSON ('-' for stdout)")
     detect.add_argument("--vis", metavar="DIR", help="write a picture of the detections per image")
 
@@ -55,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("image", metavar="IMAGE")
     _model_arguments(trace)
     trace.add_argument("--gt", metavar="ANNOTATION", help="VOC XML ground truth: adds anchor labels and RoI samples")
-    trace.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    trace.add_argument("--seed", type=SEED, default=0, help="seed of the sampling generator")
     trace.add_argument("--json", metavar="OUT", help="write the stage summary as JSON ('-' for stdout)")
     trace.add_argument("--out", metavar="DIR", help="write a picture of each stage")
     _train_arguments(commands.add_parser("train", help="fine-tune a detector on a dataset"))
@@ -72,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(diagnose)
     diagnose.add_argument("--data", required=True, metavar="DATASET")
     diagnose.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt of a VOC folder (default val)")
-    diagnose.add_argument("--score-thresh", type=float, default=None,
+    diagnose.add_argument("--score-thresh", type=FRACTION, default=None,
                           help="a detection counts from this score (default: the model's own threshold)")
     diagnose.add_argument("--json", metavar="OUT", help="write the diagnosis as JSON ('-' for stdout)")
     diagnose.add_argument("--out", metavar="DIR", help="write diagnose.json and a best-anchor-IoU histogram there")
@@ -83,18 +103,19 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--data", required=True, metavar="DATASET", help="VOC folder, folder of images + XML, COCO JSON")
     train.add_argument("--split", default="train", help="ImageSets/Main/<split>.txt of a VOC folder (default train)")
     _model_arguments(train)
-    train.add_argument("--iters", type=int, help="iterations (default: --epochs 1)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int, default=2)
-    train.add_argument("--lr", type=float, default=0.01)
-    train.add_argument("--warmup", type=int, default=100, help="warm-up iterations")
+    train.add_argument("--iters", type=COUNT, help="iterations (default: --epochs 1)")
+    train.add_argument("--epochs", type=COUNT)
+    train.add_argument("--batch-size", type=COUNT, default=2)
+    train.add_argument("--lr", type=NON_NEGATIVE, default=0.01)
+    train.add_argument("--warmup", type=NATURAL, default=100, help="warm-up iterations")
     train.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
-    train.add_argument("--frozen-stages", type=int, default=None, help="freeze the first N backbone stages")
-    train.add_argument("--checkpoint-every", type=int, default=200)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--hflip", type=float, default=0.5, help="probability of a horizontal flip")
-    train.add_argument("--vflip", type=float, default=0.0, help="probability of a vertical flip")
-    train.add_argument("--scale-jitter", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"))
+    train.add_argument("--frozen-stages", type=NATURAL, default=None, help="freeze the first N backbone stages")
+    train.add_argument("--checkpoint-every", type=COUNT, default=200)
+    train.add_argument("--seed", type=SEED, default=0)
+    train.add_argument("--hflip", type=FRACTION, default=0.5, help="probability of a horizontal flip")
+    train.add_argument("--vflip", type=FRACTION, default=0.0, help="probability of a vertical flip")
+    train.add_argument("--scale-jitter", type=_in_range(float, 1e-3, 1e3, "a scale from 0.001 to 1000"), nargs=2,
+                       default=(1.0, 1.0), metavar=("LO", "HI"))
     train.add_argument("--photometric", action="store_true", help="brightness / contrast / saturation jitter")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--out", required=True, metavar="RUN_DIR")
@@ -240,14 +261,25 @@ COMMANDS = {"models": command_models, "detect": command_detect, "trace": command
             "eval": command_eval, "diagnose": command_diagnose}
 
 
+def _problem(error: InputError | OSError) -> str:
+    """The one line after "error: ". An OSError that gets here is an output the user named and we
+    cannot write (a folder, a file where a folder should be, no permission, a full disk)."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and args.scale_jitter[0] > args.scale_jitter[1]:
+        parser.error(f"argument --scale-jitter: LO {args.scale_jitter[0]} is above HI {args.scale_jitter[1]}")
     try:
         return COMMANDS[args.command](args)
-    except InputError as error:
+    except (InputError, OSError) as error:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_problem(error)}", file=sys.stderr)
         return 2
 
 

@@ -171,12 +171,7 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     generator = torch.Generator().manual_seed(settings.seed + rank)
     start = 0
     if resume:
-        extra = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(extra["optimizer"])
-        scheduler.load_state_dict(extra["scheduler"])
-        generator.set_state(extra["rng"]["sampling"][rank])
-        torch.set_rng_state(extra["rng"]["torch"])
-        start = int(extra["iteration"])
+        start = _restore(checkpoint, optimizer, scheduler, generator, rank)
     dataset.transform = Augment(settings.augment, seed=settings.seed)
     batches = Batches(dataset, settings.batch_size, settings.seed, rank, world)
     if rank == 0 and not resume:  # settings.json marks when the run began
@@ -214,6 +209,22 @@ def _append_log(path: Path):
     if torn:
         log.write("\n")
     return log
+
+
+def _restore(checkpoint: Path, optimizer, scheduler, generator, rank: int) -> int:
+    """Put the training state of `checkpoint` (a run's last.pt) back; its iteration. InputError
+    for a file without one (a model checkpoint, say) or with a damaged one."""
+    extra = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        generator.set_state(extra["rng"]["sampling"][rank])
+        torch.set_rng_state(extra["rng"]["torch"])
+        return int(extra["iteration"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        raise InputError(checkpoint, f"cannot resume: no usable training state in it ({type(error).__name__}: "
+                                     f"{str(error).splitlines()[0] if str(error) else 'missing'}); "
+                                     "it is a model, not a run's last.pt") from error
 
 
 def _loop(trained, model, optimizer, scheduler, generator, batches, settings, start: int, total: int, device,

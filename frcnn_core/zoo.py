@@ -153,7 +153,8 @@ def build_model(model: str, weights: str = "none", preset: str | None = None, sc
         config = replace(config, roi_test=replace(config.roi_test, score_thresh=score_thresh))
     stored_names = None
     if state_dict is not None:
-        stored_names = source.class_names if source and source.class_names else class_names_for(_num_classes(state_dict))
+        stored_names = (source.class_names if source and source.class_names
+                        else class_names_for(_num_classes(state_dict, source.path if source else weights)))
     names = list(class_names or stored_names or COCO_CLASS_NAMES)
     from_file = source is not None
     pretrained_backbone = weights == "imagenet" and not from_file
@@ -178,6 +179,8 @@ def _resolve(model: str, weights: str):
         source = load_weights_file(model)
         if source.model_name is None:
             raise InputError(model, "a plain state_dict names no model; pass --model NAME --weights FILE")
+        if source.model_name not in MODELS:
+            raise InputError(model, f"checkpoint names an unknown model {source.model_name!r}; known: {', '.join(MODELS)}")
         return source.model_name, source
     if weights in WEIGHT_CHOICES:
         return model, None
@@ -197,10 +200,10 @@ def _frozen_norm(spec: ModelSpec, weights: str, state_dict: dict | None, from_fi
     return weights in ("coco", "imagenet")
 
 
-def _num_classes(state_dict: dict) -> int:
+def _num_classes(state_dict: dict, path=None) -> int:
     weight = state_dict.get("roi_heads.box_predictor.cls_score.weight")
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise InputError(None, "state_dict has no roi_heads.box_predictor.cls_score.weight; not a Faster R-CNN")
+        raise InputError(path, "state_dict has no roi_heads.box_predictor.cls_score.weight; not a Faster R-CNN")
     return int(weight.shape[0])
 
 

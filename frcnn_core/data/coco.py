@@ -11,12 +11,14 @@ not written.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 from frcnn_core.data.dataset import (
     SKIPPED_CROWD, SKIPPED_NO_IMAGE, SKIPPED_UNKNOWN_CLASS, SKIPPED_UNKNOWN_IMAGE, DetectionDataset, RawObject,
-    check_objects, make_sample, problem_line, sample_size, with_background,
+    check_objects, is_file, make_sample, problem_line, sample_size, stated_side, with_background,
+    with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
@@ -31,8 +33,14 @@ def _load(path: Path) -> dict:
         content = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(path, f"malformed JSON (line {error.lineno}, column {error.colno}): {error.msg}") from error
+    except ValueError as error:  # valid JSON that Python refuses: an integer of more than 4,300 digits
+        raise InputError(path, f"malformed JSON ({str(error).split(':')[0]})") from error
+    except RecursionError as error:
+        raise InputError(path, "malformed JSON (nested too deeply)") from error
     if not isinstance(content, dict) or not all(isinstance(content.get(key), list) for key in ("images", "categories")):
         raise InputError(path, 'not a COCO detection file (needs "images" and "categories" lists)')
+    if not isinstance(content.get("annotations", []), list):
+        raise InputError(path, '"annotations" is not a list')
     return content
 
 
@@ -45,7 +53,17 @@ def _field(entry: dict, key: str, kind, path: Path, where: str):
 
 
 def _optional_size(entry: dict, key: str, path: Path, where: str) -> int | None:
-    return None if entry.get(key) is None else _field(entry, key, int, path, where)
+    if entry.get(key) is None:
+        return None
+    return stated_side(path, f"{where}: {key!r}", _field(entry, key, int, path, where))
+
+
+def _float(value: int | float) -> float:
+    """A JSON number as a float; an integer past float's range is infinite (reported later)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _categories(content: dict, path: Path) -> dict[int, str]:
@@ -62,7 +80,7 @@ def _categories(content: dict, path: Path) -> dict[int, str]:
 
 def _resolve_image(folder: Path, file_name: str) -> Path | None:
     for candidate in (folder / file_name, folder / "images" / file_name):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return None
 
@@ -72,8 +90,8 @@ def _objects_by_image(content: dict, path: Path, categories: dict[int, str], ima
     objects: dict[int, list[RawObject]] = {image_id: [] for image_id in image_ids}
     problems = []
     for number, entry in enumerate(content.get("annotations", []), start=1):
-        annotation_id = entry.get("id", number) if isinstance(entry, dict) else number
-        where = f"annotation {annotation_id}"
+        stated_id = entry.get("id") if isinstance(entry, dict) else None
+        where = f"annotation {stated_id if isinstance(stated_id, int) else number}"
         image_id = _field(entry, "image_id", int, path, where)
         category_id = _field(entry, "category_id", int, path, where)
         bbox = _field(entry, "bbox", list, path, where)
@@ -86,7 +104,7 @@ def _objects_by_image(content: dict, path: Path, categories: dict[int, str], ima
         elif entry.get("iscrowd", 0):
             problems.append(problem_line(path, f"{where} ({categories[category_id]})", SKIPPED_CROWD))
         else:
-            x, y, w, h = (float(v) for v in bbox)  # NaN or inf stays non-finite and is reported later
+            x, y, w, h = (_float(v) for v in bbox)  # NaN or inf stays non-finite and is reported later
             objects[image_id].append(RawObject(where, categories[category_id], (x, y, x + w, y + h)))
     return objects, problems
 
@@ -99,7 +117,10 @@ def read_coco_json(path: str | os.PathLike, class_names: list[str] | None = None
     path = Path(path)
     content = _load(path)
     categories = _categories(content, path)
-    names = with_background(list(categories.values()) if class_names is None else class_names)
+    if class_names is None:
+        names = with_background_from(path, list(categories.values()))
+    else:
+        names = with_background(class_names)
     images = list(enumerate(content["images"], start=1))
     image_ids = [_field(entry, "id", int, path, f"image {number}") for number, entry in images]
     if len(set(image_ids)) != len(image_ids):

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import math
 import os
+import struct
+from array import array
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.imageio import load_image
 
 BACKGROUND = "__background__"
+MAX_SIDE = 2**31 - 1  # Pillow's limit on an image side: a larger stated size is damage
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 SKIPPED_NON_FINITE = "skipped: non-finite coordinate"
@@ -44,8 +47,27 @@ PROBLEM_KINDS = (
 
 
 def problem_line(file: str | os.PathLike, subject: str, kind: str) -> str:
-    """The one line that reports what happened to an object or image; `kind` from PROBLEM_KINDS."""
-    return f"{file}: {subject} {kind}"
+    """The one line that reports what happened to an object or image; `kind` from PROBLEM_KINDS.
+
+    A line break inside a name taken from the file (a class, an image name) becomes a space.
+    """
+    return " ".join(f"{file}: {subject} {kind}".splitlines())
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file(), but False for a name the file system cannot even look up (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def stated_side(file: str | os.PathLike, where: str, value: float) -> int | None:
+    """An image width or height as an annotation states it: None for 0 (unknown), InputError
+    naming the file for a negative, non-finite or impossibly large value."""
+    if not 0 <= value <= MAX_SIDE:
+        raise InputError(file, f"{where} is not an image size (0 to {MAX_SIDE} pixels)")
+    return int(value) or None
 
 
 @dataclass(frozen=True)
@@ -79,27 +101,36 @@ class RawObject:
     difficult: bool = False
 
 
+def _float32(values: tuple[float, ...]) -> tuple[float, ...]:
+    """The values as a Sample stores them: rounded to float32, inf past its range."""
+    return tuple(array("f", values))
+
+
 def check_object(obj: RawObject, width: int | None, height: int | None) -> tuple[RawObject | None, str | None]:
     """Validate one object: (kept object or None, problem kind or None).
 
-    Non-finite, zero-area and inverted boxes are skipped; a box past the border of a known image
-    size is clipped to [0, width] x [0, height], and skipped when nothing of it is left inside.
+    The checks see the float32 coordinates a Sample stores, so a box that float32 collapses
+    (1 to 1.00000001) or overflows (1e39) is skipped like one written that way. Non-finite,
+    zero-area and inverted boxes are skipped; a box past the border of a known image size is
+    clipped to [0, width] x [0, height], and skipped when nothing of it is left inside.
     """
-    x1, y1, x2, y2 = obj.coords
-    if not all(math.isfinite(value) for value in obj.coords):
+    coords = _float32(obj.coords)
+    x1, y1, x2, y2 = coords
+    if not all(math.isfinite(value) for value in coords):
         return None, SKIPPED_NON_FINITE
     if x1 == x2 or y1 == y2:
         return None, SKIPPED_ZERO_AREA
     if x1 > x2 or y1 > y2:
         return None, SKIPPED_INVERTED
+    kept = obj if coords == obj.coords else replace(obj, coords=coords)
     if not (width and height):
-        return obj, None
-    clipped = (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
-    if clipped == obj.coords:
-        return obj, None
+        return kept, None
+    clipped = _float32((max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)))
+    if clipped == coords:
+        return kept, None
     if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
         return None, SKIPPED_OUTSIDE
-    return RawObject(obj.subject, obj.name, clipped, obj.difficult), CLIPPED
+    return replace(obj, coords=clipped), CLIPPED
 
 
 def check_objects(
@@ -142,13 +173,24 @@ def with_background(class_names: list[str]) -> list[str]:
     names = list(class_names[1:] if class_names and class_names[0] == BACKGROUND else class_names)
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates or BACKGROUND in names:
-        raise ValueError(f"class names must be unique and not {BACKGROUND!r}: {duplicates or names}")
+        raise ValueError(f"class names must be unique and not {BACKGROUND!r}: {duplicates or [BACKGROUND]}")
     return [BACKGROUND, *names]
 
 
+def with_background_from(file: str | os.PathLike, class_names: list[str]) -> list[str]:
+    """with_background() of names a file lists: InputError naming the file instead of ValueError."""
+    try:
+        return with_background(class_names)
+    except ValueError as error:
+        raise InputError(file, str(error)) from error
+
+
 def first_appearance(names_per_file: list[list[str]]) -> list[str]:
-    """Class names in the order they first appear, files and objects in the order given."""
-    return list(dict.fromkeys(name for names in names_per_file for name in names))
+    """Class names in the order they first appear, files and objects in the order given.
+
+    The background's name is never a class: objects so named are later skipped as unknown.
+    """
+    return list(dict.fromkeys(name for names in names_per_file for name in names if name != BACKGROUND))
 
 
 def read_class_file(path: Path) -> list[str]:
@@ -177,8 +219,10 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise InputError(path, f"cannot read the image size ({error})") from error
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        # Pillow's plugins report a damaged header with any of these (PPM: ValueError, PSD: SyntaxError)
+        reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+        raise InputError(path, f"cannot read the image size ({reason})") from error
     # Orientations 5-8 rotate by 90 degrees, as load_image's exif_transpose does.
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 

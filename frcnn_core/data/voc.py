@@ -17,11 +17,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from defusedxml import ElementTree
-from defusedxml.common import DefusedXmlException
+from defusedxml.common import DefusedXmlException, DTDForbidden
 
 from frcnn_core.data.dataset import (
     IMAGE_SUFFIXES, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset, RawObject, check_objects,
-    copy_images, first_appearance, make_sample, problem_line, read_class_file, sample_size, with_background,
+    copy_images, first_appearance, is_file, make_sample, problem_line, read_class_file, sample_size,
+    stated_side, with_background, with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
@@ -64,16 +65,38 @@ def _number(element, tag: str, path: str, subject: str) -> float:
         raise InputError(path, f"{subject}: <{tag}> is not a number ({node.text.strip()[:40]!r})") from error
 
 
+def _side(size, tag: str, path: str) -> int | None:
+    """<size>'s <width> or <height>; None without a <size> or for 0 (labelImg's "unknown")."""
+    if size is None:
+        return None
+    return stated_side(path, f"<size> <{tag}>", _number(size, tag, path, "<size>"))
+
+
+def _doctype_refusal(path: str, doctype: DTDForbidden) -> DefusedXmlException:
+    """What to refuse a file with a DOCTYPE for: EntitiesForbidden when the DOCTYPE declares
+    entities (the attack by its name), else DTDForbidden (an external DTD, say)."""
+    try:
+        ElementTree.parse(path)  # a DOCTYPE allowed; entity declarations and external references not
+    except DefusedXmlException as refused:
+        return refused
+    except ElementTree.ParseError:  # e.g. an entity the unread external DTD would have declared
+        pass
+    return doctype
+
+
 def _parse_root(path: str):
     try:
-        return ElementTree.parse(path).getroot()
+        return ElementTree.parse(path, forbid_dtd=True).getroot()
     except ElementTree.ParseError as error:
         raise InputError(path, f"malformed XML (line {error.position[0]}, column {error.position[1]})") from error
     except DefusedXmlException as error:
-        raise InputError(path, f"refused XML: {error.__class__.__name__} (entity declarations, DTDs and "
-                               "external references are not allowed in annotations)") from error
+        refused = _doctype_refusal(path, error) if isinstance(error, DTDForbidden) else error
+        raise InputError(path, f"refused XML: {refused.__class__.__name__} (entity declarations, DTDs and "
+                               "external references are not allowed in annotations)") from refused
     except OSError as error:
         raise InputError(path, f"cannot read annotation ({error.strerror or error})") from error
+    except LookupError as error:  # <?xml encoding="..."?> names an encoding Python does not know
+        raise InputError(path, f"malformed XML ({error})") from error
 
 
 def parse_voc_xml(path: str | os.PathLike) -> VocFile:
@@ -82,9 +105,7 @@ def parse_voc_xml(path: str | os.PathLike) -> VocFile:
     root = _parse_root(path)
     if root.tag != "annotation":
         raise InputError(path, f"not a VOC annotation (root element <{root.tag}>)")
-    size = root.find("size")
-    width = int(_number(size, "width", path, "<size>")) if size is not None else None
-    height = int(_number(size, "height", path, "<size>")) if size is not None else None
+    width, height = (_side(root.find("size"), tag, path) for tag in ("width", "height"))
     objects = []
     for number, obj in enumerate(root.iter("object"), start=1):
         name = (obj.findtext("name") or "").strip()
@@ -96,13 +117,13 @@ def parse_voc_xml(path: str | os.PathLike) -> VocFile:
         objects.append(RawObject(f"object {number}", name, coords, difficult))
     filename = (root.findtext("filename") or "").strip() or None
     stated_path = (root.findtext("path") or "").strip() or None
-    return VocFile(path, width or None, height or None, filename, stated_path, objects)
+    return VocFile(path, width, height, filename, stated_path, objects)
 
 
 def read_voc_xml(path: str | os.PathLike) -> VocAnnotation:
     """Read one VOC XML file; invalid boxes are skipped and clipped ones fixed, each reported.
 
-    Raises InputError naming the file (and line) when it is malformed or declares entities.
+    Raises InputError naming the file (and line) when it is malformed or has a DOCTYPE (entities, DTDs).
     """
     parsed = parse_voc_xml(path)
     kept, problems = check_objects(parsed.path, parsed.objects, parsed.width, parsed.height)
@@ -119,12 +140,12 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
 
 def _find_image(parsed: VocFile, folder: Path, images: dict[str, Path]) -> Path | None:
     """The image of an annotation: <filename> in `folder`, else a same-stem image, else <path>."""
-    if parsed.filename and (folder / parsed.filename).is_file():
+    if parsed.filename and is_file(folder / parsed.filename):
         return folder / parsed.filename
     stem = Path(parsed.path).stem
     if stem in images:
         return images[stem]
-    if parsed.stated_path and Path(parsed.stated_path).is_file():
+    if parsed.stated_path and is_file(Path(parsed.stated_path)):
         return Path(parsed.stated_path)
     return None
 
@@ -135,7 +156,7 @@ def _class_order(root: Path, class_names: list[str] | None, parse_all) -> list[s
         return with_background(class_names)
     for name in CLASS_FILES:
         if (root / name).is_file():
-            return with_background(read_class_file(root / name))
+            return with_background_from(root / name, read_class_file(root / name))
     return with_background(first_appearance([[obj.name for obj in parsed.objects] for parsed in parse_all()]))
 
 
@@ -189,7 +210,7 @@ def read_voc_folder(root: Path, split: str | None = None, class_names: list[str]
     files, problems = [], []
     for number, image_id in ids:
         xml = root / "Annotations" / f"{image_id}.xml"
-        if not xml.is_file():
+        if not is_file(xml):
             problems.append(problem_line(split_file, f"line {number} ({image_id})", SKIPPED_NO_ANNOTATION))
             continue
         parsed = parse(xml)

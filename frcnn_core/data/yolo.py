@@ -13,7 +13,7 @@ from pathlib import Path
 
 from frcnn_core.data.dataset import (
     IMAGE_SUFFIXES, SKIPPED_UNKNOWN_CLASS, DetectionDataset, RawObject, check_objects, copy_images, image_size,
-    make_sample, problem_line, read_class_file, with_background,
+    make_sample, problem_line, read_class_file, with_background, with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
@@ -56,7 +56,10 @@ def read_yolo_folder(folder: str | os.PathLike, class_names: list[str] | None = 
     """
     folder = Path(folder)
     yolo_names = read_class_file(folder / "classes.txt")
-    names = with_background(yolo_names if class_names is None else class_names)
+    if class_names is None:
+        names = with_background_from(folder / "classes.txt", yolo_names)
+    else:
+        names = with_background(class_names)
     samples, problems = [], []
     for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         width, height = image_size(image)

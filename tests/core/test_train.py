@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from frcnn_core.data.augment import AugmentConfig
+from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.voc import write_voc_xml
+from frcnn_core.errors import InputError
 from frcnn_core.train import TrainSettings, train
 from frcnn_core.train_loop import lr_factor
 from frcnn_core.zoo import build_model
@@ -115,3 +117,13 @@ def test_frozen_stages_freeze_the_first_backbone_stages_only():
     first_two = sum(1 for stage in stages[:2] for module in stage for p in module.parameters())
     assert all(frozen[:first_two]) and not any(frozen[first_two:])
     assert all(p.requires_grad for p in model.rpn.parameters())
+
+
+def test_resuming_from_a_model_checkpoint_without_training_state_is_one_line(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = build_model("mobilenet-v2", "none", class_names=["__background__", "cat", "dog"])
+    save_checkpoint(run / "last.pt", "mobilenet-v2", model.config, model.class_names, model.state_dict())
+    with pytest.raises(InputError, match="cannot resume: no usable training state") as raised:
+        list(train(settings(tiny_dataset, run), resume=True))
+    assert str(run / "last.pt") in str(raised.value) and "\n" not in str(raised.value)

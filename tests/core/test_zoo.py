@@ -127,3 +127,21 @@ def test_a_checkpoint_path_never_fetches_backbone_weights(tmp_path, monkeypatch)
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", no_download)
     loaded = build_model(str(path), "imagenet")  # the CLI's default weights for a non-COCO name
     assert loaded.class_names == ["__background__", "cell"]
+
+
+def test_a_checkpoint_naming_an_unknown_model_is_one_line_naming_the_file(tmp_path):
+    model = build_model("mobilenet-v3-320-fpn", "none")
+    path = tmp_path / "odd.pt"
+    save_checkpoint(path, "nope", model.config, model.class_names, model.state_dict())
+    with pytest.raises(InputError, match="unknown model 'nope'") as raised:
+        build_model(str(path))
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_state_dict_without_a_predictor_names_the_file(tmp_path):
+    model = build_model("mobilenet-v3-320-fpn", "none")
+    path = tmp_path / "headless.pth"
+    torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("roi_heads.box_predictor")}, path)
+    with pytest.raises(InputError, match="cls_score") as raised:
+        build_model("mobilenet-v3-320-fpn", str(path))
+    assert str(path) in str(raised.value)
