@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QDockWidget, QMainWindow
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox
 
 from frcnn_core.errors import InputError
 from frcnn_gui import actions
@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([*right, log_dock], [520, 110, 140, 90, 90], Qt.Vertical)
         self.image_list.image_chosen.connect(self.open_index)
         self.canvas.selection_changed.connect(self.boxes_table.set_selection)
+        self.canvas.image_failed.connect(self.report)
         self.boxes_table.selection_changed.connect(self.canvas.set_selection)
         self.classes_panel.current_label_changed.connect(lambda name: setattr(self.canvas, "current_label", name))
         self.detections_panel.filter_changed.connect(self._filter_detections)
@@ -301,11 +302,20 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._autosave.stop()
-        self.save()
+        if self.save() is not None and not self._may_lose_edits():
+            event.ignore()
+            return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         self.engine.shutdown()
         super().closeEvent(event)
+
+
+    def _may_lose_edits(self) -> bool:
+        """Asked when the edits could not be saved on closing: True to close all the same."""
+        answer = QMessageBox.question(self, "Edits not saved", "This image's edits could not be saved (see the "
+                                      "log). Close and lose them?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
 
 def _problem_line(error: OSError | ValueError) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 from array import array
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -20,11 +19,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from PIL import Image
 
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
-from frcnn_core.imageio import load_image
+from frcnn_core.imageio import image_size, load_image  # image_size: (W, H) from the header, re-exported
 
 BACKGROUND = "__background__"
 MAX_SIDE = 2**31 - 1  # Pillow's limit on an image side: a larger stated size is damage
@@ -211,20 +209,6 @@ def read_class_file(path: Path) -> list[str]:
             raise InputError(path, f"line {number}: class {name!r} already listed on line {names[name]}")
         names[name] = number
     return list(names)
-
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image as displayed (EXIF orientation applied), from its header only."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError, EOFError, struct.error) as error:
-        # Pillow's plugins report a damaged header with any of these (PPM: ValueError, PSD: SyntaxError)
-        reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
-        raise InputError(path, f"cannot read the image size ({reason})") from error
-    # Orientations 5-8 rotate by 90 degrees, as load_image's exif_transpose does.
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 class DetectionDataset(torch.utils.data.Dataset):

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene
 WHEEL_ZOOM = 1.25  # per wheel notch
 ZOOM_LIMITS = (0.02, 64.0)
 BACKGROUND = QColor(48, 48, 48)
+QT_ALLOCATION_LIMIT_MB = 400  # Qt's image reader refuses more; 256 by default
 
 
 class ImageView(QGraphicsView):
@@ -61,6 +62,8 @@ class ImageView(QGraphicsView):
         else:
             reader = QImageReader(str(image))
             reader.setAutoTransform(True)
+            # Qt refuses images over 256 MB decoded; the engine takes up to imageio.MAX_PIXELS (RGBA: 358 MB)
+            QImageReader.setAllocationLimit(QT_ALLOCATION_LIMIT_MB)
             loaded = reader.read()
             if loaded.isNull():
                 raise ValueError(f"{image}: cannot read the image ({reader.errorString()})")

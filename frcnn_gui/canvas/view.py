@@ -57,6 +57,7 @@ class Canvas(ImageView):
     mode_changed = Signal(str)
     box_dragged = Signal(object, object)  # box id (None: a new box), its (x1, y1, x2, y2) mid-drag
     point_clicked = Signal(float, float)  # image pixels of a click without drag in select mode
+    image_failed = Signal(str)  # one line: the image could not be shown (the canvas stays blank)
 
     def __init__(self, document: Document, undo_stack: QUndoStack, parent: QWidget | None = None):
         super().__init__(parent)
@@ -80,7 +81,11 @@ class Canvas(ImageView):
             if self.document.image_size is None:
                 self.set_image(None)
             elif self.document.current_path != self.image_path:
-                self.set_image(self.document.current_path)
+                try:
+                    self.set_image(self.document.current_path)
+                except ValueError as error:  # Qt cannot decode what the engine could: say so, show none
+                    self.set_image(None)
+                    self.image_failed.emit(str(error))
             self.cancel_drag()
             self.set_selection([])
             self.ground_truth_layer.refresh()
