@@ -26,7 +26,7 @@ from frcnn_gui.stage_overlays import (
     CHAIN_LAYER_Z, FUNNEL_SCORE_THRESH, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask,
     anchors_overlay, box_at, cell_fates, scoped_anchor_idx, class_parts, class_text, chain_overlay, forward_parts, pooling_overlay, pre_nms_shown_idx,
     proposals_overlay, proposals_pre_nms_overlay, provenance_overlay, provenance_text, proposal_chain,
-    roi_sample_text, roi_samples_overlay, suppression_text,
+    roi_samples_overlay, roi_samples_text, suppression_text,
 )
 from frcnn_gui.panels.stages import SHOWN_DEFAULT
 from frcnn_gui.stage_pictures import HeatmapLayer, feature_maps, objectness_heatmap, shape_names
@@ -339,7 +339,11 @@ class StageInspector(QObject):
         if stage == "anchor-labels" and self.trace.anchor_labels is None:
             return "Draw a GT box (W, then drag) to see which anchors become positive and negative."
         if stage == "roi-samples":
-            return self._roi_samples_explanation()
+            training = self._training()
+            if training is None:
+                return "Draw a GT box of a class the model knows to see which RoIs training would sample."
+            return roi_samples_text(training, self.config, self.class_names, self.selected_sample,
+                                    len(self._gt_labels()[1]))
         text = explain(stage, self.trace, self.config, self._gt_count if stage == "anchor-labels" else None)
         if stage == "objectness":
             which = ("the highest score of its anchor shapes" if self.shape is None
@@ -386,18 +390,3 @@ class StageInspector(QObject):
         if self.trace.proposals is self.inspection.trace.proposals:
             return self.inspection.trace.detections
         return None
-
-    def _roi_samples_explanation(self) -> str:
-        training = self._training()
-        if training is None:
-            return "Draw a GT box of a class the model knows to see which RoIs training would sample."
-        targets = training.roi_targets
-        text = explain("roi-samples", training, self.config, len(self._gt_labels()[1]))
-        text += " Foreground RoIs in their class colour, background grey. Click a RoI or a row of the table."
-        if self.selected_sample is not None:
-            row = roi_sample_rows(targets)[self.selected_sample]
-            text += "\n" + roi_sample_text(row, self.class_names)
-        if not targets.quota_filled:
-            text += (f"\n⚠ Positive quota not filled: {int(targets.is_foreground.sum())} foreground RoIs"
-                     f" of the {targets.positive_quota} the batch could take.")
-        return text

@@ -12,7 +12,8 @@ from PySide6.QtGui import QColor
 from torchvision.ops import box_iou
 
 from frcnn_core.config import NEG, POS
-from frcnn_core.follow import AnchorFate, RoiSampleRow, anchor_fate
+from frcnn_core.explain import explain
+from frcnn_core.follow import AnchorFate, RoiSampleRow, anchor_fate, roi_sample_rows
 from frcnn_core.trace import AnchorLabelsTrace, AnchorsTrace, ProposalsTrace
 from frcnn_gui.canvas.layers import PALETTE, class_colour
 
@@ -256,6 +257,20 @@ def roi_samples_overlay(targets, class_names: list[str], selected: int | None = 
 
 def _class_colour(class_names: list[str], label: int) -> QColor:
     return class_colour(class_names[label]) if label < len(class_names) else POSITIVE
+
+
+def roi_samples_text(training, config, class_names: list[str], selected: int | None, gt_count: int) -> str:
+    """The RoI samples stage in words for a training trace of gt_count GT boxes: the stage's
+    explanation, the selected RoI, and a warning when the positive quota could not be filled."""
+    targets = training.roi_targets
+    text = explain("roi-samples", training, config, gt_count)
+    text += " Foreground RoIs in their class colour, background grey. Click a RoI or a row of the table."
+    if selected is not None:
+        text += "\n" + roi_sample_text(roi_sample_rows(targets)[selected], class_names)
+    if not targets.quota_filled:
+        text += (f"\n⚠ Positive quota not filled: {int(targets.is_foreground.sum())} foreground RoIs"
+                 f" of the {targets.positive_quota} the batch could take.")
+    return text
 
 
 def roi_sample_text(row: RoiSampleRow, class_names: list[str]) -> str:

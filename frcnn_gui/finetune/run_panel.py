@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from frcnn_core.finetune import Comparison
+from frcnn_core.compare import Comparison
 from frcnn_core.runs import CANCELLED, FINISHED, STOPPED, RunSummary
 from frcnn_gui.finetune.compare import ComparisonView
 from frcnn_gui.finetune.curves import LossCurves

@@ -18,7 +18,8 @@ import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from frcnn_core.errors import InputError
-from frcnn_core.finetune import FinetunePlan, compare_on_image, run_finetune, score_run, starting_model
+from frcnn_core.compare import compare_on_image
+from frcnn_core.finetune import FinetunePlan, run_finetune, score_run, starting_model
 from frcnn_core.imageio import load_image
 from frcnn_core.model import FasterRCNN
 from frcnn_core.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT

@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
+from frcnn_core.compare import compare_detections, compare_on_image
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import DetectionDataset, Sample
 from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import evaluate, run_detections
 from frcnn_core.finetune import (
-    FinetunePlan, compare_detections, compare_on_image, evaluate_run, load_plan, plan_finetune, run_finetune,
+    FinetunePlan, evaluate_run, load_plan, plan_finetune, run_finetune,
     score_run, split_train_val, starting_model, validation_dataset,
 )
 from frcnn_core.runs import FINISHED, list_runs, read_log

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PySide6.QtCore import QTimer, Qt
 
-from frcnn_core.finetune import Comparison, load_plan, plan_finetune
+from frcnn_core.compare import Comparison
+from frcnn_core.finetune import load_plan, plan_finetune
 from frcnn_core.train import Progress
 from frcnn_core.zoo import build_model
 from frcnn_gui.finetune import runner as runner_module, training_thread

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog
 
-from frcnn_core.finetune import Comparison
+from frcnn_core.compare import Comparison
 from frcnn_core.runs import CANCELLED, summarize_run
 from frcnn_core.train import Progress
 from frcnn_core.zoo import MODELS
