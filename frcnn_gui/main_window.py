@@ -298,18 +298,17 @@ class MainWindow(QMainWindow):
         return True
 
     def closeEvent(self, event) -> None:
-        if not self.finetuning.confirm_close():  # a run is training and the user keeps it
-            event.ignore()
-            return
         self._autosave.stop()
         if self.save() is not None and not self._may_lose_edits():
+            event.ignore()
+            return
+        if not self.finetuning.confirm_close():  # a run is training and the user keeps it
             event.ignore()
             return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         self.engine.shutdown()
         super().closeEvent(event)
-
 
     def _may_lose_edits(self) -> bool:
         """Asked when the edits could not be saved on closing: True to close all the same."""
