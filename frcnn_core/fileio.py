@@ -72,6 +72,16 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return write_atomic(path, lambda stream: stream.write(data))
 
 
+def backup_copy(path: str | os.PathLike) -> Path:
+    """Copy `path` to <name>.bak (or .bak.1, .bak.2 ... when that holds other bytes), atomically;
+    the backup's path."""
+    source = Path(path)
+    data = source.read_bytes()
+    candidates = (source.with_name(f"{source.name}.bak{'' if n == 0 else f'.{n}'}") for n in range(10_000))
+    backup = next(c for c in candidates if not c.exists() or c.read_bytes() == data)
+    return write_bytes_atomic(backup, data)
+
+
 def _remove_abandoned(target: Path) -> None:
     """Remove the temp files of `target` that no live writer holds a lock on (POSIX only)."""
     if fcntl is None:

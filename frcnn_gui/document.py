@@ -18,7 +18,6 @@ holds the boxes last seen gives them their old ids back, so undo commands stay v
 """
 from __future__ import annotations
 
-import tempfile
 import xml.etree.ElementTree as ElementBuilder
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,9 +28,9 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from frcnn_core.data.dataset import IMAGE_SUFFIXES, read_class_file
-from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, read_voc_xml, write_voc_xml
+from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, read_voc_xml, voc_xml_bytes
 from frcnn_core.errors import InputError
-from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.fileio import backup_copy, write_bytes_atomic
 from frcnn_core.imageio import image_size
 from frcnn_gui.boxes import Box, Detection, ImageEntry, check_class_name, fit_box, is_class_name
 from frcnn_gui.exchange import FolderExchange, _objects
@@ -52,20 +51,9 @@ def _read_verified(path: Path) -> bool:
 def _voc_bytes(image_path: Path, size: tuple[int, int], boxes: Iterable[Box], verified: bool) -> bytes:
     """The labelImg XML of one image, verified="yes" added as labelImg writes it."""
     boxes = list(boxes)
-    with tempfile.TemporaryDirectory() as staging:
-        staged = Path(staging) / "annotation.xml"
-        write_voc_xml(staged, image_path, *size, [box.coords for box in boxes], [box.label for box in boxes],
-                      [box.difficult for box in boxes])
-        data = staged.read_bytes()
+    data = voc_xml_bytes(image_path, *size, [box.coords for box in boxes], [box.label for box in boxes],
+                         [box.difficult for box in boxes])
     return data.replace(b"<annotation>", b'<annotation verified="yes">', 1) if verified else data
-
-
-def _backup(path: Path) -> Path:
-    """Copy `path` to <name>.bak (or .bak.1, .bak.2 ... when that holds other bytes), atomically."""
-    data = path.read_bytes()
-    candidates = (path.with_name(f"{path.name}.bak{'' if n == 0 else f'.{n}'}") for n in range(10_000))
-    backup = next(c for c in candidates if not c.exists() or c.read_bytes() == data)
-    return write_bytes_atomic(backup, data)
 
 
 def _rename_in_file(path: Path, old: str, new: str) -> bool:
@@ -395,7 +383,7 @@ class Document(FolderExchange):
         `backup` is set; update its status."""
         data = _voc_bytes(entry.path, size, boxes, verified)
         if (backup or entry.status == "error") and entry.annotation_path.is_file():
-            _backup(entry.annotation_path)
+            backup_copy(entry.annotation_path)
         write_bytes_atomic(entry.annotation_path, data)
         entry.status, entry.error = ("verified" if verified else "annotated"), None
         return entry.annotation_path

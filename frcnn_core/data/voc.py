@@ -247,7 +247,12 @@ def _sub(parent, tag: str, text: str | None = None):
 
 
 def write_voc_xml(path, image_path, width: int, height: int, boxes, names: list[str], difficult=None) -> None:
-    """Write one labelImg-compatible VOC XML file (atomically).
+    """Write one labelImg-compatible VOC XML file (atomically): `voc_xml_bytes` of the same arguments."""
+    write_bytes_atomic(path, voc_xml_bytes(image_path, width, height, boxes, names, difficult))
+
+
+def voc_xml_bytes(image_path, width: int, height: int, boxes, names: list[str], difficult=None) -> bytes:
+    """One labelImg-compatible VOC XML document, UTF-8.
 
     boxes: (G, 4) x1 y1 x2 y2 pixels (tensor or nested list); names: G class names;
     difficult: G bools or None (all 0). Coordinates are written without rounding (module doc).
@@ -275,7 +280,7 @@ def write_voc_xml(path, image_path, width: int, height: int, boxes, names: list[
         for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2)):
             _sub(bndbox, tag, format_coordinate(value))
     ElementBuilder.indent(root, space="\t")
-    write_bytes_atomic(path, (ElementBuilder.tostring(root, encoding="unicode") + "\n").encode("utf-8"))
+    return (ElementBuilder.tostring(root, encoding="unicode") + "\n").encode("utf-8")
 
 
 def write_voc(folder: str | os.PathLike, dataset: DetectionDataset, split: str = "trainval") -> None:
