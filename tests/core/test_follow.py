@@ -2,21 +2,15 @@
 scene whose every fate is known, and as properties of a real BCCD inspection."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from frcnn_core import boxes as box_ops
-from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.follow import (FILTERED, NOT_IN_TOP_N, POST_NMS_TOP_N, SUPPRESSED, anchor_fate, fate_text,
                                roi_sample_rows)
-from frcnn_core.imageio import load_image
-from frcnn_core.inspect_stages import Inspection
 from frcnn_core.trace import AnchorsTrace, ObjectnessTrace, ProposalsTrace, RoiPoolTrace, RoiTargetsTrace, Trace
-from frcnn_core.zoo import build_model
 
-BCCD_SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "samples" / "BloodImage_00014"
+from test_inspect_stages import bccd  # noqa: F401 (a fixture: bccd-demo inspecting a BCCD image with its GT)
 
 # Six anchors on two levels (0: anchors 0-3, 1: anchors 4-5). The proposal layer took the best
 # three of level 0 (anchors 0, 1, 2; anchor 3 scored lowest) and both of level 1. Pre-NMS order:
@@ -62,18 +56,8 @@ def test_fate_sentences_name_the_stage_and_the_numbers():
     assert "post-NMS top 2" in texts[5]
 
 
-@pytest.fixture(scope="module")
-def bccd_inspection():
-    model = build_model("bccd-demo")
-    image = load_image(BCCD_SAMPLE.with_suffix(".jpg")).tensor
-    truth = read_voc_xml(BCCD_SAMPLE.with_suffix(".xml"))
-    labels = torch.tensor([model.class_names.index(name) for name in truth.names])
-    inspection = Inspection.run(model, image, generator_seed=3)
-    return model, inspection, truth.boxes, labels
-
-
-def test_the_anchors_that_become_proposals_are_exactly_those_followed_there(bccd_inspection):
-    _, inspection, _, _ = bccd_inspection
+def test_the_anchors_that_become_proposals_are_exactly_those_followed_there(bccd):  # noqa: F811
+    inspection = bccd[4]
     trace = inspection.trace
     proposals = trace.proposals
     reached = {}
@@ -88,8 +72,8 @@ def test_the_anchors_that_become_proposals_are_exactly_those_followed_there(bccd
     assert all(anchor_fate(trace, anchor).lost_at == NOT_IN_TOP_N for anchor in outside)
 
 
-def test_foreground_rows_decode_onto_their_matched_gt_box(bccd_inspection):
-    model, inspection, gt_boxes, gt_labels = bccd_inspection
+def test_foreground_rows_decode_onto_their_matched_gt_box(bccd):  # noqa: F811
+    model, _, gt_boxes, gt_labels, inspection = bccd
     targets = inspection.training_trace_for(gt_boxes, gt_labels).roi_targets
     rows = roi_sample_rows(targets)
     assert len(rows) == len(targets.labels)

@@ -105,3 +105,27 @@ def test_closing_during_a_run_asks_then_cancels_cleanly(qtbot, window, monkeypat
     stored = torch.load(last, map_location="cpu", weights_only=True)  # a whole checkpoint, loadable
     assert 0 < int(stored["iteration"]) < 200
     assert build_model(str(last)).class_names == plan.class_names
+
+
+def test_the_before_after_layer_draws_lost_changed_and_gained_boxes(window):
+    from frcnn_core.compare import compare_on_image
+    from frcnn_gui.finetune.controller import CHANGED, GAINED, LOST
+    from frcnn_gui.finetune.messages import ImageComparison
+
+    def found(*rows):  # (x1, y1, x2, y2, label, score)
+        values = torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
+        return {"boxes": values[:, :4], "labels": values[:, 4].long(), "scores": values[:, 5]}
+
+    # before: cat on A (kept), dog on B (becomes a cat), cat on C (lost); after adds a dog on D (gained)
+    before = found((0, 0, 10, 10, 1, 0.9), (20, 0, 30, 10, 2, 0.8), (40, 0, 50, 10, 1, 0.7))
+    after = found((0, 0, 10, 10, 1, 0.9), (20, 0, 30, 10, 1, 0.6), (60, 0, 70, 10, 2, 0.95))
+    comparison = compare_on_image(before, after)
+    assert (comparison.kept, comparison.changed_class, comparison.gained, comparison.lost) == (1, 1, 1, 1)
+    window.finetuning._image_compared(ImageComparison(str(window.document.current_path), Path("run"), before, after,
+                                                      ["__background__", "cat", "dog"], comparison))
+    layer = window.finetuning.compare_layer
+    assert layer._boxes.tolist() == [[40, 0, 50, 10], [20, 0, 30, 10], [60, 0, 70, 10]]
+    assert layer._labels == ["lost: cat 0.70", "dog → cat 0.60", "gained: dog 0.95"]
+    assert [layer._pens[pen].color().name() for pen in layer._pen_index] == [
+        colour.name() for colour in (LOST, CHANGED, GAINED)]
+    assert "1 gained · 1 lost · 1 changed class · 1 kept" in window.finetuning.run_panel.comparison.changes["image"].text()

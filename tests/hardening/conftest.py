@@ -14,6 +14,12 @@ def fuzzed_inputs(pytestconfig) -> Counter:
     return pytestconfig.stash.setdefault(FUZZED_INPUTS, Counter())
 
 
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """A folder for one fuzz module's generated files."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
 def pytest_terminal_summary(terminalreporter, config) -> None:
     counts = config.stash.get(FUZZED_INPUTS, Counter())
     if counts:
