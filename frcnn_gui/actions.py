@@ -68,10 +68,10 @@ def install(window) -> dict[str, QAction]:
         fit=_action(window, "Fit", "F", canvas.fit, view_menu),
         actual=_action(window, "Actual size", "1", canvas.actual_size, view_menu),
         detect=_action(window, "Detect again", "Ctrl+R", window.detect, view_menu),
-        show_detections=_action(window, "Show detections", "Ctrl+Shift+D", canvas.detection_layer.setVisible,
-                                view_menu, checkable=True),
-        show_boxes=_action(window, "Show boxes", "Ctrl+Shift+B", canvas.ground_truth_layer.setVisible, view_menu,
-                           checkable=True),
+        show_detections=_action(window, "Show detections", "Ctrl+Shift+D",
+                                lambda on: canvas.detection_layer.setVisible(on), view_menu, checkable=True),
+        show_boxes=_action(window, "Show boxes", "Ctrl+Shift+B", lambda on: canvas.ground_truth_layer.setVisible(on),
+                           view_menu, checkable=True),
     )
     finetuning = window.finetuning
     found.update(

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from frcnn_gui import excepthook
 from frcnn_gui.panels.stages import STAGES
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or default_weights(model)
     if not args.screenshot:
         window = MainWindow(model, weights, args.device)
+        excepthook.install(window.log.add)
         _show_stage(window, args.stage)
         window.open_path(args.path)
         window.show()
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:  # a screenshot neither reads nor keeps settings
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
         window = MainWindow(model, weights, args.device, settings=settings)
+        excepthook.install(window.log.add)
         _show_stage(window, args.stage)
         window.open_path(args.path)
         window.show()
