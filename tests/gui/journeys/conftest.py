@@ -18,6 +18,7 @@ import torch
 from PySide6.QtCore import QSettings
 
 from frcnn_gui.main_window import MainWindow
+from journeys_helpers import record_triggers
 
 SAMPLES = Path(__file__).resolve().parents[3] / "resources" / "samples"
 FAST_MODEL = "mobilenet-v3-320-fpn"  # random weights: fast, detects next to nothing
@@ -52,6 +53,7 @@ def make_window(qtbot, tmp_path):
         window = MainWindow(model, weights, "cpu", settings=settings)
         qtbot.addWidget(window)
         windows.append(window)
+        record_triggers(window)
         with qtbot.waitSignal(window.detections_shown, timeout=TIMEOUT_MS):
             window.open_path(folder)
             window.show()

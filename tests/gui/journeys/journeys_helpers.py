@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QAction, QImage
+from PySide6.QtWidgets import QToolBar
 
 from frcnn_gui.main_window import AUTOSAVE_DELAY_MS
 
@@ -49,3 +50,37 @@ def changed_fraction(before: np.ndarray, after: np.ndarray) -> float:
 
 def wait_autosave(qtbot) -> None:
     qtbot.wait(AUTOSAVE_DELAY_MS * 3)
+
+
+# -- which menu and toolbar actions the journeys triggered ------------------------------------
+
+TRIGGERED: set[str] = set()  # "Menu/Entry" of every action a journey triggered this session
+OFFERED: set[str] = set()  # every menu and toolbar action of the windows the journeys built
+
+
+def action_names(window) -> dict[str, QAction]:
+    """Every action a user can reach from the menu bar or a toolbar, as "Menu/Sub/Entry"."""
+    found = {}
+
+    def walk(menu, prefix: str) -> None:
+        for action in menu.actions():
+            if action.isSeparator():
+                continue
+            name = f"{prefix}/{action.text().replace('&', '')}"
+            if action.menu() is not None:
+                walk(action.menu(), name)
+            else:
+                found[name] = action
+    for action in window.menuBar().actions():
+        walk(action.menu(), action.text().replace("&", ""))
+    for bar in window.findChildren(QToolBar):
+        for action in bar.actions():
+            if not action.isSeparator() and action.text() and action not in found.values():
+                found[f"toolbar/{action.text()}"] = action
+    return found
+
+
+def record_triggers(window) -> None:
+    for name, action in action_names(window).items():
+        OFFERED.add(name)
+        action.triggered.connect(lambda *_, name=name: TRIGGERED.add(name))
