@@ -52,11 +52,9 @@ def install(window) -> dict[str, QAction]:
     recent = file_menu.addMenu("Open recent")
     recent.aboutToShow.connect(lambda: _fill_recent(window, recent))
     exchange = file_menu.addMenu("Import / export")
-    for text, slot in (("Import COCO JSON…", lambda: _exchange(window, "import_coco")),
-                       ("Import YOLO folder…", lambda: _exchange(window, "import_yolo")),
-                       ("Export COCO JSON…", lambda: _exchange(window, "export_coco")),
-                       ("Export YOLO folder…", lambda: _exchange(window, "export_yolo"))):
-        _action(window, text, None, slot, exchange)
+    for operation, text in (("import_coco", "Import COCO JSON…"), ("import_yolo", "Import YOLO folder…"),
+                            ("export_coco", "Export COCO JSON…"), ("export_yolo", "Export YOLO folder…")):
+        found[operation] = _action(window, text, None, lambda _=False, op=operation: _exchange(window, op), exchange)
     found.update(
         save=_action(window, "Save", "Ctrl+S", window.save, file_menu),
         previous=_action(window, "Previous image", "A", lambda: window.step_image(-1), file_menu),
