@@ -17,6 +17,7 @@ from frcnn_core import reports
 from frcnn_core.config import PRESETS
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import open_dataset
+from frcnn_core.devices import DEVICES, resolve_device
 from frcnn_core.diagnose import diagnose_dataset, recall_funnel
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import evaluate
@@ -53,7 +54,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None,
                         help=f"{' | '.join(WEIGHT_CHOICES)} | PATH (default: coco where the model has it, else imagenet)")
     parser.add_argument("--preset", choices=PRESETS, default=None, help="stage settings (default: the model's own)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", type=_device_name, default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--fast", action="store_true",
                         help="channels-last convolutions: ~20%% faster on a CPU, floats no longer bit-equal to torchvision's")
 
@@ -122,12 +123,10 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
 
 
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda: no CUDA device is available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+def _device_name(text: str) -> str:
+    if text in DEVICES or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(DEVICES)} or cuda:N)")
 
 
 def _load_model(args, score_thresh: float | None = None):
@@ -137,7 +136,7 @@ def _load_model(args, score_thresh: float | None = None):
     if weights == "none":
         torch.manual_seed(0)  # a random model, but the same one every run
     model = build_model(args.model, weights, preset=args.preset, score_thresh=score_thresh)
-    return model.use_channels_last(args.fast).to(_device(args.device))
+    return model.use_channels_last(args.fast).to(resolve_device(args.device))
 
 
 def command_models(args) -> int:

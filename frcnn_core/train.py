@@ -29,6 +29,8 @@ import torch.distributed as dist
 from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.augment import Augment, AugmentConfig
 from frcnn_core.data.dataset import open_dataset, select_images
+from frcnn_core.devices import resolve_device
+from frcnn_core.devices import resolve_device as pick_device  # noqa: F401  (its old name, for its callers)
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.model import FasterRCNN
@@ -110,13 +112,6 @@ class Progress:
         return json.dumps(asdict(self))
 
 
-def pick_device(choice: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else as torch.device reads it."""
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
 def _distributed() -> tuple[int, int]:
     """(rank, world size), initialising the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -142,7 +137,7 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     one without a preview.
     """
     rank, world = _distributed()
-    device = pick_device(settings.device)
+    device = resolve_device(settings.device)
     run = Path(settings.out)
     checkpoint = run / "last.pt"
     if resume and not checkpoint.exists():

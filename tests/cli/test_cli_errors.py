@@ -103,3 +103,29 @@ def test_console_script_reports_one_line_and_status_2(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(bad) in errors[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["detect", "trace", "train", "eval", "diagnose"])
+@pytest.mark.parametrize("device", ["cuda", "cuda:7"])
+def test_a_cuda_device_this_machine_lacks_is_one_line_in_every_command(command, device, tmp_path, capsys,
+                                                                        monkeypatch):
+    from datasets import write_tiny_dataset
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = write_tiny_dataset(tmp_path / "data")
+    argv = {
+        "detect": ["detect", str(PHOTO), *FAST],
+        "trace": ["trace", str(PHOTO), *FAST],
+        "train": ["train", "--data", str(data), *FAST, "--iters", "1", "--out", str(tmp_path / "run")],
+        "eval": ["eval", "--data", str(data), *FAST],
+        "diagnose": ["diagnose", "--data", str(data), *FAST],
+    }[command]
+    assert main([*argv, "--device", device]) == 2
+    assert error_line(capsys) == f"error: --device {device}: CUDA is not available on this machine; use cpu or auto"
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_device_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["detect", str(PHOTO), *FAST, "--device", "tpu"])
+    assert stop.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.voc import write_voc_xml
 from frcnn_core.errors import InputError
+from frcnn_core.model import FasterRCNN
 from frcnn_core.train import TrainSettings, train
 from frcnn_core.train_loop import lr_factor
 from frcnn_core.zoo import build_model
@@ -75,12 +76,28 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path):
     assert all(torch.equal(straight[k], again[k]) for k in straight)
 
 
-def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path):
-    records = list(train(settings(tiny_dataset, tmp_path / "run", lr=1e12, iters=40, warmup_iters=0)))
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path,
+                                                                                 monkeypatch):
+    forward, calls = FasterRCNN.forward, []
+
+    def poisoned_from_the_fifth_pass(self, *args, **kwargs):  # passes 1-4 train; the 5th loss is NaN
+        out = forward(self, *args, **kwargs)
+        if self.training and isinstance(out, dict):
+            calls.append(1)
+            if len(calls) >= 5:
+                out = {name: value * float("nan") for name, value in out.items()}
+        return out
+
+    monkeypatch.setattr(FasterRCNN, "forward", poisoned_from_the_fifth_pass)
+    run = tmp_path / "run"
+    records = list(train(settings(tiny_dataset, run, iters=10, warmup_iters=0, checkpoint_every=2)))
     last = records[-1]
-    assert last.event == "stopped" and "non-finite loss at iteration" in last.message
-    if (tmp_path / "run" / "last.pt").exists():
-        build_model(str(tmp_path / "run" / "last.pt"))  # still a loadable, consistent checkpoint
+    assert last.event == "stopped" and "non-finite loss at iteration 5" in last.message
+    assert [r.iteration for r in records if r.event == "checkpoint"] == [2, 4]
+    assert not (run / "final.pt").exists()
+    monkeypatch.setattr(FasterRCNN, "forward", forward)
+    kept = build_model(str(run / "last.pt"))  # the iteration-4 checkpoint, whole and loadable
+    assert all(torch.isfinite(p).all() for p in kept.parameters())
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -1,5 +1,5 @@
 """A long session: a folder of 2,000 images opened in the main window and stepped through one by
-one, each with its detections from the worker thread (the fast random-weight model), while the
+one (mixed sizes and formats), each with its detections from the worker thread (the fast random-weight model), while the
 process's memory, threads and open files are watched: none may grow once warmed up.
 
 On 2 CPU cores one image takes ~0.14 s (the model's forward pass with its trace, all but ~6 ms of
@@ -32,6 +32,7 @@ SESSION_IMAGES = int(os.environ.get("HARDENING_SESSION_IMAGES", "300"))
 WARM_UP_IMAGES = 50
 RSS_GROWTH_LIMIT_MB = 60
 TIMEOUT_MS = 60_000
+IMAGE_SIZES = ((64, 48), (48, 64), (200, 150), (320, 90), (33, 257), (640, 480))  # (width, height)
 
 
 def process_state() -> dict[str, object]:
@@ -49,12 +50,15 @@ def process_state() -> dict[str, object]:
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    """2,000 different 64x48 PNGs."""
+    """2,000 different images of mixed sizes, shapes and formats (PNG and JPEG, landscape, portrait,
+    wide and tall), cycling through IMAGE_SIZES so that the warm-up has seen every shape."""
     images = tmp_path / "images"
     images.mkdir()
     for index in range(FOLDER_IMAGES):
         colour = (index * 7 % 256, index * 13 % 256, index // 8 % 256)
-        Image.new("RGB", (64, 48), colour).save(images / f"img_{index:05d}.png")
+        size = IMAGE_SIZES[index % len(IMAGE_SIZES)]
+        suffix = ".jpg" if index % 3 == 0 else ".png"
+        Image.new("RGB", size, colour).save(images / f"img_{index:05d}{suffix}")
     return images
 
 

@@ -1,0 +1,30 @@
+"""Where the model runs: the one place a device name becomes a torch.device.
+
+"auto" is CUDA when a CUDA device is usable, else the CPU. Asking for CUDA on a machine without it
+is the user's error (one line, `InputError`), never a traceback from deep inside `.to()`.
+"""
+from __future__ import annotations
+
+import torch
+
+from frcnn_core.errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(choice: str) -> torch.device:
+    """The torch.device for "auto", "cpu", "cuda" or "cuda:N"; InputError for an unknown name or
+    a CUDA device this machine does not have."""
+    name = str(choice)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(None, f"--device {name}: CUDA is not available on this machine; use cpu or auto")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(None, f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+        return device
+    raise InputError(None, f"--device {name}: unknown device; choose one of {', '.join(DEVICES)}")
