@@ -17,6 +17,7 @@ import torchvision
 
 import bench_inference
 import bench_seed_stages
+import bench_startup
 from common import atomic_write_text
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.md"
@@ -60,8 +61,8 @@ def _vmhwm_note(rss: dict) -> str:
     return f" (/proc VmHWM agrees within {gap:.0f} MB)"
 
 
-def table(inference: dict, seed: dict) -> str:
-    """The Markdown table of both benchmarks' results."""
+def table(inference: dict, seed: dict, startup: dict) -> str:
+    """The Markdown table of the benchmarks' results."""
     seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
     rows = [
         ("resnet50-fpn inference, torchvision (`inference_mode`)", _seconds(seconds["torchvision"])),
@@ -85,12 +86,19 @@ def table(inference: dict, seed: dict) -> str:
          f"labelling {ms['naive_labels']['median']:.1f} ms"),
         ("seed speed-up naive / ours (medians)",
          f"{_times(seed['speedup'])} with default threads; {_times(seed['speedup_1_thread'])} with ours on 1 thread"),
+        ("start-up: `import torch, torchvision` (process start → imported)", _seconds(startup["s"]["torch"])),
+        ("start-up: the window shown (process start → exposed, offscreen)", _seconds(startup["s"]["window"])),
+        ("start-up: window / torch import (medians; at most 0.5)",
+         f"{startup['ratio']:.2f}; torch imported when the window was shown: "
+         f"{'yes' if startup['torch_when_shown'] else 'no'}"),
+        ("start-up: the first detections drawn (process start → drawn)", _seconds(startup["s"]["detections"])),
     ]
     lines = ["| measure | result |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
-def report(inference: dict, seed: dict, started: datetime.datetime, runtime_s: float, load: tuple) -> str:
+def report(inference: dict, seed: dict, startup: dict, started: datetime.datetime, runtime_s: float,
+           load: tuple) -> str:
     """results.md: the context, then the table, then what the seed run labelled."""
     counts = seed["counts"]
     context = [
@@ -110,7 +118,7 @@ def report(inference: dict, seed: dict, started: datetime.datetime, runtime_s: f
         "",
         "",
     ]
-    return "\n".join(context) + table(inference, seed) + "\n"
+    return "\n".join(context) + table(inference, seed, startup) + "\n"
 
 
 def main() -> None:
@@ -121,7 +129,8 @@ def main() -> None:
     start, load_start = time.perf_counter(), os.getloadavg()[0]
     inference = bench_inference.run(args.repeats)  # first: its subprocesses fork from a small process
     seed = bench_seed_stages.run()
-    text = report(inference, seed, started, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
+    startup = bench_startup.run()
+    text = report(inference, seed, startup, started, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
     print(text)
     atomic_write_text(RESULTS_PATH, text)
     print(f"written to {RESULTS_PATH}")

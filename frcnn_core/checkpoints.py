@@ -3,6 +3,10 @@
 Our format is a dict {"format": FORMAT, "model": name, "config": DetectorConfig dict,
 "class_names": [...], "state_dict": {...}}; a plain torchvision state_dict (a dict of tensors)
 is accepted too, for the torchvision-compatible model names.
+
+torchvision's pretrained weights (COCO detectors, ImageNet backbones) are looked up in torchvision's
+own cache, then in the checkout's seeded folder, so that `frcnn-gui`, `frcnn`, `make run` and an
+installed wheel all find them; only a file found nowhere is downloaded.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -23,6 +28,8 @@ from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_atomic
 
 FORMAT = "frcnn-studio/1"
+# the checkout's copy of the weights that `make weights` fills (its $TORCH_HOME): found however the program starts
+SEEDED_CHECKPOINTS = Path(__file__).resolve().parents[1] / ".torch" / "hub" / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -121,19 +128,36 @@ def _fits(value, hint) -> bool:
     return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
 
 
-def fetch_state_dict(weights, what: str) -> dict:
-    """A torchvision weights enum's state_dict through its own API (the $TORCH_HOME hub cache, or a
-    download with a progress bar), always read with `weights_only=True`.
+def hub_checkpoints() -> Path:
+    """torchvision's own weights cache: $TORCH_HOME/hub/checkpoints, by default
+    ~/.cache/torch/hub/checkpoints. Downloads go there."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
-    Offline with no cached file: InputError naming where the file goes.
+
+def cached_weights(url: str) -> Path | None:
+    """The weights file for a torchvision weights URL, looked up in torchvision's cache first,
+    then in the checkout's SEEDED_CHECKPOINTS; None when neither holds it."""
+    file_name = Path(urlparse(url).path).name
+    found = [folder / file_name for folder in (hub_checkpoints(), SEEDED_CHECKPOINTS) if (folder / file_name).is_file()]
+    return found[0] if found else None
+
+
+def fetch_state_dict(weights, what: str) -> dict:
+    """A torchvision weights enum's state_dict through its own API, from the file `cached_weights`
+    finds, else downloaded (with a progress bar) into `hub_checkpoints()`; always read with
+    `weights_only=True`.
+
+    A file that is nowhere and cannot be downloaded: InputError, one line naming the file and the
+    folder to put it in.
     """
+    found = cached_weights(weights.url)
     try:
-        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
-    except OSError as error:  # URLError is an OSError: offline, or the host refused
-        file_name = Path(weights.url).name
-        target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-        raise InputError(target, f"{what} weights are not downloaded and cannot be fetched "
-                                 f"({error.__class__.__name__}); put {file_name} there") from error
+        return weights.get_state_dict(model_dir=None if found is None else str(found.parent), progress=True,
+                                      check_hash=True, weights_only=True)
+    except OSError as error:  # URLError is an OSError: offline, or the host refused; or an unwritable cache
+        file_name = Path(urlparse(weights.url).path).name
+        raise InputError(None, f"{what} weights {file_name} are not downloaded and cannot be fetched "
+                               f"({error.__class__.__name__}): put {file_name} in {hub_checkpoints()}") from error
     except pickle.UnpicklingError as error:
         raise InputError(weights.url, f"refused: the cached {what} weights need code to load") from error
 

@@ -16,13 +16,15 @@ import struct
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from frcnn_core.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_PIXELS: int = 89_478_485  # Pillow's default decompression-bomb warning limit
 
@@ -148,6 +150,7 @@ def _to_rgb_tensor(
     Only the float32 result and one copy of the decoded pixels are alive at once (no float64
     colour image): an 89-Mpx picture takes ~1.4 GB, not ~3.5 GB.
     """
+    import torch  # here, not at the top: the window reads images and annotations before torch is imported
     if full_scale is not None or image.mode == "F":
         gray = np.asarray(image, dtype=np.float64) / (full_scale or 1)
         gray = np.clip(np.nan_to_num(gray, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)

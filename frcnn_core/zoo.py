@@ -21,6 +21,7 @@ from frcnn_core.checkpoints import fetch_state_dict, load_weights_file
 from frcnn_core.config import AnchorConfig, make_config
 from frcnn_core.errors import InputError
 from frcnn_core.model import FasterRCNN
+from frcnn_core.names import BUNDLED
 from frcnn_core.roi_heads import ConvFCHead, PaperHead, Predictor, TwoMLPHead
 from frcnn_core.roi_pool import multiscale_roi_align, single_level_roi_pool
 from frcnn_core.rpn import RPNHead
@@ -42,6 +43,7 @@ class ModelSpec:
     trainable_norm: bool = False
 
 
+# the same names as frcnn_core.names.MODEL_NAMES (what the window lists before torch is imported)
 MODELS: dict[str, ModelSpec] = {
     "paper-vgg16": ModelSpec(
         "the paper: VGG16 conv5_3 (stride 16), 9 anchors, RoIPool 7x7, fc6/fc7 4096",
@@ -76,7 +78,6 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 
-BUNDLED = {"bccd-demo": Path(__file__).resolve().parents[1] / "resources" / "models" / "bccd-demo.pt"}
 COCO_CLASS_NAMES: list[str] = list(tv_detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
 
 

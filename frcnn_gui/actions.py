@@ -1,6 +1,11 @@
 """Menus, toolbar and shortcuts (labelImg's where they exist): W draw, A / D previous / next image,
-Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, F fit, 1 actual size,
-Ctrl+T fine-tune, Ctrl+Shift+M the previous model; the model and device pickers."""
+Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, Ctrl++ (or Ctrl+=) /
+Ctrl+- zoom in / out, F or Ctrl+0 fit, 1 or Ctrl+1 actual size, Ctrl+T fine-tune, Ctrl+Shift+M the
+previous model, Ctrl+Q quit; the model and device pickers.
+
+The toolbar shows icons only (the action's text and shortcut in its tooltip), so that no button
+moves when a text changes (Undo / Redo name the edit they would undo); the View menu reopens every
+dock and restores the default layout."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,34 +15,34 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar
 
 from frcnn_core.errors import InputError
-from frcnn_core.zoo import BUNDLED, MODELS
+from frcnn_core.names import default_weights, model_choices
+from frcnn_gui.canvas.image_view import WHEEL_ZOOM
+from frcnn_gui.icons import icon
 from frcnn_gui.panels.status import model_title
+from frcnn_gui.worker import DEVICES
 
 CHECKPOINT_ITEM = "checkpoint file…"
-DEVICES = ("auto", "cpu", "cuda")
+TOOLBAR = (("open_folder", "previous", "next"), ("draw", "undo", "redo"), ("zoom_in", "zoom_out", "fit", "actual"),
+           ("show_detections", "show_boxes"), ("finetune",))  # groups of actions, between separators
+TOOLBAR_ICONS = {  # Material Design Icons names
+    "open_folder": "folder-open-outline", "previous": "chevron-left", "next": "chevron-right", "draw": "vector-square",
+    "undo": "undo", "redo": "redo", "zoom_in": "magnify-plus-outline", "zoom_out": "magnify-minus-outline",
+    "fit": "fit-to-screen-outline", "actual": "numeric-1-box-outline", "show_detections": "robot-outline",
+    "show_boxes": "checkbox-blank-outline", "finetune": "school-outline",
+}
+MODEL_BOX_CHARACTERS = 16
 
 
-def _action(window, text: str, shortcut, slot, menu, checkable: bool = False) -> QAction:
+def _action(window, text: str, shortcut: str | tuple[str, ...] | None, slot, menu, checkable: bool = False) -> QAction:
+    """A window-wide action in `menu`; `shortcut`: one key sequence or several (the first shown)."""
     action = QAction(text, window, checkable=checkable)
     if shortcut:
-        action.setShortcut(QKeySequence(shortcut))
+        action.setShortcuts([QKeySequence(keys) for keys in ((shortcut,) if isinstance(shortcut, str) else shortcut)])
         action.setToolTip(f"{text} ({action.shortcut().toString(QKeySequence.NativeText)})")
     action.triggered.connect(slot)
     menu.addAction(action)
     window.addAction(action)
     return action
-
-
-def _model_choices() -> list[str]:
-    return list(BUNDLED) + list(MODELS)
-
-
-def default_weights(name: str) -> str:
-    """The weights a model name gets unless told otherwise: its file for a bundled model or a
-    checkpoint, COCO when torchvision has them, else the ImageNet backbone."""
-    if name in BUNDLED or name not in MODELS:
-        return "none"
-    return "coco" if MODELS[name].coco_weights is not None else "imagenet"
 
 
 def install(window) -> dict[str, QAction]:
@@ -63,8 +68,10 @@ def install(window) -> dict[str, QAction]:
                      checkable=True),
         verified=_action(window, "Mark verified", "Space", window.toggle_verified, edit_menu),
         accept=_action(window, "Accept shown detections", "Ctrl+Return", lambda: window.accept_detections(), edit_menu),
-        fit=_action(window, "Fit", "F", canvas.fit, view_menu),
-        actual=_action(window, "Actual size", "1", canvas.actual_size, view_menu),
+        zoom_in=_action(window, "Zoom in", ("Ctrl++", "Ctrl+="), lambda: canvas.zoom_by(WHEEL_ZOOM), view_menu),
+        zoom_out=_action(window, "Zoom out", "Ctrl+-", lambda: canvas.zoom_by(1 / WHEEL_ZOOM), view_menu),
+        fit=_action(window, "Fit", ("F", "Ctrl+0"), canvas.fit, view_menu),
+        actual=_action(window, "Actual size", ("1", "Ctrl+1"), canvas.actual_size, view_menu),
         detect=_action(window, "Detect again", "Ctrl+R", window.detect, view_menu),
         show_detections=_action(window, "Show detections", "Ctrl+Shift+D",
                                 lambda on: canvas.detection_layer.setVisible(on), view_menu, checkable=True),
@@ -92,21 +99,36 @@ def install(window) -> dict[str, QAction]:
         window.addAction(action)
     found.update(undo=undo, redo=redo)
     _toolbar(window, found)
+    found.update(_window_entries(window, file_menu, view_menu))
     return found
 
 
+def _window_entries(window, file_menu, view_menu) -> dict[str, QAction]:
+    """File > Quit; View > Panels (each dock's and the toolbar's show / hide) and Restore default layout."""
+    view_menu.addSeparator()
+    panels = view_menu.addMenu("Panels")
+    for dock in window.docks.values():
+        panels.addAction(dock.toggleViewAction())
+    panels.addAction(window.toolbar.toggleViewAction())
+    restore = _action(window, "Restore default layout", None, window.restore_default_layout, view_menu)
+    file_menu.addSeparator()
+    return {"restore_layout": restore, "quit": _action(window, "Quit", "Ctrl+Q", window.close, file_menu)}
+
+
 def _toolbar(window, found: dict[str, QAction]) -> None:
-    bar = QToolBar("Main", window)
+    bar = window.toolbar = QToolBar("Toolbar", window)
     bar.setObjectName("main toolbar")
     bar.setMovable(False)
+    bar.setToolButtonStyle(Qt.ToolButtonIconOnly)
     window.addToolBar(bar)
-    for group in (("open_folder", "previous", "next"), ("draw", "undo", "redo"),
-                  ("fit", "actual", "show_detections", "show_boxes"), ("finetune",)):
+    for group in TOOLBAR:
+        for name in group:
+            found[name].setIcon(icon(TOOLBAR_ICONS[name]))
         bar.addActions([found[name] for name in group])
         bar.addSeparator()
-    window.model_box = QComboBox(minimumContentsLength=18)
+    window.model_box = QComboBox(minimumContentsLength=MODEL_BOX_CHARACTERS)
     window.model_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-    for name in _model_choices():
+    for name in model_choices():
         window.model_box.addItem(name, name)
     window.model_box.addItem(CHECKPOINT_ITEM, None)
     window.device_box = QComboBox()

@@ -12,7 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from frcnn_gui import excepthook
+from frcnn_core.names import default_model, default_weights
+from frcnn_gui import excepthook, window_layout
 from frcnn_gui.panels.stages import STAGES
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
@@ -20,12 +21,7 @@ SCREENSHOT_TIMEOUT_MS = 180_000
 FUNNEL = "funnel"
 FUNNEL_DOCK_HEIGHT = 260  # room for eight rows of the table
 SCREENSHOT_SETTLE_MS = 200  # after the result: let the canvas paint it
-
-
-def default_model() -> str:
-    from frcnn_core.zoo import BUNDLED  # torch: imported only once the arguments are known good
-
-    return "bccd-demo" if BUNDLED["bccd-demo"].exists() else "mobilenet-v2"
+SCREENSHOT_SIZE = (1400, 900)  # the window's size in a screenshot, whatever the screen
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # no display needed for a picture
-    from frcnn_gui.actions import default_weights
     from frcnn_gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -75,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:  # a screenshot neither reads nor keeps settings
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
         window = MainWindow(model, weights, args.device, settings=settings)
+        window.resize(*SCREENSHOT_SIZE)
+        window.restore_default_layout()
         excepthook.install(window.log.add)
         _show_stage(window, args.stage)
         window.open_path(args.path)
@@ -83,23 +80,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show_stage(window, stage: str) -> None:
-    """Pick `stage` in the stage panel, or, for the funnel, raise its dock, trace each image
-    opened and choose the first missed GT box's row once the funnel is filled."""
+    """Pick `stage` in the stage panel, or, for the funnel, raise its dock and, once the engine is
+    ready, trace each image opened and choose the first missed GT box's row once the funnel is filled."""
     if stage != FUNNEL:
         window.stages_panel.select(stage)
         return
-    dock = window.funnel_panel.parentWidget()
+    dock = window_layout.dock_of(window.funnel_panel)
     dock.show()
     dock.raise_()
     window.resizeDocks([dock], [FUNNEL_DOCK_HEIGHT], Qt.Vertical)
-    window.inspector.forgotten.connect(window.inspector.inspect)  # another image or model: trace it again
 
     def chosen(rows: list) -> None:
         missed = [index for index, row in enumerate(rows) if row.lost_at is not None]
         if rows:
             window.funnel_panel.choose(missed[0] if missed else 0)
 
-    window.inspector.funnel_changed.connect(chosen)
+    def follow() -> None:
+        inspector = window.inspector
+        inspector.forgotten.connect(inspector.inspect)  # another image or model: trace it again
+        inspector.funnel_changed.connect(chosen)
+
+    window.engine_ready.connect(follow)
 
 
 def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[float, float] | None = None) -> int:
@@ -136,10 +137,13 @@ def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[fl
                     window.canvas.point_clicked.emit(*click)
                 settle()
 
+    def follow() -> None:
+        window.inspector.shown.connect(arrived)
+        window.inspector.funnel_changed.connect(lambda _rows: arrived(FUNNEL))
+
     window.detections_shown.connect(lambda: arrived("detections"))
     window.engine.busy.connect(lambda busy: busy or waiting or settle())
-    window.inspector.shown.connect(arrived)
-    window.inspector.funnel_changed.connect(lambda _rows: arrived(FUNNEL))
+    window.engine_ready.connect(follow)
     window.model_ready.connect(lambda _: window.document.image_size is None and settle())
     window.engine_failed.connect(failed)
     QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, lambda: failed("timed out waiting for the engine"))

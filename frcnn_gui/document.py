@@ -27,13 +27,13 @@ from typing import Callable, Iterable, Iterator
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from frcnn_core.data.dataset import IMAGE_SUFFIXES, read_class_file
-from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, read_voc_xml, voc_xml_bytes
+from frcnn_core.data.dataset import IMAGE_SUFFIXES, check_objects, read_class_file
+from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, voc_xml_bytes
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import backup_copy, write_bytes_atomic
 from frcnn_core.imageio import image_size
 from frcnn_gui.boxes import Box, Detection, ImageEntry, check_class_name, fit_box, is_class_name
-from frcnn_gui.exchange import FolderExchange, _objects
+from frcnn_gui.exchange import FolderExchange
 
 __all__ = ["IMAGE_SUFFIXES", "CHANGE_KINDS", "Box", "Detection", "ImageEntry", "Document", "fit_box",
            "check_class_name", "is_class_name"]
@@ -231,16 +231,17 @@ class Document(FolderExchange):
                      *(["error"] if entry.status == "error" else []))
 
     def _load_annotation(self, entry: ImageEntry) -> None:
-        annotation = read_voc_xml(entry.annotation_path)
+        parsed = parse_voc_xml(entry.annotation_path)  # read_voc_xml's checks, not its tensors: no torch here
+        kept, problems = check_objects(parsed.path, parsed.objects, parsed.width, parsed.height)
         self.verified = _read_verified(entry.annotation_path)
         entry.status = "verified" if self.verified else "annotated"
-        self.problems = list(annotation.problems)
+        self.problems = problems
         loaded = []
-        for coords, name, difficult in _objects(annotation):
+        for obj in kept:
             try:
-                loaded.append(fit_box(Box(*coords, name, difficult), *self.image_size))
+                loaded.append(fit_box(Box(*obj.coords, obj.name, obj.difficult), *self.image_size))
             except ValueError as error:
-                self.problems.append(f"{entry.annotation_path}: object ({name}) skipped: {error}")
+                self.problems.append(f"{entry.annotation_path}: object ({obj.name}) skipped: {error}")
         seen = self._seen_boxes.get(entry.path)
         if seen is not None and [box for _, box in seen] == loaded:
             self.boxes = dict(seen)

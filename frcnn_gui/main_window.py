@@ -4,17 +4,22 @@ fine-tuning runs through `FinetuneController`.
 
 Every path to a new current image (a click in the list, A / D, an undo that goes back to another
 image) passes through the document's "image" notification, and that is where the window reports
-the image's problem and asks the engine for its detections."""
+the image's problem and asks the engine for its detections.
+
+The window first, the engine after: building and showing the window imports no torch. The engine
+thread starts once the canvas has painted for the first time, imports torch and the model code
+there, and the window builds the stage inspector when it reports `engine_ready`; meanwhile the
+status bar says "loading model…" and the requests made so far wait in the engine's queue."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSettings, QTimer, Signal
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from frcnn_core.errors import InputError
-from frcnn_gui import actions
+from frcnn_gui import actions, window_layout
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import class_colour
 from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
@@ -28,7 +33,6 @@ from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
 from frcnn_gui.panels.stages import StagesPanel
 from frcnn_gui.panels.status import StatusPanel
-from frcnn_gui.stage_layers import StageInspector
 from frcnn_gui.worker import EngineClient
 
 AUTOSAVE_DELAY_MS = 300
@@ -39,7 +43,8 @@ TITLE = "Faster R-CNN Studio"
 
 class MainWindow(QMainWindow):
     """`detections_shown` fires after each detection result reached the canvas, `model_ready`
-    (the model's name) after each model load, `engine_failed` (one line) after each engine error.
+    (the model's name) after each model load, `engine_failed` (one line) after each engine error,
+    `engine_ready` once, when the engine has imported and `inspector` (None before) is built.
 
     model_name / weights / device: what the engine holds now (before the first load: what was
     asked for); a load that fails changes none of them."""
@@ -47,19 +52,22 @@ class MainWindow(QMainWindow):
     detections_shown = Signal()
     model_ready = Signal(str)
     engine_failed = Signal(str)
+    engine_ready = Signal()
 
     def __init__(self, model: str, weights: str, device: str = "auto", settings: QSettings | None = None):
         super().__init__()
         self.settings = settings or QSettings("frcnn-studio", "Faster R-CNN Studio")
         self.document = Document()
         self.stack = QUndoStack(self)
-        self.engine = EngineClient(self)
+        self.engine = EngineClient(self, start=False)  # started after the first paint: see eventFilter
         self.model_name, self.weights, self.device = model, weights, device
         self.loaded = None  # the engine's ModelLoaded, None until the first load succeeds
         self._loads: dict[int, tuple[str, str, str]] = {}  # request id -> (model, weights, device)
         self._best_first: list[Detection] = []  # the shown detections as the panel lists them
         self.canvas = Canvas(self.document, self.stack)
         self.setCentralWidget(self.canvas)
+        self.canvas.viewport().installEventFilter(self)
+        self.inspector = None  # the StageInspector, built once the engine is ready
         self._build_panels()
         self.status = StatusPanel(self.statusBar())
         self.actions = actions.install(self)
@@ -68,19 +76,14 @@ class MainWindow(QMainWindow):
         self.document.subscribe(self._document_changed)
         self._connect_engine()
         self.setWindowTitle(TITLE)
-        self.resize(1400, 900)
-        self.restoreGeometry(self.settings.value("geometry", b""))
-        self.restoreState(self.settings.value("window_state", b""))
+        self.default_state = self.saveState()  # "Restore default layout" goes back to it
+        if not self.restoreGeometry(self.settings.value("geometry", b"")):
+            self.resize(window_layout.first_size(self.screen().availableGeometry().size()))
+        if not self.restoreState(self.settings.value("window_state", b"")):
+            window_layout.size_docks(self, self.docks)
         self.load_model(model, weights, device)
 
     # --- construction -------------------------------------------------------------------
-    def _dock(self, title: str, widget, area) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(title)
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
     def _build_panels(self) -> None:
         self.image_list = ImageListPanel(self.document)
         self.detections_panel = DetectionsPanel(threshold=0.5)
@@ -88,23 +91,13 @@ class MainWindow(QMainWindow):
         self.classes_panel = ClassesPanel(self.document, self.stack, class_colour)
         self.log = LogPanel()
         self.stages_panel = StagesPanel()
-        self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
         self.funnel_panel = FunnelPanel()
-        # the side docks run down to the bottom edge: the log takes only the canvas's width
-        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
-        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
-        images = self._dock("Images", self.image_list, Qt.LeftDockWidgetArea)
-        right = [self._dock(title, widget, Qt.RightDockWidgetArea) for title, widget in
-                 (("Stages", self.stages_panel), ("Detections", self.detections_panel), ("Boxes", self.boxes_table),
-                  ("Classes", self.classes_panel))]
-        log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
         self.finetuning = FinetuneController(self)
-        for title, widget in (("Why missed?", self.funnel_panel), ("Training run", self.finetuning.run_panel),
-                              ("Runs", self.finetuning.runs_panel)):
-            self.tabifyDockWidget(log_dock, self._dock(title, widget, Qt.BottomDockWidgetArea))
-        log_dock.raise_()
-        self.resizeDocks([images, right[0]], [210, 320], Qt.Horizontal)
-        self.resizeDocks([*right, log_dock], [520, 110, 140, 90, 90], Qt.Vertical)
+        self.docks = window_layout.add_docks(self, {
+            "Images": self.image_list, "Stages": self.stages_panel, "Detections": self.detections_panel,
+            "Boxes": self.boxes_table, "Classes": self.classes_panel, "Log": self.log,
+            "Why missed?": self.funnel_panel, "Training run": self.finetuning.run_panel,
+            "Runs": self.finetuning.runs_panel})
         self.image_list.image_chosen.connect(self.open_index)
         self.canvas.selection_changed.connect(self.boxes_table.set_selection)
         self.canvas.image_failed.connect(self.report)
@@ -113,12 +106,32 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
         self.detections_panel.accept_rows.connect(self.accept_detections)
+
+    def _build_inspector(self, import_seconds: float) -> None:
+        """The stage inspector, once the engine is ready (the worker imported its modules)."""
+        from frcnn_gui.stage_layers import StageInspector
+
+        self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
         self.inspector.funnel_changed.connect(self.funnel_panel.set_rows)
         self.inspector.forgotten.connect(self.funnel_panel.reset)
         self.funnel_panel.row_chosen.connect(self.inspector.show_chain)
         self.funnel_panel.inspect_requested.connect(self.inspector.inspect)
+        self.log.add(f"engine ready ({import_seconds:.1f} s to import torch and the model code)")
+        self.engine_ready.emit()
+
+    def eventFilter(self, watched, event) -> bool:
+        """The canvas's first paint starts the engine (the next turn of the event loop: after the
+        window reached the screen)."""
+        if watched is self.canvas.viewport() and event.type() == QEvent.Paint and not self.engine.started:
+            QTimer.singleShot(0, self.engine.start)
+        return super().eventFilter(watched, event)
+
+    def restore_default_layout(self) -> None:
+        """Every dock shown, docked where it starts, sized for the window's current size."""
+        window_layout.restore_default(self, self.docks, self.default_state)
 
     def _connect_engine(self) -> None:
+        self.engine.engine_ready.connect(self._build_inspector)
         self.engine.model_loaded.connect(self._model_loaded)
         self.engine.result.connect(self._detections_arrived)
         self.engine.failed.connect(self._engine_failed)

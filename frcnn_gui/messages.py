@@ -3,9 +3,11 @@ Results hold only detached CPU data, so they can cross threads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from frcnn_core.inspect_stages import Inspection
-from frcnn_core.trace import Trace
+if TYPE_CHECKING:  # torch's types: the window imports this module before the engine has imported torch
+    from frcnn_core.inspect_stages import Inspection
+    from frcnn_core.trace import Trace
 
 
 @dataclass(frozen=True)

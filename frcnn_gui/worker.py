@@ -13,31 +13,34 @@ stale: each one changes what the worker holds.
 Failures arrive as a `WorkerError`, never as a crash or a hang: an `InputError` (the user's bad
 file, an unknown model, no CUDA) carries its one line and no traceback; anything else is our bug
 and carries "internal error: <type>: <message>" plus the full traceback for the log.
+
+This module does not import torch. The worker imports the engine (`frcnn_gui.engine`: torch, the
+model code) in its own thread on its first request and then sends `engine_ready`, so that the
+window can be built and shown first. A client made with `start=False` starts its thread only
+when `start()` is called; requests made before that wait in the queue, in order.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import itertools
 import threading
 import time
 import traceback
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import torch
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from frcnn_core.errors import InputError
-from frcnn_core.imageio import load_image
-from frcnn_core.inspect_stages import Inspection
-from frcnn_core.model import FasterRCNN
-from frcnn_core.zoo import MODELS, build_model
 from frcnn_gui.messages import (  # noqa: F401  (re-exported: the worker's public messages)
     DetectRequest, InspectRequest, LoadModelRequest, DetectResult, InspectResult, ModelLoaded, WorkerError,
 )
 
 DEVICES = ("auto", "cpu", "cuda")
 SHUTDOWN_WAIT_S = 5.0
+# imported in the worker thread with the engine: the stage inspector, which the window builds once
+# the engine is ready (imported in the UI thread, its torch-using modules would stall it)
+PRELOADED = ("frcnn_gui.stage_layers",)
 
 
 class _Abandoned(Exception):
@@ -66,7 +69,7 @@ class _DetectGate:
 
 
 class EngineWorker(QObject):
-    """Owns the model; runs one request at a time in its thread. Touch only through signals."""
+    """Owns the engine; runs one request at a time in its thread. Touch only through signals."""
 
     result = Signal(object)  # DetectResult
     inspected = Signal(object)  # InspectResult
@@ -74,30 +77,35 @@ class EngineWorker(QObject):
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
     request_done = Signal(int)  # every request ends with this, whatever became of it
+    engine_ready = Signal(float)  # seconds the engine took to import; once, before the first answer
 
     def __init__(self, gate: _DetectGate, inspect_gate: _DetectGate) -> None:
         super().__init__()
         self._gate = gate
         self._inspect_gate = inspect_gate
-        self._model: FasterRCNN | None = None
-        self._device = torch.device("cpu")
-        self._amp = False
+        self._engine = None  # an engine.Engine once imported
 
     @Slot(object)
     def load_model(self, request: LoadModelRequest) -> None:
-        self._run(request.request_id, lambda: self._load(request))
+        self._run(request.request_id, lambda engine: self.model_loaded.emit(
+            engine.load(request, lambda stage: self.progress.emit(request.request_id, stage))))
 
     @Slot(object)
     def detect(self, request: DetectRequest) -> None:
-        self._run(request.request_id, lambda: self._detect(request))
+        request_id = request.request_id
+        check = functools.partial(self._check, self._gate, request_id)
+        self._run(request_id, lambda engine: self.result.emit(
+            engine.detect(request, check, functools.partial(self._enter, request_id))))
 
     @Slot(object)
     def inspect(self, request: InspectRequest) -> None:
-        self._run(request.request_id, lambda: self._inspect(request))
+        check = functools.partial(self._check, self._inspect_gate, request.request_id)
+        self._run(request.request_id, lambda engine: self.inspected.emit(engine.inspect(request, check)))
 
-    def _run(self, request_id: int, job: Callable[[], None]) -> None:
+    def _run(self, request_id: int, job: Callable) -> None:
+        """`job(engine)`, its failure turned into a WorkerError; the engine imported first if need be."""
         try:
-            job()
+            job(self._imported_engine())
         except _Abandoned:
             pass
         except InputError as error:
@@ -108,58 +116,24 @@ class EngineWorker(QObject):
         finally:
             self.request_done.emit(request_id)
 
-    def _load(self, request: LoadModelRequest) -> None:
-        """Build and move the model; on failure the previous model stays loaded."""
-        device = _resolve_device(request.device)
-        self.progress.emit(request.request_id, _load_stage(request))
-        start = time.perf_counter()
-        model = build_model(request.model, request.weights, score_thresh=0.0).to(device)
-        self._model, self._device = model, device
-        self._amp = request.amp and device.type == "cuda"
-        self.model_loaded.emit(ModelLoaded(
-            request.request_id, model.model_name, list(model.class_names), str(device),
-            time.perf_counter() - start,
-        ))
+    def _imported_engine(self):
+        if self._engine is None:
+            start = time.perf_counter()
+            from frcnn_gui.engine import Engine  # torch: imported here, in the worker's thread
 
-    def _detect(self, request: DetectRequest) -> None:
-        request_id = request.request_id
-        if self._model is None:
-            raise InputError(None, "no model is loaded; choose a model before detecting")
-        self._enter(request_id, "loading image")
-        start = time.perf_counter()
-        image = load_image(request.image_path).tensor.to(self._device)
-        self._check(request_id)
-        with _stage_hooks(self._model, lambda stage: self._enter(request_id, stage)), \
-                torch.autocast(self._device.type, dtype=torch.float16, enabled=self._amp):
-            output = self._model([image], trace=request.trace)
-        self._check(request_id)
-        detections, traces = output if request.trace else (output, None)
-        self.result.emit(DetectResult(
-            request_id, request.image_path, detached_cpu(detections[0]), traces[0] if traces else None,
-            list(self._model.class_names), time.perf_counter() - start, str(self._device),
-        ))
+            for name in PRELOADED:
+                importlib.import_module(name)
+            self._engine = Engine()
+            self.engine_ready.emit(time.perf_counter() - start)
+        return self._engine
 
-    def _inspect(self, request: InspectRequest) -> None:
-        """One backbone pass kept for the stage inspector; checked for staleness before and after."""
-        request_id = request.request_id
-        if self._model is None:
-            raise InputError(None, "no model is loaded; choose a model before inspecting")
-        if not self._inspect_gate.wants(request_id):
-            raise _Abandoned
-        start = time.perf_counter()
-        image = load_image(request.image_path).tensor.to(self._device)
-        inspection = Inspection.run(self._model, image)
-        if not self._inspect_gate.wants(request_id):
-            raise _Abandoned
-        self.inspected.emit(InspectResult(request_id, request.image_path, inspection, self._model.config,
-                                          time.perf_counter() - start))
-
-    def _check(self, request_id: int) -> None:
-        if not self._gate.wants(request_id):
+    @staticmethod
+    def _check(gate: _DetectGate, request_id: int) -> None:
+        if not gate.wants(request_id):
             raise _Abandoned
 
     def _enter(self, request_id: int, stage: str) -> None:
-        self._check(request_id)
+        self._check(self._gate, request_id)
         self.progress.emit(request_id, stage)
 
 
@@ -177,12 +151,13 @@ class EngineClient(QObject):
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
     busy = Signal(bool)
+    engine_ready = Signal(float)  # the worker has imported the engine (seconds it took)
 
     _load_requested = Signal(object)
     _detect_requested = Signal(object)
     _inspect_requested = Signal(object)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, start: bool = True) -> None:
         super().__init__(parent)
         self._gate = _DetectGate()
         self._inspect_gate = _DetectGate()  # inspections and detections do not supersede each other
@@ -206,10 +181,22 @@ class EngineClient(QObject):
         self._worker.failed.connect(self._on_failed, queued)
         self._worker.progress.connect(self._on_progress, queued)
         self._worker.request_done.connect(self._on_request_done, queued)
+        self._worker.engine_ready.connect(self.engine_ready, queued)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the worker thread (once; later calls do nothing): it imports the engine and
+        answers the requests queued so far."""
+        if not self._closed and not self._thread.isRunning():
+            self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._thread.isRunning()
 
     def load_model(self, model: str, weights: str, device: str = "auto", amp: bool = False) -> int:
         """Queue a model load; returns its request id. Answered by `model_loaded` or `failed`."""
@@ -304,41 +291,6 @@ class EngineClient(QObject):
 
 
 LINGERING: set[QThread] = set()  # threads that outlived shutdown's wait, kept until they end
-
-
-@contextmanager
-def _stage_hooks(model: FasterRCNN, on_stage: Callable[[str], None]) -> Iterator[None]:
-    """Call `on_stage(name)` as each learned part of `model` starts; `on_stage` may raise to
-    abandon the forward pass there."""
-    parts = {"backbone": model.backbone, "rpn": model.rpn["head"], "roi heads": model.roi_heads["box_head"]}
-    handles = [
-        module.register_forward_pre_hook(lambda _module, _inputs, stage=stage: on_stage(stage))
-        for stage, module in parts.items()
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device not in DEVICES:
-        raise InputError(None, f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "CUDA is not available on this machine; choose cpu or auto")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _load_stage(request: LoadModelRequest) -> str:
-    """"downloading weights" when the COCO weights are not in the torch hub cache yet."""
-    spec = MODELS.get(request.model)
-    if request.weights != "coco" or spec is None or spec.coco_weights is None:
-        return "loading model"
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(spec.coco_weights.url).name
-    return "loading model" if cached.exists() else "downloading weights"
 
 
 def detached_cpu(detections: dict) -> dict:

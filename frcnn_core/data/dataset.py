@@ -16,13 +16,14 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.imageio import image_size, load_image  # image_size: (W, H) from the header, re-exported
+
+if TYPE_CHECKING:
+    import torch
 
 BACKGROUND = "__background__"
 MAX_SIDE = 2**31 - 1  # Pillow's limit on an image side: a larger stated size is damage
@@ -159,6 +160,7 @@ def make_sample(
     width: int | None, height: int | None, with_difficult: bool = False,
 ) -> Sample:
     """A Sample from checked objects; every object's name must be in class_names[1:]."""
+    import torch  # here, not at the top: the window reads images and annotations before torch is imported
     index = {name: label for label, name in enumerate(class_names)}
     boxes = torch.tensor([obj.coords for obj in objects], dtype=torch.float32).reshape(-1, 4)
     labels = torch.tensor([index[obj.name] for obj in objects], dtype=torch.int64)
@@ -211,8 +213,11 @@ def read_class_file(path: Path) -> list[str]:
     return list(names)
 
 
-class DetectionDataset(torch.utils.data.Dataset):
-    """Images with boxes and labels; `transform(image, target)` runs after loading when set."""
+class DetectionDataset:
+    """Images with boxes and labels; `transform(image, target)` runs after loading when set.
+
+    A map-style dataset: torch's DataLoader reads it through `__len__` and `__getitem__`. It does
+    not subclass torch's `Dataset`, so that reading annotations never imports torch."""
 
     def __init__(self, samples: list[Sample], class_names: list[str], problems: list[str] | None = None,
                  transform: Callable | None = None):

@@ -12,10 +12,9 @@ import os
 import xml.etree.ElementTree as ElementBuilder
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException, DTDForbidden
 
@@ -26,6 +25,9 @@ from frcnn_core.data.dataset import (
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 CLASS_FILES = ("classes.txt", "labels.txt")
 
@@ -125,6 +127,8 @@ def read_voc_xml(path: str | os.PathLike) -> VocAnnotation:
 
     Raises InputError naming the file (and line) when it is malformed or has a DOCTYPE (entities, DTDs).
     """
+    import torch  # here, not at the top: the window reads annotations before torch is imported
+
     parsed = parse_voc_xml(path)
     kept, problems = check_objects(parsed.path, parsed.objects, parsed.width, parsed.height)
     boxes = torch.tensor([obj.coords for obj in kept], dtype=torch.float32).reshape(-1, 4)
@@ -267,7 +271,7 @@ def voc_xml_bytes(image_path, width: int, height: int, boxes, names: list[str], 
     for tag, value in (("width", width), ("height", height), ("depth", 3)):
         _sub(size, tag, str(int(value)))
     _sub(root, "segmented", "0")
-    box_rows = boxes.tolist() if isinstance(boxes, torch.Tensor) else list(boxes)
+    box_rows = boxes.tolist() if hasattr(boxes, "tolist") else list(boxes)  # a tensor or an array, or lists
     flags = [False] * len(names) if difficult is None else [bool(flag) for flag in difficult]
     for (x1, y1, x2, y2), name, flag in zip(box_rows, names, flags, strict=True):
         obj = _sub(root, "object")

@@ -11,6 +11,7 @@ green, lost red, changed class orange). Closing the window during a run asks fir
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -18,15 +19,18 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QDialog, QMessageBox
 
 from frcnn_core.errors import InputError
-from frcnn_core.finetune import FinetunePlan, load_plan
 from frcnn_core.runs import read_log, summarize_run
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.document import Detection
-from frcnn_gui.finetune.dialog import FinetuneDialog
 from frcnn_gui.finetune.run_panel import RunPanel
 from frcnn_gui.finetune.runner import FinetuneRunner
 from frcnn_gui.finetune.runs_panel import RunsPanel
 from frcnn_gui.panels.status import model_title
+from frcnn_gui.window_layout import dock_of
+
+if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
+    from frcnn_core.finetune import FinetunePlan
+    from frcnn_gui.finetune.dialog import FinetuneDialog
 
 DEFAULT_RUNS_DIR = Path.home() / "frcnn-studio" / "runs"
 COMPARE_LAYER_Z = 12  # above the detections (10), below the stage overlays (15) and the GT boxes (20)
@@ -70,6 +74,8 @@ class FinetuneController(QObject):
     def dialog(self) -> FinetuneDialog:
         """The Fine-tune dialog for the open folder and the current model (saved first: the
         dialog reads the annotations from disk)."""
+        from frcnn_gui.finetune.dialog import FinetuneDialog  # torch: imported when first needed, not with the window
+
         window = self.window
         window.save()
         folder = window.document.folder
@@ -104,6 +110,8 @@ class FinetuneController(QObject):
         self.runs_panel.refresh()
 
     def resume(self, run_dir: Path) -> None:
+        from frcnn_core.finetune import load_plan  # torch: imported when first needed, not with the window
+
         try:
             plan = load_plan(run_dir)
         except InputError as error:
@@ -113,6 +121,8 @@ class FinetuneController(QObject):
 
     def open_run(self, run_dir: Path) -> None:
         """Show a past run: its curves, state and metrics; its model is compared on the image shown."""
+        from frcnn_core.finetune import load_plan  # torch: imported when first needed, not with the window
+
         self.run_panel.show_run(summarize_run(run_dir), _log(run_dir, self.window))
         self._raise(self.run_panel)
         try:
@@ -220,7 +230,7 @@ class FinetuneController(QObject):
         return True
 
     def _raise(self, widget) -> None:
-        dock = widget.parentWidget()
+        dock = dock_of(widget)
         if dock is not None:
             dock.show()
             dock.raise_()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
+    import torch
 
-from frcnn_core.train import Progress
+    from frcnn_core.train import Progress
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,18 @@ beyond the folder it shows, which Resume hands back.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from frcnn_core.compare import Comparison
 from frcnn_core.runs import CANCELLED, FINISHED, STOPPED, RunSummary
 from frcnn_gui.finetune.compare import ComparisonView
 from frcnn_gui.finetune.curves import LossCurves
-from frcnn_gui.finetune.messages import FinetuneResult
 from frcnn_gui.finetune.text import format_duration
+
+if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
+    from frcnn_gui.finetune.messages import FinetuneResult
 
 PROBLEM_STYLE = "color: #c62828"
 ENDED = {"done": "finished", "cancelled": "cancelled", "stopped": "stopped"}
@@ -109,6 +111,8 @@ class RunPanel(QWidget):
     # --- a past run -------------------------------------------------------------------------
     def show_run(self, run: RunSummary, records: list[dict]) -> None:
         """A run folder as `frcnn_core.runs` reads it: its summary and its log records."""
+        from frcnn_core.compare import Comparison  # torch: imported when first needed, not with the window
+
         self.run_dir = Path(run.path)
         self.curves.set_records(records)
         self._show_iterations(run.iteration, run.total)

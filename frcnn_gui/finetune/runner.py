@@ -17,13 +17,17 @@ and compared (tests/gui/test_finetune_runner.py prints the numbers with -s).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from frcnn_core.finetune import FinetunePlan
-from frcnn_core.train import Progress
-from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
 from frcnn_gui.finetune.training_thread import Job, RunWorker
 from frcnn_gui.worker import LINGERING  # one shutdown rule for both worker threads
+
+if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
+    from frcnn_core.finetune import FinetunePlan
+    from frcnn_core.train import Progress
+    from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
 
 PROGRESS_INTERVAL_MS = 50  # at most 20 iteration records a second reach the UI
 SHUTDOWN_WAIT_S = 10.0

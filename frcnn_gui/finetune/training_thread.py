@@ -13,20 +13,21 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from frcnn_core.errors import InputError
-from frcnn_core.compare import compare_on_image
-from frcnn_core.finetune import FinetunePlan, run_finetune, score_run, starting_model
 from frcnn_core.imageio import load_image
-from frcnn_core.model import FasterRCNN
 from frcnn_core.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT
-from frcnn_core.train import pick_device
-from frcnn_core.zoo import build_model
 from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
 from frcnn_gui.worker import detached_cpu, one_line  # one way to detach results and to word errors, both workers
+
+if TYPE_CHECKING:  # torch and the training code load in this thread when first needed, not with the window
+    import torch
+
+    from frcnn_core.finetune import FinetunePlan
+    from frcnn_core.model import FasterRCNN
 
 WARMUP_ITERATIONS = 3  # the first iterations are slow (allocation, kernel choice): left out of the timing
 
@@ -65,6 +66,8 @@ class RunWorker(QObject):
             answer, value = self.failed, one_line(str(error))
         except Exception as error:
             if out_of_memory(error):
+                from frcnn_core.train import pick_device  # torch: see the imports
+
                 settings = job.plan.settings
                 answer, value = self.failed, (
                     f"{Path(settings.out).name}: out of memory on {pick_device(settings.device)} at batch size "
@@ -77,6 +80,9 @@ class RunWorker(QObject):
         answer.emit(value)
 
     def _run(self, job: Job) -> FinetuneResult:
+        from frcnn_core.finetune import run_finetune, score_run  # torch: see the imports
+        from frcnn_core.train import pick_device
+
         self._pair = None  # training needs the memory more than a comparison cache
         plan = job.plan
         device = pick_device(plan.settings.device)
@@ -117,6 +123,11 @@ class RunWorker(QObject):
 
     @Slot(object, str)
     def compare_image(self, plan: FinetunePlan, image_path: str) -> None:
+        import torch  # see the imports
+
+        from frcnn_core.compare import compare_on_image
+        from frcnn_core.train import pick_device
+
         try:
             device = pick_device(plan.settings.device)
             before_model, after_model = self._models(plan, device)
@@ -134,6 +145,9 @@ class RunWorker(QObject):
 
     def _models(self, plan: FinetunePlan, device: torch.device) -> tuple[FasterRCNN, FasterRCNN]:
         """The starting model and the run's best checkpoint, kept while the checkpoint is unchanged."""
+        from frcnn_core.finetune import starting_model  # torch: see the imports
+        from frcnn_core.zoo import build_model
+
         checkpoint = _best_checkpoint(Path(plan.settings.out))
         key = (str(checkpoint), checkpoint.stat().st_mtime_ns, str(device))
         if self._pair is None or self._pair[0] != key:
@@ -144,6 +158,8 @@ class RunWorker(QObject):
 
 def out_of_memory(error: BaseException) -> bool:
     """Whether `error` is an allocation failure: CUDA's, or the CPU allocator's."""
+    import torch  # see the imports
+
     return (isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError))
             or (isinstance(error, RuntimeError) and ("out of memory" in str(error)
                                                      or "can't allocate memory" in str(error))))

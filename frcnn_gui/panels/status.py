@@ -28,8 +28,11 @@ class StatusPanel:
             bar.addPermanentWidget(widget)
 
     def show_loading(self, model: str) -> None:
+        """A model load was asked for: "loading model…" until the engine reports its own stages
+        (at start-up the engine may still be importing torch)."""
         self.model_label.setText(f"model: {model_title(model)} (loading…)")
         self.model_label.setToolTip(model)
+        self.show_stage("loading model")
 
     def show_model(self, model: str, loaded) -> None:
         """`loaded`: the engine's ModelLoaded for `model`, or None when no model could be loaded."""

@@ -134,7 +134,7 @@ def test_the_nms_slider_reruns_only_the_proposal_layer(qtbot, window):
     choose(qtbot, window, "proposals")
     panel, inspector = window.stages_panel, window.inspector
     backbone_calls = []
-    model = window.engine._worker._model
+    model = window.engine._worker._engine.model
     handle = model.backbone.register_forward_hook(lambda *_: backbone_calls.append(1))
     try:
         before = len(inspector.trace.proposals.nms_keep_idx)
@@ -181,7 +181,7 @@ class BackboneWatch:
 
     def __init__(self, window):
         self.calls = []
-        self._handle = window.engine._worker._model.backbone.register_forward_hook(lambda *_: self.calls.append(1))
+        self._handle = window.engine._worker._engine.model.backbone.register_forward_hook(lambda *_: self.calls.append(1))
 
     def __enter__(self):
         return self

@@ -66,6 +66,25 @@ def tensors_in(value) -> list[torch.Tensor]:
     return []
 
 
+def test_requests_made_before_start_wait_and_the_engine_reports_ready_first(qtbot):
+    engine = EngineClient(start=False)  # as the main window makes it: started after its first paint
+    try:
+        events = []
+        engine.engine_ready.connect(lambda seconds: events.append(("ready", seconds)))
+        engine.model_loaded.connect(lambda loaded: events.append(("loaded", loaded.model_name)))
+        torch.manual_seed(0)
+        engine.load_model(FAST_MODEL, "none", device="cpu")
+        qtbot.wait(200)
+        assert events == [] and not engine.started
+        with qtbot.waitSignal(engine.model_loaded, timeout=TIMEOUT_MS):
+            engine.start()
+        assert [kind for kind, _ in events] == ["ready", "loaded"] and events[0][1] > 0
+        engine.start()  # a second start changes nothing
+        assert engine.started
+    finally:
+        engine.shutdown()
+
+
 def test_load_then_detect_gives_detached_cpu_result(qtbot, client, image_path):
     loaded = load(qtbot, client)
     assert loaded.model_name == FAST_MODEL and loaded.device == "cpu"

@@ -1,0 +1,84 @@
+"""Where the window's panels go: the default layout, the first start's size, and the way back.
+
+The canvas is the room. At first start (no saved layout) the window takes WINDOW_SHARE of the
+screen's available area; the panels stand in one column on the right (images, stages, detections,
+boxes, classes, top to bottom) and the log, "Why missed?", the training run and the runs are tabs
+in a low strip under the canvas, the log raised. Every panel scrolls when its dock is shorter or
+narrower than the panel needs, so that no panel sets the window's minimum size: the window fits a
+1024x700 screen. "Restore default layout" (View menu) puts every dock back where this module puts
+it, shown and docked, and sizes them for the window's current size.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QWidget
+
+WINDOW_SHARE = 0.9  # of the screen's available width and height, at first start
+COLUMN = ("Images", "Stages", "Detections", "Boxes", "Classes")  # the right-hand column, top to bottom
+COLUMN_HEIGHT_SHARES = (0.14, 0.33, 0.21, 0.17, 0.15)  # of the window's height, in COLUMN's order
+STRIP = ("Log", "Why missed?", "Training run", "Runs")  # tabs under the canvas, the first one raised
+COLUMN_WIDTH = (0.2, 300, 360)  # share of the window's width, clamped to [min, max] pixels
+STRIP_HEIGHT = (0.1, 90, 130)  # share of the window's height, clamped likewise
+
+
+def add_docks(window: QMainWindow, panels: dict[str, QWidget]) -> dict[str, QDockWidget]:
+    """One dock per panel (titles: those of COLUMN and STRIP), each panel in a scroll area,
+    arranged as the module doc says; returns the docks by title."""
+    window.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # the column runs down to the status bar
+    docks = {title: _dock(window, title, panels[title]) for title in (*COLUMN, *STRIP)}
+    for title in COLUMN:
+        window.addDockWidget(Qt.RightDockWidgetArea, docks[title], Qt.Vertical)
+    for title in STRIP:
+        window.addDockWidget(Qt.BottomDockWidgetArea, docks[title])
+    for title in STRIP[1:]:
+        window.tabifyDockWidget(docks[STRIP[0]], docks[title])
+    docks[STRIP[0]].raise_()
+    return docks
+
+
+def _dock(window: QMainWindow, title: str, panel: QWidget) -> QDockWidget:
+    scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame, focusPolicy=Qt.NoFocus)
+    scroll.setWidget(panel)
+    dock = QDockWidget(title, window)
+    dock.setObjectName(title)
+    dock.setWidget(scroll)
+    return dock
+
+
+def dock_of(panel: QWidget) -> QDockWidget | None:
+    """The dock that holds `panel` (through its scroll area), or None."""
+    parent = panel.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+def first_size(available: QSize) -> QSize:
+    """The window's size at first start on a screen whose available area is `available`."""
+    return QSize(round(available.width() * WINDOW_SHARE), round(available.height() * WINDOW_SHARE))
+
+
+def restore_default(window: QMainWindow, docks: dict[str, QDockWidget], default_state) -> None:
+    """Every dock shown and docked where `add_docks` put it (`default_state`: the window's
+    saveState() right after), the strip's first tab raised, all sized by `size_docks`."""
+    window.restoreState(default_state)
+    for dock in docks.values():
+        dock.setFloating(False)
+        dock.show()
+    docks[STRIP[0]].raise_()
+    size_docks(window, docks)
+
+
+def size_docks(window: QMainWindow, docks: dict[str, QDockWidget]) -> None:
+    """Give the column and the strip their default sizes for the window's current size; the
+    canvas takes the rest."""
+    width = _clamped(window.width(), *COLUMN_WIDTH)
+    strip = _clamped(window.height(), *STRIP_HEIGHT)
+    column = [docks[title] for title in COLUMN]
+    window.resizeDocks(column, [width] * len(column), Qt.Horizontal)
+    window.resizeDocks(column, [round(share * window.height()) for share in COLUMN_HEIGHT_SHARES], Qt.Vertical)
+    window.resizeDocks([docks[STRIP[0]]], [strip], Qt.Vertical)
+
+
+def _clamped(size: int, share: float, low: int, high: int) -> int:
+    return min(max(round(size * share), low), high)
