@@ -28,6 +28,7 @@ from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
 
 CLASS_FILES = ("classes.txt", "labels.txt")
+BNDBOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def parse_voc_xml(path: str | os.PathLike) -> VocFile:
         bndbox = obj.find("bndbox")
         if not name or bndbox is None:
             raise InputError(path, f"object {number}: missing <name> or <bndbox>")
-        coords = tuple(_number(bndbox, tag, path, f"object {number}") for tag in ("xmin", "ymin", "xmax", "ymax"))
+        coords = tuple(_number(bndbox, tag, path, f"object {number}") for tag in BNDBOX_TAGS)
         difficult = (obj.findtext("difficult") or "0").strip() == "1"
         objects.append(RawObject(f"object {number}", name, coords, difficult))
     filename = (root.findtext("filename") or "").strip() or None
@@ -269,18 +270,26 @@ def voc_xml_bytes(image_path, width: int, height: int, boxes, names: list[str], 
     _sub(root, "segmented", "0")
     box_rows = boxes.tolist() if isinstance(boxes, torch.Tensor) else list(boxes)
     flags = [False] * len(names) if difficult is None else [bool(flag) for flag in difficult]
-    for (x1, y1, x2, y2), name, flag in zip(box_rows, names, flags, strict=True):
-        obj = _sub(root, "object")
-        _sub(obj, "name", name)
-        _sub(obj, "pose", "Unspecified")
-        # labelImg's rule: truncated when the box touches the image border.
-        _sub(obj, "truncated", str(int(x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height)))
-        _sub(obj, "difficult", str(int(flag)))
-        bndbox = _sub(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2)):
-            _sub(bndbox, tag, format_coordinate(value))
+    for coords, name, flag in zip(box_rows, names, flags, strict=True):
+        root.append(labelimg_object(name, coords, flag, width, height))
     ElementBuilder.indent(root, space="\t")
     return (ElementBuilder.tostring(root, encoding="unicode") + "\n").encode("utf-8")
+
+
+def labelimg_object(name: str, coords, difficult: bool, width: int, height: int):
+    """One <object> as labelImg writes it (no whitespace): name, pose Unspecified, truncated,
+    difficult, bndbox. coords: x1 y1 x2 y2 pixels, written as format_coordinate does."""
+    x1, y1, x2, y2 = coords
+    obj = ElementBuilder.Element("object")
+    _sub(obj, "name", name)
+    _sub(obj, "pose", "Unspecified")
+    # labelImg's rule: truncated when the box touches the image border.
+    _sub(obj, "truncated", str(int(x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height)))
+    _sub(obj, "difficult", str(int(difficult)))
+    bndbox = _sub(obj, "bndbox")
+    for tag, value in zip(BNDBOX_TAGS, (x1, y1, x2, y2)):
+        _sub(bndbox, tag, format_coordinate(value))
+    return obj
 
 
 def write_voc(folder: str | os.PathLike, dataset: DetectionDataset, split: str = "trainval") -> None:
