@@ -86,7 +86,8 @@ class BoxesTable(QTableWidget):
         if self._refreshing:
             return
         if item.column() == DIFFICULT_COLUMN:
-            self._difficult_changed(item)
+            self._difficult_changed(item)  # the push refills the table: `item` is gone after it
+            return
         if item.column() != 0:
             return
         box_id, label = self._ids[item.row()], item.text().strip()
