@@ -1,17 +1,21 @@
-"""One image's VOC file as the document opens it and writes it back, losing nothing it did not edit. Qt-free.
+"""One image's VOC file as the document opens it and writes back, losing nothing it did not edit.
+Qt-free.
 
 Opening keeps the file's whole tree (comments included) and, for each box the document shows,
-the Box it became and its <object> element as read (a serialized snapshot, so nothing can change
-it). Writing starts from the tree as last read or written and changes only what the user changed:
+the Box it became and its <object> element as read. Nothing here changes an element it was
+given: writing parses the file as last read or written afresh (expat in C: faster than a deep
+copy) and copies an element before it edits it. Writing changes only what the user changed:
 
+- an object whose box is as it was written last stays as it is (not even re-serialized text
+  changes);
 - an edited box rewrites the four numbers of its <bndbox> (format_coordinate: "12", "12.5"); a
   relabelled one its <name>; a flagged one its <difficult> (added before <bndbox> when missing).
   Every other child — pose, truncated, occluded, CVAT's <attributes>, parts, tags unknown here —
   stays as read, and so does any field of a box the user did not touch: a box clipped to the
   image when opened keeps its numbers in the file until it is edited.
-- a deleted box's object is removed; a box that comes back (undo) gets its snapshot again, with
-  every field it had; a new box becomes labelImg's usual object (labelimg_object), placed after
-  the object of the box before it in the document's order.
+- a deleted box's object is removed; a box that comes back (undo) gets its element as read
+  again, with every field it had; a new box becomes labelImg's usual object (labelimg_object),
+  placed after the object of the box before it in the document's order.
 - objects the document skipped when opening (no area, not finite, a reserved class name: its
   `problems`) stay in the file as they are.
 - per file, everything is kept (folder, filename, path, source, size, segmented, owner, unknown
@@ -33,9 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from defusedxml.common import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser
-
 from frcnn_core.data.dataset import check_objects
 from frcnn_core.data.voc import BNDBOX_TAGS, format_coordinate, labelimg_object, parse_voc_xml, voc_xml_bytes
 from frcnn_core.errors import InputError
@@ -47,30 +48,29 @@ UTF8_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>'
 
 @dataclass(frozen=True)
 class ReadObject:
-    """A box as the document opened it, and the <object> element it came from (XML text)."""
+    """A box as the document opened it, and the <object> element it came from (never changed)."""
 
     box: Box
-    xml: str
+    element: ElementBuilder.Element
 
 
 @dataclass(frozen=True)
 class FileTree:
-    """An annotation file as last read or written. root: its tree, never changed (writing works
-    on a copy); declaration: its <?xml?> line or None; slot_ids: per <object> in document order,
-    the document's id of the box it holds, None for an object the document skipped."""
+    """An annotation file as last read or written. data: its bytes; slots: per <object> in
+    document order, (the document's id of the box it holds, that box as the element says it),
+    None for an object the document skipped."""
 
-    root: ElementBuilder.Element
-    declaration: str | None
-    slot_ids: tuple[int | None, ...]
+    data: bytes
+    slots: tuple[tuple[int, Box] | None, ...]
 
 
 @dataclass(frozen=True)
 class OpenedFile:
-    """read_annotation's result. objects: one per <object> in document order, None when skipped
-    (each skip, and each box clipped to the image, is one line of `problems`)."""
+    """read_annotation's result. data: the file's bytes; objects: one per <object> in document
+    order, None when skipped (each skip, and each box clipped to the image, is one line of
+    `problems`)."""
 
-    root: ElementBuilder.Element
-    declaration: str | None
+    data: bytes
     objects: list[ReadObject | None]
     problems: list[str]
     verified: bool
@@ -80,25 +80,23 @@ def read_annotation(path: Path, width: int, height: int) -> OpenedFile:
     """Open an image's VOC file: the boxes as every reader of the project sees them
     (parse_voc_xml, check_objects, then fit_box for a `width` x `height` image) and the tree to
     write back. InputError naming the file when it cannot be read or is malformed."""
-    parsed = parse_voc_xml(path)
     data = _read_bytes(path)
-    root = _parse_file(path, data)
+    parsed = parse_voc_xml(path, data)  # no DOCTYPE, so no entity and no external reference either
+    root = _parse_ours(data)
     elements = list(root.iter("object"))
-    if len(elements) != len(parsed.objects):
-        raise InputError(path, "the file changed while it was read")
     objects, problems = [], []
-    for raw, element in zip(parsed.objects, elements):
+    for raw, element in zip(parsed.objects, elements, strict=True):  # the same bytes, parsed twice
         kept, found = check_objects(path, [raw], parsed.width, parsed.height)
         problems += found
         read = None
         if kept:
             try:
                 box = fit_box(Box(*kept[0].coords, kept[0].name, kept[0].difficult), width, height)
-                read = ReadObject(box, ElementBuilder.tostring(element, encoding="unicode"))
+                read = ReadObject(box, element)
             except ValueError as error:
                 problems.append(f"{path}: {raw.subject} ({raw.name}) skipped: {error}")
         objects.append(read)
-    return OpenedFile(root, _declaration(data), objects, problems, root.get("verified") == "yes")
+    return OpenedFile(data, objects, problems, root.get("verified") == "yes")
 
 
 def annotation_bytes(tree: FileTree | None, image_path: Path, size: tuple[int, int],
@@ -112,34 +110,37 @@ def annotation_bytes(tree: FileTree | None, image_path: Path, size: tuple[int, i
                              [box.difficult for _, box in boxes])
         if verified:
             data = data.replace(b"<annotation>", b'<annotation verified="yes">', 1)
-        return data, FileTree(_parse_ours(data.decode("utf-8")), None, tuple(box_id for box_id, _ in boxes))
-    root = copy.deepcopy(tree.root)
+        return data, FileTree(data, tuple(boxes))
+    root = _parse_ours(tree.data)
     parents = {child: parent for parent in root.iter() for child in parent}
-    slots = dict(zip(tree.slot_ids, root.iter("object"), strict=True))
-    slots.pop(None, None)  # skipped objects stay where they are
+    slots = {slot[0]: (element, slot[1]) for slot, element in zip(tree.slots, root.iter("object"), strict=True)
+             if slot is not None}  # skipped objects stay where they are
     kept_ids = {box_id for box_id, _ in boxes}
-    for box_id, element in slots.items():
+    for box_id, (element, _) in slots.items():
         if box_id not in kept_ids:
             _remove(parents[element], element)
-    placed, previous = {}, None  # id() of each element written -> its box id; the last one written
+    placed, previous = {}, None  # id() of each element written -> (box id, box); the last one written
     for box_id, box in boxes:
-        element = _object_element(box, read_objects.get(box_id), size)
-        if box_id in slots:
-            parent = parents[slots[box_id]]
-            _replace(parent, slots[box_id], element)
+        slot, written_box = slots.get(box_id, (None, None))
+        if box == written_box:
+            element, parent = slot, parents[slot]
+        elif slot is not None:
+            element, parent = _object_element(box, read_objects.get(box_id), size), parents[slot]
+            _replace(parent, slot, element)
         else:
+            element = _object_element(box, read_objects.get(box_id), size)
             anchor = previous if previous is not None else next(root.iter("object"), None)
             parent = root if anchor is None else parents[anchor]
             index = len(parent) if anchor is None else list(parent).index(anchor) + (anchor is previous)
             _insert(parent, index, element, new=box_id not in read_objects)
         parents[element], previous = parent, element
-        placed[id(element)] = box_id
+        placed[id(element)] = box_id, box
     if verified:
         root.set("verified", "yes")
     elif root.get("verified") == "yes":
         del root.attrib["verified"]
-    slot_ids = tuple(placed.get(id(element)) for element in root.iter("object"))
-    return _serialized(root, tree.declaration), FileTree(root, tree.declaration, slot_ids)
+    data = _serialized(root, _declaration(tree.data))
+    return data, FileTree(data, tuple(placed.get(id(element)) for element in root.iter("object")))
 
 
 def rename_in_file(path: Path, old: str, new: str) -> bool:
@@ -147,9 +148,10 @@ def rename_in_file(path: Path, old: str, new: str) -> bool:
     A file that has become malformed is left as it is."""
     data = _read_bytes(path)
     try:
-        root = _parse_file(path, data)
+        parse_voc_xml(path, data)
     except InputError:
         return False
+    root = _parse_ours(data)
     names = [obj.find("name") for obj in root.iter("object")]
     renamed = [name for name in names if name is not None and (name.text or "").strip() == old]
     for name in renamed:
@@ -160,11 +162,11 @@ def rename_in_file(path: Path, old: str, new: str) -> bool:
 
 
 def _object_element(box: Box, read: ReadObject | None, size: tuple[int, int]) -> ElementBuilder.Element:
-    """The <object> of `box`: its snapshot with what changed since it was read rewritten, or
-    labelImg's object for a new box."""
+    """The <object> of `box`: a copy of its element as read with what changed since rewritten,
+    or labelImg's object for a new box."""
     if read is None:
         return labelimg_object(box.label, box.coords, box.difficult, *size)
-    element = _parse_ours(read.xml)
+    element = copy.deepcopy(read.element)
     element.tail = None
     if box.label != read.box.label:
         _set_text(element.find("name"), box.label)
@@ -253,20 +255,11 @@ def _tree_builder() -> ElementBuilder.TreeBuilder:
     return ElementBuilder.TreeBuilder(insert_comments=True, insert_pis=True)
 
 
-def _parse_file(path: Path, data: bytes) -> ElementBuilder.Element:
-    """The tree of a file parse_voc_xml has accepted, comments kept; still no DTDs or entities."""
-    parser = DefusedXMLParser(target=_tree_builder(), forbid_dtd=True)
-    try:
-        parser.feed(data)
-        return parser.close()
-    except (ElementBuilder.ParseError, DefusedXmlException) as error:
-        raise InputError(path, f"malformed XML ({error})") from error
-
-
-def _parse_ours(text: str) -> ElementBuilder.Element:
-    """XML text this module wrote itself."""
+def _parse_ours(data: str | bytes) -> ElementBuilder.Element:
+    """The tree of XML this module wrote, or that parse_voc_xml accepted (no DOCTYPE: nothing to
+    expand, nothing to fetch), comments kept; expat's C parser, without defusedxml's Python one."""
     parser = ElementBuilder.XMLParser(target=_tree_builder())
-    parser.feed(text)
+    parser.feed(data)
     return parser.close()
 
 

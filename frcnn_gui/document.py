@@ -194,6 +194,8 @@ class Document(FolderExchange):
         if self.dirty:
             self.save()
         self._seen_boxes[self.current_path] = list(self.boxes.items())
+        for box_id in self.boxes:  # read again on return; kept: deleted boxes', for an undo
+            self._read_objects.pop(box_id, None)
 
     def _load(self, index: int) -> None:
         self._clear_current()
@@ -227,8 +229,8 @@ class Document(FolderExchange):
             self.boxes = {self._new_box_id(): box for box in loaded}
         self._read_objects.update(zip(self.boxes, read))
         ids = iter(self.boxes)
-        self._file = FileTree(opened.root, opened.declaration,
-                              tuple(None if obj is None else next(ids) for obj in opened.objects))
+        self._file = FileTree(opened.data,
+                              tuple(None if obj is None else (next(ids), obj.box) for obj in opened.objects))
         unknown = [name for name in dict.fromkeys(box.label for box in loaded) if name not in self.classes]
         if unknown:
             self.classes += unknown

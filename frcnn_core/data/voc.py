@@ -8,6 +8,7 @@ Objects are numbered from 1 in file order in problem lines.
 """
 from __future__ import annotations
 
+import io
 import os
 import xml.etree.ElementTree as ElementBuilder
 from dataclasses import dataclass, field
@@ -73,11 +74,15 @@ def _side(size, tag: str, path: str) -> int | None:
     return stated_side(path, f"<size> <{tag}>", _number(size, tag, path, "<size>"))
 
 
-def _doctype_refusal(path: str, doctype: DTDForbidden) -> DefusedXmlException:
+def _source(path: str, data: bytes | None):
+    return path if data is None else io.BytesIO(data)
+
+
+def _doctype_refusal(path: str, data: bytes | None, doctype: DTDForbidden) -> DefusedXmlException:
     """What to refuse a file with a DOCTYPE for: EntitiesForbidden when the DOCTYPE declares
     entities (the attack by its name), else DTDForbidden (an external DTD, say)."""
     try:
-        ElementTree.parse(path)  # a DOCTYPE allowed; entity declarations and external references not
+        ElementTree.parse(_source(path, data))  # a DOCTYPE allowed; entity declarations and external references not
     except DefusedXmlException as refused:
         return refused
     except ElementTree.ParseError:  # e.g. an entity the unread external DTD would have declared
@@ -85,13 +90,13 @@ def _doctype_refusal(path: str, doctype: DTDForbidden) -> DefusedXmlException:
     return doctype
 
 
-def _parse_root(path: str):
+def _parse_root(path: str, data: bytes | None):
     try:
-        return ElementTree.parse(path, forbid_dtd=True).getroot()
+        return ElementTree.parse(_source(path, data), forbid_dtd=True).getroot()
     except ElementTree.ParseError as error:
         raise InputError(path, f"malformed XML (line {error.position[0]}, column {error.position[1]})") from error
     except DefusedXmlException as error:
-        refused = _doctype_refusal(path, error) if isinstance(error, DTDForbidden) else error
+        refused = _doctype_refusal(path, data, error) if isinstance(error, DTDForbidden) else error
         raise InputError(path, f"refused XML: {refused.__class__.__name__} (entity declarations, DTDs and "
                                "external references are not allowed in annotations)") from refused
     except OSError as error:
@@ -100,10 +105,11 @@ def _parse_root(path: str):
         raise InputError(path, f"malformed XML ({error})") from error
 
 
-def parse_voc_xml(path: str | os.PathLike) -> VocFile:
-    """Parse one VOC XML file without checking its boxes. InputError when malformed."""
+def parse_voc_xml(path: str | os.PathLike, data: bytes | None = None) -> VocFile:
+    """Parse one VOC XML file without checking its boxes. InputError when malformed, or when it
+    has a DOCTYPE. data: the file's bytes, when the caller has read them (the file is not read)."""
     path = str(path)
-    root = _parse_root(path)
+    root = _parse_root(path, data)
     if root.tag != "annotation":
         raise InputError(path, f"not a VOC annotation (root element <{root.tag}>)")
     width, height = (_side(root.find("size"), tag, path) for tag in ("width", "height"))

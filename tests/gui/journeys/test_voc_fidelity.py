@@ -25,7 +25,8 @@ def sample_folder(tmp_path: Path) -> Path:
     folder.mkdir()
     shutil.copyfile(BCCD_IMAGE, folder / "a_bccd.jpg")
     shutil.copyfile(SAMPLES / "bccd_BloodImage_00002.xml", folder / "a_bccd.xml")
-    for stem, target, size in (("cvat_voc11_frame", "b_cvat", (200, 150)), ("labelimg_street", "c_labelimg", (160, 120))):
+    for stem, target, size in (("cvat_voc11_frame", "b_cvat", (200, 150)),
+                               ("labelimg_street", "c_labelimg", (160, 120))):
         Image.new("RGB", size, "gray").save(folder / f"{target}.png")
         shutil.copyfile(SAMPLES / f"{stem}.xml", folder / f"{target}.xml")
     return folder
