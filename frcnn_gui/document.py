@@ -11,7 +11,7 @@ the file back as it was read but for the user's edits (annotation_file: every fi
 document does not edit is kept, per object and per file). A malformed annotation, or one with
 objects that were skipped or clipped when opened (each reported in `problems`), is left
 untouched when opened; the first save after an edit copies it to `<name>.xml.bak` before
-replacing it.
+replacing it (a file with problems once per document: the files it wrote itself need no backup).
 
 Boxes: x1 y1 x2 y2 in image pixels, VOC's numbers (no 1-based shift). The document holds them
 normalized, clipped to the image and rounded to float32, so that save -> open gives the same
@@ -76,6 +76,7 @@ class Document(FolderExchange):
         self._written_classes: list[str] | None = None  # what classes.txt holds
         self._seen_boxes: dict[Path, list[tuple[int, Box]]] = {}  # image -> its boxes when last left
         self._read_objects: dict[int, ReadObject] = {}  # box id -> how it was read (annotation_file)
+        self._written: set[Path] = set()  # annotation files this document wrote
         self._classes_dirty = False
         self._clear_current()
 
@@ -359,20 +360,21 @@ class Document(FolderExchange):
         if state != self._on_disk and (entry.annotation_path.exists() or self.boxes or self.verified):
             data, written_file = annotation_bytes(self._file, entry.path, self.image_size, list(self.boxes.items()),
                                                   self._read_objects, self.verified)
-            written = self._write_annotation(entry, data, self.verified, backup=bool(self.problems))
+            backup = bool(self.problems) and entry.annotation_path not in self._written
+            written = self._write_annotation(entry, data, self.verified, backup)
             self.read_only_reason, self.problems, self._file = None, [], written_file
         self._write_classes()
         self._on_disk, self._classes_dirty = state, False
         self._notify("saved")
         return written
 
-    @staticmethod
-    def _write_annotation(entry: ImageEntry, data: bytes, verified: bool, backup: bool = False) -> Path:
+    def _write_annotation(self, entry: ImageEntry, data: bytes, verified: bool, backup: bool = False) -> Path:
         """Write an image's annotation file `data`, backing the old file up first when it is
         malformed or `backup` is set; update its status."""
         if (backup or entry.status == "error") and entry.annotation_path.is_file():
             backup_copy(entry.annotation_path)
         write_bytes_atomic(entry.annotation_path, data)
+        self._written.add(entry.annotation_path)
         entry.status, entry.error = ("verified" if verified else "annotated"), None
         return entry.annotation_path
 

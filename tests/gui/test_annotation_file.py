@@ -270,3 +270,24 @@ def test_a_box_deleted_then_restored_after_leaving_the_image_comes_back_whole(fo
     document.add_box(box, box_id, 0)  # what undo does, back on its image
     document.save()
     assert (folder / "labelimg_street.xml").read_bytes() == (SAMPLES / "labelimg_street.xml").read_bytes()
+
+
+def test_a_file_with_problems_is_backed_up_once(tmp_path):
+    """Its skipped objects stay in the file, so their problems come back on each visit; the
+    backup of the file as its author wrote it is made once, not at every visit's save."""
+    Image.new("RGB", (100, 80)).save(tmp_path / "a.png")
+    Image.new("RGB", (100, 80)).save(tmp_path / "b.png")
+    original = ("<annotation>" + LABELIMG_OBJECT.format(name="cat", difficult="", x1=5, y1=5, x2=5, y2=9)
+                + LABELIMG_OBJECT.format(name="dog", difficult="", x1=1, y1=2, x2=30, y2=40) + "</annotation>")
+    (tmp_path / "a.xml").write_text(original)
+    document = Document()
+    document.open_folder(tmp_path)
+    for _ in range(3):  # visit, edit, leave (saves)
+        document.open_image(0)
+        assert len(document.problems) == 1
+        box_id, box = next(iter(document.boxes.items()))
+        document.replace_box(box_id, box.moved(1, 0))
+        document.open_image(1)
+    assert sorted(path.name for path in tmp_path.glob("a.xml.bak*")) == ["a.xml.bak"]
+    assert (tmp_path / "a.xml.bak").read_text() == original
+    assert read_annotation(tmp_path / "a.xml", 100, 80).objects[1].box.x1 == 4
