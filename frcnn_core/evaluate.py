@@ -10,7 +10,9 @@ Difficult objects (VOC's `difficult` flag) are ignored everywhere, as VOC2007 do
 neither as ground truth to find nor, when a detection lands on one, as a false positive. In the
 COCO ground truth they become `iscrowd: 1` (plus `ignore: 1` for other readers), because
 pycocotools overwrites `ignore` with `iscrowd`; a crowd box matches a detection by
-intersection over the detection's area, so a detection inside a difficult object is ignored.
+intersection over the detection's area, so a detection inside a difficult object is ignored
+(VOC07's AP, which matches by IoU, counts it as a false positive when its IoU is below 0.5),
+and it matches any number of detections (each ignored, as in VOC07).
 
 Undefined AP: a class with no (non-difficult) ground truth has no AP — pycocotools marks it -1,
 VOC divides by zero. Such classes are left out of the per-class dicts and of the means; a mean

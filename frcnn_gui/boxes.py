@@ -36,6 +36,11 @@ class Box:
     def moved(self, dx: float, dy: float) -> Box:
         return replace(self, x1=self.x1 + dx, y1=self.y1 + dy, x2=self.x2 + dx, y2=self.y2 + dy)
 
+    def whole_pixels(self) -> Box:
+        """Each corner rounded to the nearest whole pixel, halves up (VOC files hold integers)."""
+        return replace(self, **{name: float(math.floor(value + 0.5)) if math.isfinite(value) else value
+                                for name, value in zip(("x1", "y1", "x2", "y2"), self.coords)})
+
     def clipped(self, width: float, height: float) -> Box:
         """Each x clamped to [0, width], each y to [0, height]."""
         def clamp(value: float, limit: float) -> float:

@@ -130,7 +130,7 @@ def _edit_text(old: Box, new: Box) -> str:
 
 
 class EditBoxCommand(ImageCommand):
-    """Replace one box (move, resize, difficult flag).
+    """Replace one box (move, resize); the new box is made whole pixels (Document.check_box).
 
     merge=True (keyboard nudges and resizes): consecutive edits of the same box on the same image
     become one undo step, dropped altogether when they end where they began. A mouse drag passes
@@ -184,6 +184,27 @@ class RelabelCommand(ImageCommand):
         for box_id, box in self.old.items():
             self.document.replace_box(box_id, box)
         self._remove_added_classes()
+
+
+class SetDifficultCommand(ImageCommand):
+    """Set VOC's difficult flag of boxes (the boxes table's check box; a canvas menu can push it
+    too); their geometry stays exactly as it is."""
+
+    def __init__(self, document: Document, box_ids: Iterable[int], flag: bool):
+        ids = _existing_ids(document, box_ids)
+        boxes = "box" if len(ids) == 1 else _count(len(ids), "box")
+        super().__init__(document, f"Mark {boxes} {'difficult' if flag else 'not difficult'}")
+        self.box_ids, self.flag = ids, bool(flag)
+        self.old: dict[int, Box] = {}
+
+    def _apply(self) -> None:
+        self.old = {box_id: self.document.boxes[box_id] for box_id in self.box_ids}
+        for box_id, box in self.old.items():
+            self.document.replace_box(box_id, replace(box, difficult=self.flag))
+
+    def _revert(self) -> None:
+        for box_id, box in self.old.items():
+            self.document.replace_box(box_id, box)
 
 
 class SetVerifiedCommand(ImageCommand):

@@ -6,32 +6,37 @@ CHANGE_KINDS after it has happened; views read the document again and never keep
 
 Files: one labelImg-compatible VOC XML per image (beside it, or in `annotation_dir`) and
 classes.txt beside them. Opening never writes. `save()` writes the current image atomically when
-it has changed; leaving an image (open_image, open_folder, import) saves it first. A malformed
-annotation, or one with objects that were skipped or clipped when opened (each reported in
-`problems`), is left untouched when opened; the first save after an edit copies it to
-`<name>.xml.bak` before replacing it, so that nothing it held is lost.
+it has changed; leaving an image (open_image, open_folder, import) saves it first. Saving writes
+the file back as it was read but for the user's edits (annotation_file: every field the
+document does not edit is kept, per object and per file). A malformed annotation, or one with
+objects that were skipped or clipped when opened (each reported in `problems`), is left
+untouched when opened; the first save after an edit copies it to `<name>.xml.bak` before
+replacing it (a file with problems once per document: the files it wrote itself need no backup).
 
 Boxes: x1 y1 x2 y2 in image pixels, VOC's numbers (no 1-based shift). The document holds them
 normalized, clipped to the image and rounded to float32, so that save -> open gives the same
-Box values. Box ids are never reused within a document; reopening an image whose file still
-holds the boxes last seen gives them their old ids back, so undo commands stay valid.
+Box values. Boxes read from a file keep its numbers (fractions too); boxes made by the user or
+the model enter through check_box, which rounds them to whole pixels as VOC expects (so every
+command that draws, moves, resizes, nudges or accepts a box stores integers, while undo puts
+back the exact box it replaced). Box ids are never reused within a document; reopening an image
+whose file still holds the boxes last seen gives them their old ids back, so undo commands stay
+valid.
 """
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementBuilder
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from defusedxml import ElementTree
-from defusedxml.common import DefusedXmlException
 
-from frcnn_core.data.dataset import IMAGE_SUFFIXES, check_objects, read_class_file
-from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml, voc_xml_bytes
+from frcnn_core.data.dataset import IMAGE_SUFFIXES, read_class_file
+from frcnn_core.data.voc import CLASS_FILES, parse_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import backup_copy, write_bytes_atomic
 from frcnn_core.imageio import image_size
+from frcnn_gui.annotation_file import FileTree, ReadObject, annotation_bytes, read_annotation, rename_in_file
 from frcnn_gui.boxes import Box, Detection, ImageEntry, check_class_name, fit_box, is_class_name
 from frcnn_gui.exchange import FolderExchange
 
@@ -46,30 +51,6 @@ def _read_verified(path: Path) -> bool:
     with open(path, "rb") as stream:
         _, root = next(ElementTree.iterparse(stream, events=("start",)))
     return root.get("verified") == "yes"
-
-
-def _voc_bytes(image_path: Path, size: tuple[int, int], boxes: Iterable[Box], verified: bool) -> bytes:
-    """The labelImg XML of one image, verified="yes" added as labelImg writes it."""
-    boxes = list(boxes)
-    data = voc_xml_bytes(image_path, *size, [box.coords for box in boxes], [box.label for box in boxes],
-                         [box.difficult for box in boxes])
-    return data.replace(b"<annotation>", b'<annotation verified="yes">', 1) if verified else data
-
-
-def _rename_in_file(path: Path, old: str, new: str) -> bool:
-    """Rename the objects of class `old` in one XML file, keeping everything else; True if any.
-    A file that has become malformed is left as it is."""
-    try:
-        root = ElementTree.parse(path).getroot()
-    except (ElementTree.ParseError, DefusedXmlException):
-        return False
-    names = [obj.find("name") for obj in root.iter("object")]
-    renamed = [name for name in names if name is not None and (name.text or "").strip() == old]
-    for name in renamed:
-        name.text = new
-    if renamed:
-        write_bytes_atomic(path, ElementBuilder.tostring(root, encoding="unicode").encode("utf-8"))
-    return bool(renamed)
 
 
 class Document(FolderExchange):
@@ -94,6 +75,8 @@ class Document(FolderExchange):
         self._next_box_id = 1
         self._written_classes: list[str] | None = None  # what classes.txt holds
         self._seen_boxes: dict[Path, list[tuple[int, Box]]] = {}  # image -> its boxes when last left
+        self._read_objects: dict[int, ReadObject] = {}  # box id -> how it was read (annotation_file)
+        self._written: set[Path] = set()  # annotation files this document wrote
         self._classes_dirty = False
         self._clear_current()
 
@@ -106,6 +89,7 @@ class Document(FolderExchange):
         self.read_only_reason: str | None = None
         self.problems: list[str] = []
         self._on_disk: tuple[list[Box], bool] = ([], False)  # the boxes and flag its file holds
+        self._file: FileTree | None = None  # its file's tree as last read or written
 
     # -- observation ---------------------------------------------------------------------------
 
@@ -211,6 +195,8 @@ class Document(FolderExchange):
         if self.dirty:
             self.save()
         self._seen_boxes[self.current_path] = list(self.boxes.items())
+        for box_id in self.boxes:  # read again on return; kept: deleted boxes', for an undo
+            self._read_objects.pop(box_id, None)
 
     def _load(self, index: int) -> None:
         self._clear_current()
@@ -231,22 +217,21 @@ class Document(FolderExchange):
                      *(["error"] if entry.status == "error" else []))
 
     def _load_annotation(self, entry: ImageEntry) -> None:
-        parsed = parse_voc_xml(entry.annotation_path)  # read_voc_xml's checks, not its tensors: no torch here
-        kept, problems = check_objects(parsed.path, parsed.objects, parsed.width, parsed.height)
-        self.verified = _read_verified(entry.annotation_path)
+        opened = read_annotation(entry.annotation_path, *self.image_size)
+        self.verified = opened.verified
         entry.status = "verified" if self.verified else "annotated"
-        self.problems = problems
-        loaded = []
-        for obj in kept:
-            try:
-                loaded.append(fit_box(Box(*obj.coords, obj.name, obj.difficult), *self.image_size))
-            except ValueError as error:
-                self.problems.append(f"{entry.annotation_path}: object ({obj.name}) skipped: {error}")
+        self.problems = opened.problems
+        read = [obj for obj in opened.objects if obj is not None]
+        loaded = [obj.box for obj in read]
         seen = self._seen_boxes.get(entry.path)
         if seen is not None and [box for _, box in seen] == loaded:
             self.boxes = dict(seen)
         else:
             self.boxes = {self._new_box_id(): box for box in loaded}
+        self._read_objects.update(zip(self.boxes, read))
+        ids = iter(self.boxes)
+        self._file = FileTree(opened.data,
+                              tuple(None if obj is None else (next(ids), obj.box) for obj in opened.objects))
         unknown = [name for name in dict.fromkeys(box.label for box in loaded) if name not in self.classes]
         if unknown:
             self.classes += unknown
@@ -259,19 +244,23 @@ class Document(FolderExchange):
     # -- edits ---------------------------------------------------------------------------------
 
     def check_box(self, box: Box) -> Box:
-        """`box` as the current image would hold it (see fit_box); ValueError when it cannot."""
+        """`box` as the user or the model puts it in the current image: whole pixels, then
+        fit_box; ValueError when it cannot be."""
+        return self._fit(box.whole_pixels())
+
+    def _fit(self, box: Box) -> Box:
         if self.image_size is None:
             raise ValueError(self.read_only_reason or "no image is open")
         return fit_box(box, *self.image_size)
 
     def _known_class_box(self, box: Box) -> Box:
-        checked = self.check_box(box)
+        checked = self._fit(box)
         if checked.label not in self.classes:
             raise ValueError(f"unknown class {checked.label!r}: add it to the class list first")
         return checked
 
     def add_box(self, box: Box, box_id: int | None = None, index: int | None = None) -> int:
-        """Add `box` (checked, of a listed class); returns its id.
+        """Add `box` (fit_box, of a listed class; not rounded: see check_box); returns its id.
 
         box_id: an id this document issued before and that is free (redoing a delete keeps the
         box's identity); index: its place in the box order (default: last).
@@ -337,7 +326,7 @@ class Document(FolderExchange):
             raise ValueError(f"class {new!r} is already listed")
         for entry in self.images:
             if entry.path != self.current_path and entry.status in ("annotated", "verified"):
-                _rename_in_file(entry.annotation_path, old, new)
+                rename_in_file(entry.annotation_path, old, new)
         self._seen_boxes = {path: [(box_id, self._renamed(box, old, new)) for box_id, box in items]
                             for path, items in self._seen_boxes.items()}
         self.classes[self.classes.index(old)] = new
@@ -369,23 +358,23 @@ class Document(FolderExchange):
         entry = None if self.current_index is None else self.images[self.current_index]
         state = self._annotation_state()
         if state != self._on_disk and (entry.annotation_path.exists() or self.boxes or self.verified):
-            written = self._write_annotation(entry, self.image_size, self.boxes.values(), self.verified,
-                                             backup=bool(self.problems))
-            self.read_only_reason, self.problems = None, []
+            data, written_file = annotation_bytes(self._file, entry.path, self.image_size, list(self.boxes.items()),
+                                                  self._read_objects, self.verified)
+            backup = bool(self.problems) and entry.annotation_path not in self._written
+            written = self._write_annotation(entry, data, self.verified, backup)
+            self.read_only_reason, self.problems, self._file = None, [], written_file
         self._write_classes()
         self._on_disk, self._classes_dirty = state, False
         self._notify("saved")
         return written
 
-    @staticmethod
-    def _write_annotation(entry: ImageEntry, size: tuple[int, int], boxes: Iterable[Box], verified: bool,
-                          backup: bool = False) -> Path:
-        """Write an image's annotation, backing the old file up first when it is malformed or
-        `backup` is set; update its status."""
-        data = _voc_bytes(entry.path, size, boxes, verified)
+    def _write_annotation(self, entry: ImageEntry, data: bytes, verified: bool, backup: bool = False) -> Path:
+        """Write an image's annotation file `data`, backing the old file up first when it is
+        malformed or `backup` is set; update its status."""
         if (backup or entry.status == "error") and entry.annotation_path.is_file():
             backup_copy(entry.annotation_path)
         write_bytes_atomic(entry.annotation_path, data)
+        self._written.add(entry.annotation_path)
         entry.status, entry.error = ("verified" if verified else "annotated"), None
         return entry.annotation_path
 

@@ -12,6 +12,7 @@ from frcnn_core.data.voc import VocAnnotation, read_voc_xml
 from frcnn_core.data.yolo import read_yolo_folder, write_yolo
 from frcnn_core.errors import InputError
 from frcnn_core.imageio import image_size
+from frcnn_gui.annotation_file import annotation_bytes
 from frcnn_gui.boxes import Box, fit_box, is_class_name
 
 NOT_IN_FOLDER = "skipped: not in the open folder"
@@ -66,8 +67,10 @@ class FolderExchange:
         return self._import(read_yolo_folder(folder))
 
     def _import(self, dataset: DetectionDataset) -> list[str]:
-        """Write each matched image's annotation (matched by file name; not verified), extend the
-        class list, reopen the current image. The caller clears its undo stack: files changed."""
+        """Write each matched image's annotation (matched by file name; not verified; boxes in
+        whole pixels, as VOC expects; a fresh labelImg file: the imported boxes replace the old
+        file), extend the class list, reopen the current image. The caller clears its undo
+        stack: files changed."""
         self._leave_current()
         entries = {entry.path.name: entry for entry in self.images}
         problems = list(dataset.problems)
@@ -85,10 +88,11 @@ class FolderExchange:
             boxes = []
             for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags):
                 try:
-                    boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag), *size))
+                    boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag).whole_pixels(), *size))
                 except ValueError as error:
                     problems.append(f"{sample.image_path}: {dataset.class_names[label]} skipped: {error}")
-            self._write_annotation(entry, size, boxes, verified=False)
+            data, _ = annotation_bytes(None, entry.path, size, list(enumerate(boxes)), {}, verified=False)
+            self._write_annotation(entry, data, verified=False)
         self.classes = list(dict.fromkeys([*self.classes, *filter(is_class_name, dataset.class_names[1:])]))
         if self.current_index is not None:
             self._load(self.current_index)

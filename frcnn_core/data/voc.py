@@ -8,6 +8,7 @@ Objects are numbered from 1 in file order in problem lines.
 """
 from __future__ import annotations
 
+import io
 import os
 import xml.etree.ElementTree as ElementBuilder
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
 CLASS_FILES = ("classes.txt", "labels.txt")
+BNDBOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,15 @@ def _side(size, tag: str, path: str) -> int | None:
     return stated_side(path, f"<size> <{tag}>", _number(size, tag, path, "<size>"))
 
 
-def _doctype_refusal(path: str, doctype: DTDForbidden) -> DefusedXmlException:
+def _source(path: str, data: bytes | None):
+    return path if data is None else io.BytesIO(data)
+
+
+def _doctype_refusal(path: str, data: bytes | None, doctype: DTDForbidden) -> DefusedXmlException:
     """What to refuse a file with a DOCTYPE for: EntitiesForbidden when the DOCTYPE declares
     entities (the attack by its name), else DTDForbidden (an external DTD, say)."""
     try:
-        ElementTree.parse(path)  # a DOCTYPE allowed; entity declarations and external references not
+        ElementTree.parse(_source(path, data))  # a DOCTYPE allowed; entity declarations and external references not
     except DefusedXmlException as refused:
         return refused
     except ElementTree.ParseError:  # e.g. an entity the unread external DTD would have declared
@@ -86,13 +92,13 @@ def _doctype_refusal(path: str, doctype: DTDForbidden) -> DefusedXmlException:
     return doctype
 
 
-def _parse_root(path: str):
+def _parse_root(path: str, data: bytes | None):
     try:
-        return ElementTree.parse(path, forbid_dtd=True).getroot()
+        return ElementTree.parse(_source(path, data), forbid_dtd=True).getroot()
     except ElementTree.ParseError as error:
         raise InputError(path, f"malformed XML (line {error.position[0]}, column {error.position[1]})") from error
     except DefusedXmlException as error:
-        refused = _doctype_refusal(path, error) if isinstance(error, DTDForbidden) else error
+        refused = _doctype_refusal(path, data, error) if isinstance(error, DTDForbidden) else error
         raise InputError(path, f"refused XML: {refused.__class__.__name__} (entity declarations, DTDs and "
                                "external references are not allowed in annotations)") from refused
     except OSError as error:
@@ -101,10 +107,11 @@ def _parse_root(path: str):
         raise InputError(path, f"malformed XML ({error})") from error
 
 
-def parse_voc_xml(path: str | os.PathLike) -> VocFile:
-    """Parse one VOC XML file without checking its boxes. InputError when malformed."""
+def parse_voc_xml(path: str | os.PathLike, data: bytes | None = None) -> VocFile:
+    """Parse one VOC XML file without checking its boxes. InputError when malformed, or when it
+    has a DOCTYPE. data: the file's bytes, when the caller has read them (the file is not read)."""
     path = str(path)
-    root = _parse_root(path)
+    root = _parse_root(path, data)
     if root.tag != "annotation":
         raise InputError(path, f"not a VOC annotation (root element <{root.tag}>)")
     width, height = (_side(root.find("size"), tag, path) for tag in ("width", "height"))
@@ -114,7 +121,7 @@ def parse_voc_xml(path: str | os.PathLike) -> VocFile:
         bndbox = obj.find("bndbox")
         if not name or bndbox is None:
             raise InputError(path, f"object {number}: missing <name> or <bndbox>")
-        coords = tuple(_number(bndbox, tag, path, f"object {number}") for tag in ("xmin", "ymin", "xmax", "ymax"))
+        coords = tuple(_number(bndbox, tag, path, f"object {number}") for tag in BNDBOX_TAGS)
         difficult = (obj.findtext("difficult") or "0").strip() == "1"
         objects.append(RawObject(f"object {number}", name, coords, difficult))
     filename = (root.findtext("filename") or "").strip() or None
@@ -273,18 +280,26 @@ def voc_xml_bytes(image_path, width: int, height: int, boxes, names: list[str], 
     _sub(root, "segmented", "0")
     box_rows = boxes.tolist() if hasattr(boxes, "tolist") else list(boxes)  # a tensor or an array, or lists
     flags = [False] * len(names) if difficult is None else [bool(flag) for flag in difficult]
-    for (x1, y1, x2, y2), name, flag in zip(box_rows, names, flags, strict=True):
-        obj = _sub(root, "object")
-        _sub(obj, "name", name)
-        _sub(obj, "pose", "Unspecified")
-        # labelImg's rule: truncated when the box touches the image border.
-        _sub(obj, "truncated", str(int(x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height)))
-        _sub(obj, "difficult", str(int(flag)))
-        bndbox = _sub(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2)):
-            _sub(bndbox, tag, format_coordinate(value))
+    for coords, name, flag in zip(box_rows, names, flags, strict=True):
+        root.append(labelimg_object(name, coords, flag, width, height))
     ElementBuilder.indent(root, space="\t")
     return (ElementBuilder.tostring(root, encoding="unicode") + "\n").encode("utf-8")
+
+
+def labelimg_object(name: str, coords, difficult: bool, width: int, height: int):
+    """One <object> as labelImg writes it (no whitespace): name, pose Unspecified, truncated,
+    difficult, bndbox. coords: x1 y1 x2 y2 pixels, written as format_coordinate does."""
+    x1, y1, x2, y2 = coords
+    obj = ElementBuilder.Element("object")
+    _sub(obj, "name", name)
+    _sub(obj, "pose", "Unspecified")
+    # labelImg's rule: truncated when the box touches the image border.
+    _sub(obj, "truncated", str(int(x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height)))
+    _sub(obj, "difficult", str(int(difficult)))
+    bndbox = _sub(obj, "bndbox")
+    for tag, value in zip(BNDBOX_TAGS, (x1, y1, x2, y2)):
+        _sub(bndbox, tag, format_coordinate(value))
+    return obj
 
 
 def write_voc(folder: str | os.PathLike, dataset: DetectionDataset, split: str = "trainval") -> None:

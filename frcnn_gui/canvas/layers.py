@@ -202,12 +202,16 @@ GROUND_TRUTH_WIDTH = 2.0
 SELECTED_WIDTH = 3.0
 SELECTED_FILL_ALPHA = 48
 HANDLE_SIZE = 7  # screen pixels
+DIFFICULT_TAG = " (difficult)"  # after the class name
 DETECTION_WIDTH = 2.0
 
 
 class GroundTruthLayer(BoxSetLayer):
     """The document's boxes in class colours, tagged with their class; the selected ones drawn
-    thicker, tinted and with 8 resize handles. The canvas owns the selection and tells this layer.
+    thicker, tinted and with 8 resize handles; VOC's difficult ones dotted (the class colour and
+    the dark halo in turn, finer than the dashes of the lighter detections) and tagged
+    "(difficult)".
+    The canvas owns the selection and tells this layer.
 
     box_ids[i] is the document id of box row i. A preview (a box being dragged, or a new box being
     drawn: box id None) is shown in place of the document's geometry until cleared.
@@ -220,6 +224,8 @@ class GroundTruthLayer(BoxSetLayer):
         self.selected: list[int] = []
         self._preview: tuple[int | None, tuple[float, float, float, float], str] | None = None
         self._colours: dict[str, QColor] = {}
+        self._difficult_rows = np.zeros(0, dtype=np.int64)
+        self._widths = np.zeros(0)
 
     def refresh(self) -> None:
         """Re-read the document's boxes."""
@@ -227,17 +233,20 @@ class GroundTruthLayer(BoxSetLayer):
         self.box_ids = list(boxes)
         coords = np.array([box.coords for box in boxes.values()], dtype=np.float64).reshape(-1, 4)
         labels = [box.label for box in boxes.values()]
+        difficult = [box.difficult for box in boxes.values()]
         if self._preview is not None:
             box_id, preview_coords, label = self._preview
             if box_id is None:
-                coords, labels = np.vstack([coords, preview_coords]), [*labels, label]
+                coords, labels, difficult = np.vstack([coords, preview_coords]), [*labels, label], [*difficult, False]
             elif box_id in boxes:
                 coords[self.box_ids.index(box_id)] = preview_coords
-        widths = np.full(len(coords), GROUND_TRUTH_WIDTH)
-        widths[self._selected_rows()] = SELECTED_WIDTH
+        self._widths = np.full(len(coords), GROUND_TRUTH_WIDTH)
+        self._widths[self._selected_rows()] = SELECTED_WIDTH
         if self._preview is not None and self._preview[0] is None:
-            widths[-1] = SELECTED_WIDTH
-        self.set_boxes(coords, [self._colour(label) for label in labels], widths, labels)
+            self._widths[-1] = SELECTED_WIDTH
+        self._difficult_rows = np.flatnonzero(difficult)
+        tags = [label + DIFFICULT_TAG * flag for label, flag in zip(labels, difficult)]
+        self.set_boxes(coords, [self._colour(label) for label in labels], self._widths, tags)
 
     def _colour(self, label: str) -> QColor:
         if label not in self._colours:
@@ -276,6 +285,7 @@ class GroundTruthLayer(BoxSetLayer):
 
     def paint_device(self, painter: QPainter, transform: QTransform, exposed: QRectF) -> None:
         super().paint_device(painter, transform, exposed)
+        self._paint_difficult(painter, transform, exposed)
         half = HANDLE_SIZE / 2
         for row in self._selected_rows():
             x1, y1, x2, y2 = device_boxes(self._boxes[row:row + 1], transform)[0].tolist()
@@ -287,6 +297,20 @@ class GroundTruthLayer(BoxSetLayer):
             painter.setBrush(QColor(Qt.white))
             painter.drawRects([QRectF(hx - half, hy - half, HANDLE_SIZE, HANDLE_SIZE)
                                for hx, hy in handle_points((x1, y1, x2, y2))])
+
+
+    def _paint_difficult(self, painter: QPainter, transform: QTransform, exposed: QRectF) -> None:
+        """Dots of halo over the outlines of the difficult boxes in view, as wide as each outline."""
+        rows = np.intersect1d(self._difficult_rows, self.visible_indices(exposed, transform.m11()))
+        device = device_boxes(self._boxes[rows], transform)
+        painter.setBrush(Qt.NoBrush)
+        for width in np.unique(self._widths[rows]).tolist():
+            pen = self._pen(HALO, width, False)
+            pen.setCapStyle(Qt.FlatCap)  # square caps would lengthen each dot by a line width
+            pen.setDashPattern([1, 1])  # in line widths: as much colour as halo, finer than DashLine's 4, 2
+            painter.setPen(pen)
+            painter.drawRects([QRectF(x1, y1, x2 - x1, y2 - y1)
+                               for x1, y1, x2, y2 in device[self._widths[rows] == width].tolist()])
 
 
 class DetectionLayer(BoxSetLayer):

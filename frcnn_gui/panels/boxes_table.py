@@ -1,15 +1,16 @@
 """The current image's GT boxes as a table, selection shared with the canvas; editing a class
-cell relabels the box (an undo command)."""
+cell relabels the box, ticking a difficult cell sets VOC's difficult flag (each an undo command)."""
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMessageBox, QTableWidget, QTableWidgetItem
 
-from frcnn_gui.commands import RelabelCommand
+from frcnn_gui.commands import RelabelCommand, SetDifficultCommand
 from frcnn_gui.document import Document
 
-COLUMNS = ("class", "x1", "y1", "x2", "y2")
+COLUMNS = ("class", "x1", "y1", "x2", "y2", "difficult")
+DIFFICULT_COLUMN = COLUMNS.index("difficult")
 
 
 class BoxesTable(QTableWidget):
@@ -47,8 +48,18 @@ class BoxesTable(QTableWidget):
                     item.setFlags(item.flags() & ~Qt.ItemIsEditable)
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
                 self.setItem(row, column, item)
+            self.setItem(row, DIFFICULT_COLUMN, self._difficult_item(box.difficult))
         self.set_selection([i for i in self._ids if i in selected])
         self._refreshing = False
+
+    @staticmethod
+    def _difficult_item(flag: bool) -> QTableWidgetItem:
+        """A check box alone in its cell (no text: the header names it)."""
+        item = QTableWidgetItem()
+        item.setFlags((item.flags() | Qt.ItemIsUserCheckable) & ~Qt.ItemIsEditable)
+        item.setCheckState(Qt.Checked if flag else Qt.Unchecked)
+        item.setToolTip("difficult (VOC): ignored by evaluation, neither found nor missed")
+        return item
 
     def selected_ids(self) -> list[int]:
         rows = sorted({index.row() for index in self.selectedIndexes()})
@@ -72,7 +83,12 @@ class BoxesTable(QTableWidget):
             self.selection_changed.emit(self.selected_ids())
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
-        if self._refreshing or item.column() != 0:
+        if self._refreshing:
+            return
+        if item.column() == DIFFICULT_COLUMN:
+            self._difficult_changed(item)  # the push refills the table: `item` is gone after it
+            return
+        if item.column() != 0:
             return
         box_id, label = self._ids[item.row()], item.text().strip()
         if label == self.document.boxes[box_id].label:
@@ -82,3 +98,8 @@ class BoxesTable(QTableWidget):
         except ValueError as error:
             QMessageBox.warning(self, "Relabel", str(error))
             self.refresh()
+
+    def _difficult_changed(self, item: QTableWidgetItem) -> None:
+        box_id, flag = self._ids[item.row()], item.checkState() == Qt.Checked
+        if flag != self.document.boxes[box_id].difficult:
+            self.stack.push(SetDifficultCommand(self.document, [box_id], flag))

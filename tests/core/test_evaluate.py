@@ -132,6 +132,28 @@ def test_coco_detection_on_a_difficult_object_is_ignored():
     assert metrics["AP50"] == pytest.approx(1.0)
 
 
+# one cat found (0.8) and one difficult cat at (50, 50, 70, 70); by hand, per rule:
+DIFFICULT_CASES = {
+    # never detected: not a miss -> recall 1 from the one real cat
+    "difficult missed": ([], [], 1.0, 1.0),
+    # two detections on it, IoU 1 and 0.81 (IoU >= 0.5, a crowd box matches many): both ignored
+    "hit twice": ([[50, 50, 70, 70], [52, 52, 70, 70]], [0.95, 0.9], 1.0, 1.0),
+    # a detection inside it, IoU 25/400 < 0.5: VOC's rule (IoU) makes it a false positive ranked
+    # first -> precision 0, 1/2 at recall 0, 1 -> AP 1/2 at every recall point; COCO's crowd rule
+    # (intersection / detection area = 1) ignores it -> AP50 1
+    "inside it": ([[55, 55, 60, 60]], [0.9], 0.5, 1.0),
+}
+
+
+@pytest.mark.parametrize("case", DIFFICULT_CASES)
+def test_difficult_boxes_are_neither_found_nor_missed(case):
+    extra_boxes, extra_scores, voc_ap, coco_ap50 = DIFFICULT_CASES[case]
+    dataset = dataset_of([sample([[0, 0, 10, 10], [50, 50, 70, 70]], [1, 1], difficult=[False, True])])
+    detections = [record(0, [*extra_boxes, [0, 0, 10, 10]], [*extra_scores, 0.8], [1] * (len(extra_boxes) + 1))]
+    assert evaluate.voc07_ap(dataset, detections)[1] == {"cat": pytest.approx(voc_ap)}
+    assert coco_of(dataset, detections)["AP50"] == pytest.approx(coco_ap50)
+
+
 def test_coco_detections_are_xywh_in_float64():
     results = evaluate.coco_detections([record(4, [[0.1, 0.2, 10.3, 20.7]], [0.5], [2])])
     x1, y1, x2, y2 = torch.tensor([0.1, 0.2, 10.3, 20.7], dtype=torch.float32).double().tolist()

@@ -9,7 +9,7 @@ from PySide6.QtGui import QUndoStack
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_gui.commands import (
     AcceptDetectionsCommand, AddBoxCommand, AddClassCommand, DeleteBoxesCommand, EditBoxCommand, RelabelCommand,
-    RenameClassCommand, SetVerifiedCommand,
+    RenameClassCommand, SetDifficultCommand, SetVerifiedCommand,
 )
 from frcnn_gui.document import Box, Detection, Document
 
@@ -56,6 +56,7 @@ COMMANDS = {
     "add class": lambda d: AddClassCommand(d, "WBC"),
     "rename class": lambda d: RenameClassCommand(d, "RBC", "Erythrozyt"),
     "verify": lambda d: SetVerifiedCommand(d, True),
+    "difficult": lambda d: SetDifficultCommand(d, ids(d)[1:], True),
     "accept": lambda d: AcceptDetectionsCommand(d, [Detection((1, 1, 9, 9), 0.9, "RBC"),
                                                     Detection((50, 50, 90, 70), 0.8, "WBC")]),
 }
@@ -85,6 +86,8 @@ def test_texts_are_readable(doc):
     assert AcceptDetectionsCommand(doc, [Detection((1, 1, 9, 9), 0.9, "RBC")]).text() == "Accept detection 'RBC'"
     assert RenameClassCommand(doc, "RBC", "X").text() == "Rename class 'RBC' to 'X'"
     assert SetVerifiedCommand(doc, True).text() == "Mark verified"
+    assert SetDifficultCommand(doc, [box_id], True).text() == "Mark box difficult"
+    assert SetDifficultCommand(doc, ids(doc), False).text() == "Mark 3 boxes not difficult"
 
 
 def test_bad_input_is_refused_before_the_push(doc):
@@ -182,3 +185,32 @@ def test_accepting_many_detections_is_one_step_and_one_redraw(doc, stack):
     detections = [Detection((x, 1, x + 1, 9), 0.5, "RBC") for x in range(50)]
     stack.push(AcceptDetectionsCommand(doc, detections))
     assert stack.count() == 1 and len(doc.boxes) == 53 and seen == ["boxes"]
+
+
+def test_boxes_from_the_user_and_the_model_are_whole_pixels(doc, stack):
+    stack.push(AddBoxCommand(doc, Box(1.4, 2.5, 30.49, 40.51, "RBC")))
+    stack.push(AcceptDetectionsCommand(doc, [Detection((51.28647, 0.2, 70.5, 9.7), 0.9, "RBC")]))
+    drawn, accepted = list(doc.boxes.values())[-2:]
+    assert drawn.coords == (1, 3, 30, 41) and accepted.coords == (51, 0, 71, 10)
+    box_id = ids(doc)[0]
+    stack.push(EditBoxCommand(doc, box_id, doc.boxes[box_id].moved(0.4, 0.6), merge=False))
+    assert doc.boxes[box_id].coords == (0, 1, 5, 6)
+
+
+def test_undo_of_an_edit_gives_back_a_fractional_box_exactly(doc, stack):
+    """A box read from a file keeps its fractions until it is edited; undo restores them."""
+    box_id = ids(doc)[0]
+    doc.replace_box(box_id, Box(0.25, 0.5, 5.75, 5.5, "RBC"))  # as a file may hold it
+    stack.push(EditBoxCommand(doc, box_id, doc.boxes[box_id].moved(1, 0)))
+    assert doc.boxes[box_id].coords == (1, 1, 7, 6)  # 1.25, 0.5, 6.75, 5.5 to whole pixels (halves up)
+    stack.undo()
+    assert doc.boxes[box_id] == Box(0.25, 0.5, 5.75, 5.5, "RBC")
+
+
+def test_set_difficult_keeps_the_geometry_exactly(doc, stack):
+    box_id = ids(doc)[0]
+    doc.replace_box(box_id, Box(0.25, 0.5, 5.75, 5.5, "RBC"))
+    stack.push(SetDifficultCommand(doc, [box_id], True))
+    assert doc.boxes[box_id] == Box(0.25, 0.5, 5.75, 5.5, "RBC", True)
+    with pytest.raises(ValueError, match="no box selected"):
+        SetDifficultCommand(doc, [], True)

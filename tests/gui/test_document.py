@@ -306,7 +306,7 @@ def test_a_failed_save_leaves_the_old_file_and_stays_dirty(doc, folder, monkeypa
 
 def annotate_two(document):
     document.add_class("血小板")
-    document.add_box(Box(1, 2, 30.5, 40, "RBC"))
+    document.add_box(Box(1, 2, 30.25, 40, "RBC"))  # a fraction, as a file may hold
     document.open_image(1)
     document.add_box(Box(5, 6, 70, 79, "血小板", True))
     document.save()
@@ -325,8 +325,10 @@ def test_export_then_import_gives_the_same_boxes(doc, tmp_path, kind):
     for index in (0, 1):
         other.open_image(index)
         doc.open_image(index)
-        # COCO and YOLO have no difficult flag.
-        assert boxes_of(other) == [Box(*box.coords, box.label) for box in boxes_of(doc)]
+        # COCO and YOLO have no difficult flag; imported boxes are whole pixels, as VOC expects.
+        assert boxes_of(other) == [Box(*box.coords, box.label).whole_pixels() for box in boxes_of(doc)]
+    other.open_image(0)
+    assert boxes_of(other)[0].x2 == 30  # written 30.25
     assert other.images[2].status == "none"
 
 

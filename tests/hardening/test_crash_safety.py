@@ -178,7 +178,7 @@ def test_annotation_survives_kills_mid_autosave(tmp_path):
     document.save()
     assert temp_files(xml) == []
     assert read_voc_xml(xml).boxes[0].tolist() == [1, 1, 9, 9]
-    # The document builds its XML in memory (voc_xml_bytes): a kill leaves nothing in the temp folder.
+    # The document builds its XML in memory (annotation_file): a kill leaves nothing in the temp folder.
     assert list((tmp_path / "system-temp").iterdir()) == []
 
 
