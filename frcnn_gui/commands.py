@@ -1,8 +1,10 @@
 """One QUndoCommand per document edit.
 
-A command that edits an image remembers that image's path: undo and redo first make it current
-again (the document saves the image it leaves), so an undo never edits the image the user happens
-to be looking at. Class commands act on the whole folder and need no image.
+A command that edits an image remembers that image's path. Each image has its own undo stack
+(history.py), so the image is current whenever its commands are undone or redone; undo and redo
+still make it current first when it is not (a command pushed on a shared stack, as in tests), so
+an undo never edits the image the user happens to be looking at. Class commands act on the whole
+folder and need no image.
 
 Every command checks its input in __init__ and raises ValueError there: QUndoStack.push calls
 redo() itself, and when redo() raises, the command stays on the stack as if it had happened.
@@ -165,25 +167,58 @@ class EditBoxCommand(ImageCommand):
         return True
 
 
-class RelabelCommand(ImageCommand):
-    """Give boxes another class; a new class name is added to the list."""
+class ChangeBoxesCommand(ImageCommand):
+    """Replace each of some boxes by `changed(box)`, in one step; subclasses say how."""
 
-    def __init__(self, document: Document, box_ids: Iterable[int], label: str):
-        ids, label = _existing_ids(document, box_ids), check_class_name(label)
-        super().__init__(document, f"Relabel {'box' if len(ids) == 1 else _count(len(ids), 'box')} '{label}'")
-        self.box_ids, self.label = ids, label
+    def __init__(self, document: Document, box_ids: list[int], text: str):
+        super().__init__(document, text)
+        self.box_ids = box_ids
         self.old: dict[int, Box] = {}
 
+    def changed(self, box: Box) -> Box:
+        raise NotImplementedError
+
     def _apply(self) -> None:
-        self._add_missing_classes([self.label])
         self.old = {box_id: self.document.boxes[box_id] for box_id in self.box_ids}
         for box_id, box in self.old.items():
-            self.document.replace_box(box_id, replace(box, label=self.label))
+            self.document.replace_box(box_id, self.changed(box))
 
     def _revert(self) -> None:
         for box_id, box in self.old.items():
             self.document.replace_box(box_id, box)
+
+
+class RelabelCommand(ChangeBoxesCommand):
+    """Give boxes another class; a new class name is added to the list."""
+
+    def __init__(self, document: Document, box_ids: Iterable[int], label: str):
+        ids, label = _existing_ids(document, box_ids), check_class_name(label)
+        super().__init__(document, ids, f"Relabel {'box' if len(ids) == 1 else _count(len(ids), 'box')} '{label}'")
+        self.label = label
+
+    def changed(self, box: Box) -> Box:
+        return replace(box, label=self.label)
+
+    def _apply(self) -> None:
+        self._add_missing_classes([self.label])
+        super()._apply()
+
+    def _revert(self) -> None:
+        super()._revert()
         self._remove_added_classes()
+
+
+class SetDifficultCommand(ChangeBoxesCommand):
+    """Set or clear VOC's difficult flag of boxes."""
+
+    def __init__(self, document: Document, box_ids: Iterable[int], flag: bool):
+        ids = _existing_ids(document, box_ids)
+        what = "box" if len(ids) == 1 else _count(len(ids), "box")
+        super().__init__(document, ids, f"Mark {what} difficult" if flag else f"Mark {what} not difficult")
+        self.flag = bool(flag)
+
+    def changed(self, box: Box) -> Box:
+        return replace(box, difficult=self.flag)
 
 
 class SetVerifiedCommand(ImageCommand):
@@ -200,15 +235,11 @@ class SetVerifiedCommand(ImageCommand):
         self.document.set_verified(self.old)
 
 
-class AcceptDetectionsCommand(ImageCommand):
-    """Add detections as ground-truth boxes, all in one step; missing classes are added."""
+class AddBoxesCommand(ImageCommand):
+    """Add boxes (each as document.check_box returned it) in one step; missing classes are added."""
 
-    def __init__(self, document: Document, detections: Iterable[Detection]):
-        boxes = [document.check_box(Box(*detection.box, detection.label)) for detection in detections]
-        if not boxes:
-            raise ValueError("no detections to accept")
-        super().__init__(document, f"Accept detection '{boxes[0].label}'" if len(boxes) == 1
-                         else f"Accept {_count(len(boxes), 'detection')}")
+    def __init__(self, document: Document, boxes: list[Box], text: str):
+        super().__init__(document, text)
         self.boxes = boxes
         self.box_ids: list[int | None] = [None] * len(boxes)
 
@@ -220,6 +251,34 @@ class AcceptDetectionsCommand(ImageCommand):
         for box_id in reversed(self.box_ids):
             self.document.remove_box(box_id)
         self._remove_added_classes()
+
+
+class PasteBoxesCommand(AddBoxesCommand):
+    """Add copies of boxes (from this or another image), clipped to this image; those with no
+    area inside it are left out. ValueError when none is left."""
+
+    def __init__(self, document: Document, boxes: Iterable[Box]):
+        _require_image(document)
+        fitting = []
+        for box in boxes:
+            try:
+                fitting.append(document.check_box(box))
+            except ValueError:
+                continue  # outside this (smaller) image: nothing of it to paste
+        if not fitting:
+            raise ValueError("nothing to paste: no copied box lies inside this image")
+        super().__init__(document, fitting, f"Paste {'box' if len(fitting) == 1 else _count(len(fitting), 'box')}")
+
+
+class AcceptDetectionsCommand(AddBoxesCommand):
+    """Add detections as ground-truth boxes, all in one step; missing classes are added."""
+
+    def __init__(self, document: Document, detections: Iterable[Detection]):
+        boxes = [document.check_box(Box(*detection.box, detection.label)) for detection in detections]
+        if not boxes:
+            raise ValueError("no detections to accept")
+        super().__init__(document, boxes, f"Accept detection '{boxes[0].label}'" if len(boxes) == 1
+                         else f"Accept {_count(len(boxes), 'detection')}")
 
 
 class AddClassCommand(QUndoCommand):
