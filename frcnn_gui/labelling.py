@@ -98,14 +98,15 @@ class Labelling(QObject):
         self.relabel(self.canvas.selection)
 
     def relabel_selection_to(self, name: str) -> None:
-        """The selected boxes take class `name` (a listed class); nothing when none is selected
-        or all of them have it."""
-        ids = self.canvas.selection
-        if any(self.document.boxes[box_id].label != name for box_id in ids):
-            self._relabel(ids, name)
+        """The selected boxes (if any) take class `name`, a listed class."""
+        if self.canvas.selection:
+            self._relabel(self.canvas.selection, name)
 
     def _relabel(self, box_ids: list[int], name: str) -> None:
-        self._push(lambda: RelabelCommand(self.document, box_ids, name))
+        """One step, none when every box has the class already; `name` becomes the current class."""
+        boxes = self.document.boxes
+        if any(box_id not in boxes or boxes[box_id].label != name for box_id in box_ids):
+            self._push(lambda: RelabelCommand(self.document, box_ids, name))
         self.classes_panel.set_current(name)
 
     # -- the other box actions -----------------------------------------------------------------

@@ -52,6 +52,8 @@ class ClassPrompt(QDialog):
         for widget in (self.name_edit, self.warning, self.list, buttons):
             layout.addWidget(widget)
         buttons.accepted.connect(self._use)
+        # Enter also takes an inline completion ("pla" -> "platelets") at once, not in two presses
+        self.name_edit.returnPressed.connect(self._use)
         buttons.rejected.connect(self.reject)
         self.add_button.clicked.connect(self._add)
         self.name_edit.textChanged.connect(self._name_changed)
@@ -100,7 +102,7 @@ class ClassPrompt(QDialog):
 
     def _use(self) -> None:
         known = self.known_name(self.name_edit.text())
-        if known is not None:
+        if known is not None and self.isVisible():  # Enter reaches here twice: line edit, default button
             self.name_edit.setText(known)
             self.accept()
 
