@@ -106,7 +106,7 @@ def _box_actions(window, menu) -> dict[str, QAction]:
     menu.addSeparator()
     found = {
         "relabel": _action(window, "Relabel…", "Ctrl+E", labelling.relabel_selection, menu),
-        "delete": _action(window, "Delete", None, labelling.delete, menu),
+        "delete": _action(window, "Delete", "Del", labelling.delete, menu),
         "difficult": _action(window, "Difficult", None, labelling.set_difficult, menu, checkable=True),
         "copy": _action(window, "Copy boxes", "Ctrl+C", labelling.copy, menu),
         "paste": _action(window, "Paste boxes", "Ctrl+V", labelling.paste, menu),

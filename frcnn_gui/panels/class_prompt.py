@@ -94,9 +94,10 @@ class ClassPrompt(QDialog):
         self.warning.setText(problem or ("" if known is not None or not name else
                                          f"'{name}' is not a class yet: choose one, or add it with the button"))
         self.warning.setVisible(bool(self.warning.text()))
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            item.setHidden(bool(name) and name.casefold() not in item.text().casefold())
+        items = [self.list.item(row) for row in range(self.list.count())]
+        matching = [item for item in items if name.casefold() in item.text().casefold()]
+        for item in items:  # the classes that contain the text; all of them when none does
+            item.setHidden(bool(matching) and item not in matching)
             if item.text() == known:
                 self.list.setCurrentItem(item)
 

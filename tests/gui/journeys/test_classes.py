@@ -87,6 +87,13 @@ def test_double_click_on_a_box_relabels_it_in_one_undo_step(qtbot, window, journ
     press(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
     assert window.document.boxes[box_id].label == "WBC" and table_labels(window)[row] == "WBC"
 
+    steps = window.stack.index()
+    press(qtbot, window, Qt.Key_E, Qt.ControlModifier)  # labelImg's "edit label" on the selection
+    assert prompt_opens(qtbot, window).name_edit.text() == "WBC"
+    answer(qtbot, window, "Platelets", key=Qt.Key_Escape)
+    closed(qtbot, window)
+    assert window.document.boxes[box_id].label == "WBC" and window.stack.index() == steps
+
 
 def choose_in_menu(qtbot, window, text: str) -> None:
     """Pick the entry `text` of the open box menu with the keyboard (arrows, then Enter)."""
