@@ -57,6 +57,7 @@ class ClassPrompt(QDialog):
         buttons.rejected.connect(self.reject)
         self.add_button.clicked.connect(self._add)
         self.name_edit.textChanged.connect(self._name_changed)
+        self.name_edit.textEdited.connect(self._filter)  # typed text, not the preselected name
         self.list.itemClicked.connect(lambda item: self.name_edit.setText(item.text()))
         self.list.itemDoubleClicked.connect(self._use_item)
         self.finished.connect(self._finished)
@@ -67,6 +68,7 @@ class ClassPrompt(QDialog):
         self._names.setStringList(self.classes)
         self.list.clear()
         self.list.addItems(self.classes)
+        self.list.setCurrentRow(-1)
         self.name_edit.setText(initial)
         self.name_edit.selectAll()
         self.name_edit.setFocus()
@@ -94,12 +96,15 @@ class ClassPrompt(QDialog):
         self.warning.setText(problem or ("" if known is not None or not name else
                                          f"'{name}' is not a class yet: choose one, or add it with the button"))
         self.warning.setVisible(bool(self.warning.text()))
+        matches = self.list.findItems(known, Qt.MatchExactly) if known is not None else []
+        self.list.setCurrentItem(matches[0] if matches else None)
+
+    def _filter(self, typed: str) -> None:
+        """List the classes that contain the typed text; all of them when none does."""
         items = [self.list.item(row) for row in range(self.list.count())]
-        matching = [item for item in items if name.casefold() in item.text().casefold()]
-        for item in items:  # the classes that contain the text; all of them when none does
+        matching = [item for item in items if typed.strip().casefold() in item.text().casefold()]
+        for item in items:
             item.setHidden(bool(matching) and item not in matching)
-            if item.text() == known:
-                self.list.setCurrentItem(item)
 
     def _use(self) -> None:
         known = self.known_name(self.name_edit.text())

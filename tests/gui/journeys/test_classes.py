@@ -17,6 +17,11 @@ FREE = ((10, 10), (90, 90))  # an empty corner of cells-2.jpg: no GT box there
 FREE_LOW = ((10, 370), (110, 470))
 
 
+def listed(prompt) -> list[str]:
+    """The classes the prompt's list shows."""
+    return [prompt.list.item(row).text() for row in range(prompt.list.count()) if not prompt.list.item(row).isHidden()]
+
+
 def boxes_of(window) -> list[tuple[tuple[float, ...], str]]:
     return [(box.coords, box.label) for box in window.document.boxes.values()]
 
@@ -26,9 +31,11 @@ def test_a_drawn_box_asks_its_class_with_completion_and_the_last_class_preselect
     draw_box(qtbot, window, *FREE)
     prompt = prompt_opens(qtbot, window)
     assert prompt.name_edit.text() == window.classes_panel.current_label() == "RBC"
-    assert [prompt.list.item(row).text() for row in range(prompt.list.count())] == window.document.classes
+    assert listed(prompt) == window.document.classes
     assert changed_fraction(before_pixels, canvas_pixels(window)) > 0.001  # the new box shows while asked
-    answer(qtbot, window, "pla")  # completes inline to "platelets"; Enter takes the class "Platelets"
+    qtbot.keyClicks(prompt.name_edit, "pla")
+    assert prompt.name_edit.text() == "platelets" and listed(prompt) == ["Platelets"]  # completed inline
+    answer(qtbot, window)  # Enter takes the class "Platelets"
     closed(qtbot, window)
     assert boxes_of(window) == [*before_boxes, ((10, 10, 90, 90), "Platelets")]
     assert table_labels(window)[-1] == "Platelets"
@@ -78,6 +85,7 @@ def test_double_click_on_a_box_relabels_it_in_one_undo_step(qtbot, window, journ
     through_the_window(qtbot, window, 330, 40, double=True)
     prompt = prompt_opens(qtbot, window)
     assert prompt.name_edit.text() == "WBC" and window.canvas.selection == [box_id]
+    assert listed(prompt) == window.document.classes  # every class to choose from, not only the preselected
     answer(qtbot, window, "RBC")
     closed(qtbot, window)
     row = list(window.document.boxes).index(box_id)
