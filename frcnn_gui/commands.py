@@ -41,6 +41,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}es" if noun.endswith("x") else f"{number} {noun}s"
 
 
+def _remove_unused_class(document: Document, name: str) -> None:
+    """Undo of adding class `name`, unless a box uses it: each image has its own undo history,
+    so another image may have taken the class up since it was added."""
+    if not document.class_in_use(name):
+        document.remove_class(name)
+
+
 class ImageCommand(QUndoCommand):
     """Base of the commands that edit one image: redo/undo show it, then _apply/_revert.
 
@@ -53,7 +60,7 @@ class ImageCommand(QUndoCommand):
         super().__init__(text)
         self.document = document
         self.image_path = document.current_path
-        self.added_classes: list[str] = []
+        self.added_classes: list[str] | None = None  # the classes the first _apply brought in
 
     def redo(self) -> None:
         with self.document.batch():
@@ -70,13 +77,15 @@ class ImageCommand(QUndoCommand):
             self.document.open_image(self.document.image_index(self.image_path))
 
     def _add_missing_classes(self, labels: Iterable[str]) -> None:
-        self.added_classes = [name for name in dict.fromkeys(labels) if name not in self.document.classes]
+        if self.added_classes is None:
+            self.added_classes = [name for name in dict.fromkeys(labels) if name not in self.document.classes]
         for name in self.added_classes:
-            self.document.add_class(name)
+            if name not in self.document.classes:  # undo kept it when another image used it
+                self.document.add_class(name)
 
     def _remove_added_classes(self) -> None:
-        for name in reversed(self.added_classes):
-            self.document.remove_class(name)
+        for name in reversed(self.added_classes or []):
+            _remove_unused_class(self.document, name)
 
     def _apply(self) -> None:
         raise NotImplementedError
@@ -291,10 +300,11 @@ class AddClassCommand(QUndoCommand):
         self.document, self.name = document, name
 
     def redo(self) -> None:
-        self.document.add_class(self.name)
+        if self.name not in self.document.classes:  # kept by undo() when a box uses it
+            self.document.add_class(self.name)
 
     def undo(self) -> None:
-        self.document.remove_class(self.name)
+        _remove_unused_class(self.document, self.name)
 
 
 class RenameClassCommand(QUndoCommand):

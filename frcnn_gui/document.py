@@ -330,6 +330,12 @@ class Document(FolderExchange):
         self.classes.remove(name)
         self._classes_changed()
 
+    def class_in_use(self, name: str) -> bool:
+        """Whether a box has class `name`: on the current image, or on an image left in this
+        session (the only other places a class made in this session can be)."""
+        seen = (box for path, items in self._seen_boxes.items() if path != self.current_path for _, box in items)
+        return any(box.label == name for box in (*self.boxes.values(), *seen))
+
     def rename_class(self, old: str, new: str) -> None:
         """Rename class `old` to the new name `new` everywhere: the class list, the current boxes,
         and (written at once) the other annotation files of the folder; malformed ones are skipped."""

@@ -52,3 +52,20 @@ def test_an_image_left_without_history_keeps_no_stack_and_clear_forgets_all(qapp
     history.clear()
     assert history.stack_of(doc.images[2].path) is None and history.current is history.stack_of(doc.current_path)
     assert history.current.count() == 0
+
+
+def test_undoing_a_new_class_keeps_it_while_another_image_uses_it(qapp, doc):
+    history = ImageHistories(doc)
+    doc.open_image(0)
+    history.push(AddBoxCommand(doc, Box(1, 1, 9, 9, "racoon")))  # the class comes with the box
+    doc.open_image(1)
+    history.push(AddBoxCommand(doc, Box(2, 2, 8, 8, "racoon")))
+    doc.open_image(0)
+    history.undo()  # image a's box goes; image b still has a racoon
+    assert doc.boxes == {} and doc.classes == ["racoon"]
+    history.redo()
+    doc.open_image(1)
+    history.undo()
+    doc.open_image(0)
+    history.undo()  # now no box uses it
+    assert doc.classes == []
