@@ -70,6 +70,7 @@ class ClassPrompt(QDialog):
         self.list.addItems(self.classes)
         self.list.setCurrentRow(-1)
         self.name_edit.setText(initial)
+        self._name_changed(initial)  # the classes may have changed while the text stayed the same
         self.name_edit.selectAll()
         self.name_edit.setFocus()
         self.open()

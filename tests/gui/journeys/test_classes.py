@@ -67,6 +67,11 @@ def test_a_typo_never_becomes_a_class_only_the_add_button_makes_one(qtbot, windo
     assert boxes_of(window)[-1] == ((10, 10, 90, 90), "racon")
     wait_autosave(qtbot)
     assert (journey_folder / "classes.txt").read_text().split() == [*classes, "racon"]
+    draw_box(qtbot, window, *FREE_LOW)  # the new class is the last used one now, and a class
+    prompt = prompt_opens(qtbot, window)
+    assert prompt.name_edit.text() == "racon" and prompt.use_button.isEnabled() and not prompt.warning.isVisible()
+    answer(qtbot, window, key=Qt.Key_Escape)
+    closed(qtbot, window)
 
     press(qtbot, window, Qt.Key_Z, Qt.ControlModifier)  # box and class go in one step
     assert window.document.classes == classes and len(window.document.boxes) == 16
