@@ -1,7 +1,8 @@
 """Menus, toolbar and shortcuts (labelImg's where they exist): W draw, A / D previous / next image,
-Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+S save, Space verified, Ctrl++ (or Ctrl+=) /
-Ctrl+- zoom in / out, F or Ctrl+0 fit, 1 or Ctrl+1 actual size, Ctrl+T fine-tune, Ctrl+Shift+M the
-previous model, Ctrl+Q quit; the model and device pickers.
+Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo (the current image's history), Ctrl+S save, Space
+verified, Ctrl+E relabel, Ctrl+C / Ctrl+V copy / paste boxes, Ctrl++ (or Ctrl+=) / Ctrl+- zoom in /
+out, F or Ctrl+0 fit, 1 or Ctrl+1 actual size, Ctrl+T fine-tune, Ctrl+Shift+M the previous model,
+Ctrl+Q quit; the model and device pickers.
 
 The toolbar shows icons only (the action's text and shortcut in its tooltip), so that no button
 moves when a text changes (Undo / Redo name the edit they would undo); the View menu reopens every
@@ -61,7 +62,7 @@ def install(window) -> dict[str, QAction]:
                             ("export_coco", "Export COCO JSON…"), ("export_yolo", "Export YOLO folder…")):
         found[operation] = _action(window, text, None, lambda _=False, op=operation: _exchange(window, op), exchange)
     found.update(
-        save=_action(window, "Save", "Ctrl+S", window.save, file_menu),
+        save=_action(window, "Save", "Ctrl+S", window.save_now, file_menu),
         previous=_action(window, "Previous image", "A", lambda: window.step_image(-1), file_menu),
         next=_action(window, "Next image", "D", lambda: window.step_image(1), file_menu),
         draw=_action(window, "Draw boxes", "W", lambda on: canvas.set_mode("draw" if on else "select"), edit_menu,
@@ -86,13 +87,14 @@ def install(window) -> dict[str, QAction]:
         show_comparison=_action(window, "Show before / after on the image", None, finetuning.set_comparison_shown,
                                 train_menu, checkable=True),
     )
+    found.update(_box_actions(window, edit_menu))
     found["verified"].setAutoRepeat(False)  # holding Space must not flip the flag on and off
     found["show_detections"].setChecked(True)
     found["show_boxes"].setChecked(True)
     canvas.mode_changed.connect(lambda mode: found["draw"].setChecked(mode == "draw"))
-    undo = window.stack.createUndoAction(window, "Undo")
+    undo = window.history.createUndoAction(window, "Undo")
     undo.setShortcut(QKeySequence.Undo)
-    redo = window.stack.createRedoAction(window, "Redo")
+    redo = window.history.createRedoAction(window, "Redo")
     redo.setShortcut(QKeySequence("Ctrl+Shift+Z"))
     for action in (undo, redo):
         edit_menu.addAction(action)
@@ -113,6 +115,26 @@ def _window_entries(window, file_menu, view_menu) -> dict[str, QAction]:
     restore = _action(window, "Restore default layout", None, window.restore_default_layout, view_menu)
     file_menu.addSeparator()
     return {"restore_layout": restore, "quit": _action(window, "Quit", "Ctrl+Q", window.close, file_menu)}
+
+
+def _box_actions(window, menu) -> dict[str, QAction]:
+    """The actions on the selected boxes (also the canvas's box menu) and labelImg's "Use
+    default class" toggle; see labelling.py."""
+    labelling = window.labelling
+    menu.addSeparator()
+    found = {
+        "relabel": _action(window, "Relabel…", "Ctrl+E", labelling.relabel_selection, menu),
+        "delete": _action(window, "Delete", "Del", labelling.delete, menu),
+        "difficult": _action(window, "Difficult", None, labelling.set_difficult, menu, checkable=True),
+        "copy": _action(window, "Copy boxes", "Ctrl+C", labelling.copy, menu),
+        "paste": _action(window, "Paste boxes", "Ctrl+V", labelling.paste, menu),
+        "default_class": _action(window, "Use default class", None, labelling.set_use_default_class, menu,
+                                 checkable=True),
+    }
+    found["default_class"].setChecked(labelling.use_default_class)
+    labelling.bind_actions(found)
+    menu.addSeparator()
+    return found
 
 
 def _toolbar(window, found: dict[str, QAction]) -> None:
@@ -200,7 +222,7 @@ def _exchange(window, operation: str) -> None:
         window.report(f"{operation.replace('_', ' ')} failed: {error}")
         return
     if operation.startswith("import"):
-        window.stack.clear()  # the files changed underneath the undo history
+        window.history.clear()  # the files changed underneath the undo histories
     for line in problems:
         window.log.add(line)
     window.report(f"{operation.replace('_', ' ')}: {path} ({len(problems)} problems, see the log)")

@@ -1,8 +1,10 @@
 """One QUndoCommand per document edit.
 
-A command that edits an image remembers that image's path: undo and redo first make it current
-again (the document saves the image it leaves), so an undo never edits the image the user happens
-to be looking at. Class commands act on the whole folder and need no image.
+A command that edits an image remembers that image's path. Each image has its own undo stack
+(history.py), so the image is current whenever its commands are undone or redone; undo and redo
+still make it current first when it is not (a command pushed on a shared stack, as in tests), so
+an undo never edits the image the user happens to be looking at. Class commands act on the whole
+folder and need no image.
 
 Every command checks its input in __init__ and raises ValueError there: QUndoStack.push calls
 redo() itself, and when redo() raises, the command stays on the stack as if it had happened.
@@ -39,6 +41,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}es" if noun.endswith("x") else f"{number} {noun}s"
 
 
+def _remove_unused_class(document: Document, name: str) -> None:
+    """Undo of adding class `name`, unless a box uses it: each image has its own undo history,
+    so another image may have taken the class up since it was added."""
+    if not document.class_in_use(name):
+        document.remove_class(name)
+
+
 class ImageCommand(QUndoCommand):
     """Base of the commands that edit one image: redo/undo show it, then _apply/_revert.
 
@@ -51,7 +60,7 @@ class ImageCommand(QUndoCommand):
         super().__init__(text)
         self.document = document
         self.image_path = document.current_path
-        self.added_classes: list[str] = []
+        self.added_classes: list[str] | None = None  # the classes the first _apply brought in
 
     def redo(self) -> None:
         with self.document.batch():
@@ -68,13 +77,15 @@ class ImageCommand(QUndoCommand):
             self.document.open_image(self.document.image_index(self.image_path))
 
     def _add_missing_classes(self, labels: Iterable[str]) -> None:
-        self.added_classes = [name for name in dict.fromkeys(labels) if name not in self.document.classes]
+        if self.added_classes is None:
+            self.added_classes = [name for name in dict.fromkeys(labels) if name not in self.document.classes]
         for name in self.added_classes:
-            self.document.add_class(name)
+            if name not in self.document.classes:  # undo kept it when another image used it
+                self.document.add_class(name)
 
     def _remove_added_classes(self) -> None:
-        for name in reversed(self.added_classes):
-            self.document.remove_class(name)
+        for name in reversed(self.added_classes or []):
+            _remove_unused_class(self.document, name)
 
     def _apply(self) -> None:
         raise NotImplementedError
@@ -165,46 +176,58 @@ class EditBoxCommand(ImageCommand):
         return True
 
 
-class RelabelCommand(ImageCommand):
+class ChangeBoxesCommand(ImageCommand):
+    """Replace each of some boxes by `changed(box)`, in one step; subclasses say how."""
+
+    def __init__(self, document: Document, box_ids: list[int], text: str):
+        super().__init__(document, text)
+        self.box_ids = box_ids
+        self.old: dict[int, Box] = {}
+
+    def changed(self, box: Box) -> Box:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        self.old = {box_id: self.document.boxes[box_id] for box_id in self.box_ids}
+        for box_id, box in self.old.items():
+            self.document.replace_box(box_id, self.changed(box))
+
+    def _revert(self) -> None:
+        for box_id, box in self.old.items():
+            self.document.replace_box(box_id, box)
+
+
+class RelabelCommand(ChangeBoxesCommand):
     """Give boxes another class; a new class name is added to the list."""
 
     def __init__(self, document: Document, box_ids: Iterable[int], label: str):
         ids, label = _existing_ids(document, box_ids), check_class_name(label)
-        super().__init__(document, f"Relabel {'box' if len(ids) == 1 else _count(len(ids), 'box')} '{label}'")
-        self.box_ids, self.label = ids, label
-        self.old: dict[int, Box] = {}
+        super().__init__(document, ids, f"Relabel {'box' if len(ids) == 1 else _count(len(ids), 'box')} '{label}'")
+        self.label = label
+
+    def changed(self, box: Box) -> Box:
+        return replace(box, label=self.label)
 
     def _apply(self) -> None:
         self._add_missing_classes([self.label])
-        self.old = {box_id: self.document.boxes[box_id] for box_id in self.box_ids}
-        for box_id, box in self.old.items():
-            self.document.replace_box(box_id, replace(box, label=self.label))
+        super()._apply()
 
     def _revert(self) -> None:
-        for box_id, box in self.old.items():
-            self.document.replace_box(box_id, box)
+        super()._revert()
         self._remove_added_classes()
 
 
-class SetDifficultCommand(ImageCommand):
-    """Set VOC's difficult flag of boxes (the boxes table's check box; a canvas menu can push it
-    too); their geometry stays exactly as it is."""
+class SetDifficultCommand(ChangeBoxesCommand):
+    """Set or clear VOC's difficult flag of boxes."""
 
     def __init__(self, document: Document, box_ids: Iterable[int], flag: bool):
         ids = _existing_ids(document, box_ids)
-        boxes = "box" if len(ids) == 1 else _count(len(ids), "box")
-        super().__init__(document, f"Mark {boxes} {'difficult' if flag else 'not difficult'}")
-        self.box_ids, self.flag = ids, bool(flag)
-        self.old: dict[int, Box] = {}
+        what = "box" if len(ids) == 1 else _count(len(ids), "box")
+        super().__init__(document, ids, f"Mark {what} difficult" if flag else f"Mark {what} not difficult")
+        self.flag = bool(flag)
 
-    def _apply(self) -> None:
-        self.old = {box_id: self.document.boxes[box_id] for box_id in self.box_ids}
-        for box_id, box in self.old.items():
-            self.document.replace_box(box_id, replace(box, difficult=self.flag))
-
-    def _revert(self) -> None:
-        for box_id, box in self.old.items():
-            self.document.replace_box(box_id, box)
+    def changed(self, box: Box) -> Box:
+        return replace(box, difficult=self.flag)
 
 
 class SetVerifiedCommand(ImageCommand):
@@ -221,15 +244,11 @@ class SetVerifiedCommand(ImageCommand):
         self.document.set_verified(self.old)
 
 
-class AcceptDetectionsCommand(ImageCommand):
-    """Add detections as ground-truth boxes, all in one step; missing classes are added."""
+class AddBoxesCommand(ImageCommand):
+    """Add boxes (each as document.check_box returned it) in one step; missing classes are added."""
 
-    def __init__(self, document: Document, detections: Iterable[Detection]):
-        boxes = [document.check_box(Box(*detection.box, detection.label)) for detection in detections]
-        if not boxes:
-            raise ValueError("no detections to accept")
-        super().__init__(document, f"Accept detection '{boxes[0].label}'" if len(boxes) == 1
-                         else f"Accept {_count(len(boxes), 'detection')}")
+    def __init__(self, document: Document, boxes: list[Box], text: str):
+        super().__init__(document, text)
         self.boxes = boxes
         self.box_ids: list[int | None] = [None] * len(boxes)
 
@@ -243,6 +262,34 @@ class AcceptDetectionsCommand(ImageCommand):
         self._remove_added_classes()
 
 
+class PasteBoxesCommand(AddBoxesCommand):
+    """Add copies of boxes (from this or another image), clipped to this image; those with no
+    area inside it are left out. ValueError when none is left."""
+
+    def __init__(self, document: Document, boxes: Iterable[Box]):
+        _require_image(document)
+        fitting = []
+        for box in boxes:
+            try:
+                fitting.append(document.check_box(box))
+            except ValueError:
+                continue  # outside this (smaller) image: nothing of it to paste
+        if not fitting:
+            raise ValueError("nothing to paste: no copied box lies inside this image")
+        super().__init__(document, fitting, f"Paste {'box' if len(fitting) == 1 else _count(len(fitting), 'box')}")
+
+
+class AcceptDetectionsCommand(AddBoxesCommand):
+    """Add detections as ground-truth boxes, all in one step; missing classes are added."""
+
+    def __init__(self, document: Document, detections: Iterable[Detection]):
+        boxes = [document.check_box(Box(*detection.box, detection.label)) for detection in detections]
+        if not boxes:
+            raise ValueError("no detections to accept")
+        super().__init__(document, boxes, f"Accept detection '{boxes[0].label}'" if len(boxes) == 1
+                         else f"Accept {_count(len(boxes), 'detection')}")
+
+
 class AddClassCommand(QUndoCommand):
     """Append a class to the list."""
 
@@ -253,10 +300,11 @@ class AddClassCommand(QUndoCommand):
         self.document, self.name = document, name
 
     def redo(self) -> None:
-        self.document.add_class(self.name)
+        if self.name not in self.document.classes:  # kept by undo() when a box uses it
+            self.document.add_class(self.name)
 
     def undo(self) -> None:
-        self.document.remove_class(self.name)
+        _remove_unused_class(self.document, self.name)
 
 
 class RenameClassCommand(QUndoCommand):

@@ -39,6 +39,7 @@ from frcnn_core.imageio import image_size
 from frcnn_gui.annotation_file import FileTree, ReadObject, annotation_bytes, read_annotation, rename_in_file
 from frcnn_gui.boxes import Box, Detection, ImageEntry, check_class_name, fit_box, is_class_name
 from frcnn_gui.exchange import FolderExchange
+from frcnn_gui.natural_sort import natural_key
 
 __all__ = ["IMAGE_SUFFIXES", "CHANGE_KINDS", "Box", "Detection", "ImageEntry", "Document", "fit_box",
            "check_class_name", "is_class_name"]
@@ -142,7 +143,8 @@ class Document(FolderExchange):
     # -- folder and image ----------------------------------------------------------------------
 
     def open_folder(self, folder: str | Path) -> None:
-        """List the folder's images (sorted by name) with the status of their annotation files.
+        """List the folder's images (natural_key order: x-2 before x-10) with the status of their
+        annotation files.
 
         Raises InputError for a missing folder or an unreadable class file; a malformed
         annotation only marks its image "error".
@@ -155,7 +157,8 @@ class Document(FolderExchange):
         class_file = next((annotation_dir / name for name in CLASS_FILES if (annotation_dir / name).is_file()), None)
         listed = read_class_file(class_file) if class_file else []
         images, found = [], []
-        for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        for image in sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                            key=natural_key):
             entry = ImageEntry(image, annotation_dir / f"{image.stem}.xml", "none")
             try:
                 image_size(image)  # the header only: an unreadable image is an error row at once
@@ -317,6 +320,12 @@ class Document(FolderExchange):
         self.classes.remove(name)
         self._classes_changed()
 
+    def class_in_use(self, name: str) -> bool:
+        """Whether a box has class `name`: on the current image, or on an image left in this
+        session (the only other places a class made in this session can be)."""
+        seen = (box for path, items in self._seen_boxes.items() if path != self.current_path for _, box in items)
+        return any(box.label == name for box in (*self.boxes.values(), *seen))
+
     def rename_class(self, old: str, new: str) -> None:
         """Rename class `old` to the new name `new` everywhere: the class list, the current boxes,
         and (written at once) the other annotation files of the folder; malformed ones are skipped."""
@@ -345,19 +354,21 @@ class Document(FolderExchange):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def save(self) -> Path | None:
+    def save(self, seen: bool = False) -> Path | None:
         """Write the current image's annotation (when changed) and classes.txt (when it differs),
         each atomically; returns the annotation path written, or None.
 
-        No file is created for an image that has none and holds no box and no verified flag.
-        Nothing is written when nothing changed; a failed write leaves the document dirty.
+        No file is created for an image that has none and holds no box and no verified flag,
+        unless `seen` (the user saved it: labelImg's empty annotation, "seen, nothing here").
+        Nothing else is written when nothing changed; a failed write leaves the document dirty.
         """
-        if not self.dirty:
+        entry = None if self.current_index is None else self.images[self.current_index]
+        unwritten = seen and self.image_size is not None and not entry.annotation_path.exists()
+        if not (self.dirty or unwritten):
             return None
         written = None
-        entry = None if self.current_index is None else self.images[self.current_index]
         state = self._annotation_state()
-        if state != self._on_disk and (entry.annotation_path.exists() or self.boxes or self.verified):
+        if unwritten or (state != self._on_disk and (entry.annotation_path.exists() or self.boxes or self.verified)):
             data, written_file = annotation_bytes(self._file, entry.path, self.image_size, list(self.boxes.items()),
                                                   self._read_objects, self.verified)
             backup = bool(self.problems) and entry.annotation_path not in self._written

@@ -2,9 +2,10 @@
 undo commands edit it, the engine runs in `EngineClient`'s thread, actions come from actions.py,
 fine-tuning runs through `FinetuneController`.
 
-Every path to a new current image (a click in the list, A / D, an undo that goes back to another
-image) passes through the document's "image" notification, and that is where the window reports
-the image's problem and asks the engine for its detections.
+Every path to a new current image (a click in the list, A / D) passes through the document's
+"image" notification, and that is where the window reports the image's problem and asks the
+engine for its detections. Undo history is per image (history.py): `stack` is the current
+image's, and undo never leaves the image.
 
 The window first, the engine after: building and showing the window imports no torch. The engine
 thread starts once the canvas has painted for the first time, imports torch and the model code
@@ -25,6 +26,8 @@ from frcnn_gui.canvas.layers import class_colour
 from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
 from frcnn_gui.document import Box, Detection, Document
 from frcnn_gui.finetune.controller import FinetuneController
+from frcnn_gui.history import ImageHistories
+from frcnn_gui.labelling import Labelling
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel
@@ -58,21 +61,23 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings("frcnn-studio", "Faster R-CNN Studio")
         self.document = Document()
-        self.stack = QUndoStack(self)
+        self.history = ImageHistories(self.document, self)
         self.engine = EngineClient(self, start=False)  # started after the first paint: see eventFilter
         self.model_name, self.weights, self.device = model, weights, device
         self.loaded = None  # the engine's ModelLoaded, None until the first load succeeds
         self._loads: dict[int, tuple[str, str, str]] = {}  # request id -> (model, weights, device)
         self._best_first: list[Detection] = []  # the shown detections as the panel lists them
-        self.canvas = Canvas(self.document, self.stack)
+        self.canvas = Canvas(self.document, self.history)
         self.setCentralWidget(self.canvas)
         self.canvas.viewport().installEventFilter(self)
         self.inspector = None  # the StageInspector, built once the engine is ready
         self._build_panels()
         self.status = StatusPanel(self.statusBar())
+        self.labelling = Labelling(self.document, self.history, self.canvas, self.classes_panel, self.settings,
+                                   self.report, self)
         self.actions = actions.install(self)
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_DELAY_MS, timeout=self.save)
-        self.stack.indexChanged.connect(lambda _: self._autosave.start())
+        self.history.indexChanged.connect(lambda _: self._autosave.start())
         self.document.subscribe(self._document_changed)
         self._connect_engine()
         self.setWindowTitle(TITLE)
@@ -87,8 +92,8 @@ class MainWindow(QMainWindow):
     def _build_panels(self) -> None:
         self.image_list = ImageListPanel(self.document)
         self.detections_panel = DetectionsPanel(threshold=0.5)
-        self.boxes_table = BoxesTable(self.document, self.stack)
-        self.classes_panel = ClassesPanel(self.document, self.stack, class_colour)
+        self.boxes_table = BoxesTable(self.document, self.history)
+        self.classes_panel = ClassesPanel(self.document, self.history, class_colour)
         self.log = LogPanel()
         self.stages_panel = StagesPanel()
         self.funnel_panel = FunnelPanel()
@@ -138,6 +143,11 @@ class MainWindow(QMainWindow):
         self.engine.busy.connect(self.status.set_busy)
         self.engine.progress.connect(lambda _id, stage: self.status.show_stage(stage))
 
+    @property
+    def stack(self) -> QUndoStack:
+        """The current image's undo stack."""
+        return self.history.current
+
     # --- images -------------------------------------------------------------------------
     def open_path(self, path: str | Path) -> None:
         """A folder, or an image (its folder opens, that image first)."""
@@ -150,7 +160,7 @@ class MainWindow(QMainWindow):
         except InputError as error:
             self.report(str(error))
             return
-        self.stack.clear()
+        self.history.clear()
         self._remember(folder)
         if not self.document.images:
             self.report(f"{folder}: no images in this folder")
@@ -208,17 +218,41 @@ class MainWindow(QMainWindow):
         self.setWindowModified(self.document.dirty)
 
     def save(self) -> str | None:
-        """Save the current image's edits (Ctrl+S, autosave). Returns None, or the problem in one
-        line, reported; the edits then stay in memory."""
+        """Save the current image's edits (autosave, leaving an image). Returns None, or the
+        problem in one line, reported; the edits then stay in memory."""
         try:
             saved = self.document.save()
         except (OSError, ValueError) as error:
-            problem = _problem_line(error)
-            self.report(f"not saved: {problem}; the edits are kept in memory")
-            return problem
+            return self._not_saved(error)
         if saved:
-            self.statusBar().showMessage(f"saved {saved.name}", 1500)
+            self.statusBar().showMessage(_saved_line(saved, self.document), 1500)
         return None
+
+    def save_now(self) -> None:
+        """Ctrl+S: save the current image; one without a file gets its empty annotation
+        (labelImg's "seen, nothing here"). The status bar and the log say what was written."""
+        document = self.document
+        if document.image_size is None:
+            self.report(f"nothing to save: {document.read_only_reason or 'no image is open'}")
+            return
+        try:
+            saved = document.save(seen=True)
+        except (OSError, ValueError) as error:
+            self._not_saved(error)
+            return
+        if saved:
+            line = _saved_line(saved, document)
+        elif document.read_only_reason:
+            line = f"nothing to save: no edits ({document.read_only_reason})"
+        else:
+            line = f"nothing to save: {document.images[document.current_index].annotation_path.name} is up to date"
+        self.log.add(line)
+        self.statusBar().showMessage(line, MESSAGE_MS)
+
+    def _not_saved(self, error: OSError | ValueError) -> str:
+        problem = _problem_line(error)
+        self.report(f"not saved: {problem}; the edits are kept in memory")
+        return problem
 
     def report(self, message: str) -> None:
         """A one-line problem: in the log and, for a while, the status bar."""
@@ -228,7 +262,7 @@ class MainWindow(QMainWindow):
     def _push(self, make_command) -> None:
         """Push the command `make_command()` builds; a ValueError (no image, nothing to do) is reported."""
         try:
-            self.stack.push(make_command())
+            self.history.push(make_command())
         except ValueError as error:
             self.report(str(error))
 
@@ -328,6 +362,13 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, "Edits not saved", "This image's edits could not be saved (see the "
                                       "log). Close and lose them?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
+
+
+def _saved_line(annotation: Path, document: Document) -> str:
+    """"saved 4 boxes to raccoon-21.xml" for the current image's annotation file."""
+    count = len(document.boxes)
+    flag = ", verified" if document.verified else ""
+    return f"saved {count} {'box' if count == 1 else 'boxes'}{flag} to {annotation.name}"
 
 
 def _problem_line(error: OSError | ValueError) -> str:

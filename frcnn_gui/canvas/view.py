@@ -6,19 +6,22 @@ the undo stack it was given, and it redraws when the document notifies a change.
 view state: zoom, mode, the selection and the drag in progress.
 
 Modes: "select" (click selects the smallest box under the cursor, Shift+click adds or removes;
-drag a box to move it, a handle to resize it, empty space to pan) and "draw" (drag a new box of
-class current_label). W toggles them, Escape cancels a drag and returns to select. Keys on the
-selection: arrows move by NUDGE (Shift: NUDGE_LARGE) image pixels; Ctrl or Alt + arrows move the
-right / bottom edge; Delete or Backspace deletes. Layers by z: image 0, detections 10, ground
-truth 20; the stage inspector adds its own with add_layer().
+drag a box to move it, a handle to resize it, empty space to pan) and "draw" (drag a new box;
+a selected box's handles still resize it). A drawn box gets class current_label, or, while
+asks_class is on, waits (shown) for finish_drawn_box() after box_drawn. W toggles the modes,
+Escape cancels a drag and returns to select. Double-click on a box asks to relabel it
+(relabel_requested); right-click selects the box under the cursor and asks for the box menu
+(menu_requested). Keys on the selection: arrows move by NUDGE (Shift: NUDGE_LARGE) image
+pixels; Ctrl or Alt + arrows move the right / bottom edge; Delete or Backspace deletes. Layers
+by z: image 0, detections 10, ground truth 20; the stage inspector adds its own with add_layer().
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
-from PySide6.QtCore import QEvent, QPointF, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoStack
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt, Signal
+from PySide6.QtGui import QContextMenuEvent, QKeyEvent, QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QWidget
 
 from frcnn_gui.canvas.geometry import Coords, drawn_box, grown, moved_inside, resized
@@ -58,11 +61,16 @@ class Canvas(ImageView):
     box_dragged = Signal(object, object)  # box id (None: a new box), its (x1, y1, x2, y2) mid-drag
     point_clicked = Signal(float, float)  # image pixels of a click without drag in select mode
     image_failed = Signal(str)  # one line: the image could not be shown (the canvas stays blank)
+    box_drawn = Signal(object)  # (x1, y1, x2, y2) of a drawn box waiting for its class (asks_class)
+    relabel_requested = Signal(list)  # box ids: a double-click on a box
+    menu_requested = Signal(QPoint)  # global position of a right-click; the selection is what it is on
 
     def __init__(self, document: Document, undo_stack: QUndoStack, parent: QWidget | None = None):
         super().__init__(parent)
         self.document, self.undo_stack = document, undo_stack
         self.current_label: str | None = None  # class of drawn boxes; None: the first listed class
+        self.asks_class = False  # a drawn box waits for finish_drawn_box() instead of taking current_label
+        self.pending_box: Coords | None = None  # a drawn box waiting for its class, shown as a preview
         self.mode = "select"
         self.selection: list[int] = []
         self._drag: _BoxDrag | None = None
@@ -117,10 +125,24 @@ class Canvas(ImageView):
             self.mode_changed.emit(mode)
 
     def cancel_drag(self) -> None:
-        """Forget the drag in progress; the document was not touched yet."""
-        if self._drag is not None:
-            self._drag = None
+        """Forget the drag in progress and a drawn box waiting for its class; the document was
+        not touched yet."""
+        if self._drag is not None or self.pending_box is not None:
+            self._drag, self.pending_box = None, None
             self.ground_truth_layer.clear_preview()
+
+    def finish_drawn_box(self, label: str | None) -> None:
+        """Add the drawn box waiting for its class as a box of class `label` (a command; a new
+        name is added to the class list with it) and select it; None drops it."""
+        coords = self.pending_box
+        self.cancel_drag()
+        if coords is not None and label is not None:
+            self._add_box(coords, label)
+
+    def _add_box(self, coords: Coords, label: str) -> None:
+        command = AddBoxCommand(self.document, Box(*coords, label))
+        self.undo_stack.push(command)
+        self.set_selection([command.box_id])
 
     def new_box_label(self) -> str:
         classes = self.document.classes
@@ -138,20 +160,18 @@ class Canvas(ImageView):
             return
         self._press_position = event.position()
         point = self.image_point(event.position())
-        if self.mode == "draw":
+        handle = self.ground_truth_layer.handle_at(point.x(), point.y(), self._tolerance())
+        if handle is not None:  # in either mode: a handle of a selected box resizes it
+            box_id, handle_position = handle
+            self._drag = _BoxDrag(box_id, handle_position, point, self.document.boxes[box_id].coords)
+        elif self.mode == "draw":
             self._drag = _BoxDrag(None, None, point, None)
         else:
             self._press_select(point, bool(event.modifiers() & Qt.ShiftModifier))
         event.accept()
 
     def _press_select(self, point: QPointF, shift: bool) -> None:
-        layer = self.ground_truth_layer
-        handle = layer.handle_at(point.x(), point.y(), self._tolerance())
-        if handle is not None:
-            box_id, handle_position = handle
-            self._drag = _BoxDrag(box_id, handle_position, point, self.document.boxes[box_id].coords)
-            return
-        box_id = layer.box_at(point.x(), point.y(), self._tolerance())
+        box_id = self.ground_truth_layer.box_at(point.x(), point.y(), self._tolerance())
         if box_id is None:
             if not shift:
                 self.set_selection([])
@@ -211,14 +231,37 @@ class Canvas(ImageView):
     def _commit(self, drag: _BoxDrag) -> None:
         if drag.result is None or drag.result == drag.coords:
             return
-        if drag.box_id is None:
-            command = AddBoxCommand(self.document, Box(*drag.result, self.new_box_label()))
-            self.undo_stack.push(command)
-            self.set_selection([command.box_id])
+        if drag.box_id is None and self.asks_class:
+            self.pending_box = drag.result
+            self.ground_truth_layer.set_preview(None, drag.result, "?")
+            self.box_drawn.emit(drag.result)
+        elif drag.box_id is None:
+            self._add_box(drag.result, self.new_box_label())
         else:
             box = self.document.boxes[drag.box_id]
             edited = Box(*drag.result, box.label, box.difficult)
             self.undo_stack.push(EditBoxCommand(self.document, drag.box_id, edited, merge=False))
+
+    def _box_under(self, position: QPointF) -> int | None:
+        point = self.image_point(position)
+        return self.ground_truth_layer.box_at(point.x(), point.y(), self._tolerance())
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        box_id = self._box_under(event.position()) if event.button() == Qt.LeftButton else None
+        if box_id is None or self.document.image_size is None:
+            super().mouseDoubleClickEvent(event)
+            return
+        self.cancel_drag()
+        self.set_selection([box_id])
+        self.relabel_requested.emit([box_id])
+        event.accept()
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        box_id = self._box_under(QPointF(event.pos()))
+        if box_id is not None and box_id not in self.selection:
+            self.set_selection([box_id])
+        self.menu_requested.emit(event.globalPos())
+        event.accept()
 
     def update_cursor(self, position: QPointF) -> None:
         if self._space_held or self.document.image_size is None:
@@ -226,10 +269,10 @@ class Canvas(ImageView):
             return
         point = self.image_point(position)
         handle = self.ground_truth_layer.handle_at(point.x(), point.y(), self._tolerance())
-        if self.mode == "draw":
-            cursor = Qt.CrossCursor
-        elif handle is not None:
+        if handle is not None:
             cursor = HANDLE_CURSORS[handle[1]]
+        elif self.mode == "draw":
+            cursor = Qt.CrossCursor
         elif self.ground_truth_layer.box_at(point.x(), point.y(), self._tolerance()) is not None:
             cursor = Qt.SizeAllCursor
         else:

@@ -1,10 +1,11 @@
 """The current image's GT boxes as a table, selection shared with the canvas; editing a class
-cell relabels the box, ticking a difficult cell sets VOC's difficult flag (each an undo command)."""
+cell relabels the box with a choice among the listed classes only (a new class is never made from a
+table cell), ticking a difficult cell sets VOC's difficult flag (each an undo command)."""
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
-from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMessageBox, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHeaderView, QMessageBox, QStyledItemDelegate,
+                               QTableWidget, QTableWidgetItem)
 
 from frcnn_gui.commands import RelabelCommand, SetDifficultCommand
 from frcnn_gui.document import Document
@@ -13,10 +14,36 @@ COLUMNS = ("class", "x1", "y1", "x2", "y2", "difficult")
 DIFFICULT_COLUMN = COLUMNS.index("difficult")
 
 
+class ClassDelegate(QStyledItemDelegate):
+    """Edits a class cell with a list of the document's classes; a choice applies at once."""
+
+    def __init__(self, document: Document, parent=None):
+        super().__init__(parent)
+        self.document = document
+
+    def createEditor(self, parent, option, index) -> QComboBox:  # noqa: N802 - Qt's name
+        editor = QComboBox(parent)
+        editor.addItems(self.document.classes)
+        editor.activated.connect(lambda _: self._apply(editor))
+        return editor
+
+    def _apply(self, editor: QComboBox) -> None:
+        self.commitData.emit(editor)
+        self.closeEditor.emit(editor)
+
+    def setEditorData(self, editor: QComboBox, index) -> None:  # noqa: N802
+        editor.setCurrentText(index.data())
+
+    def setModelData(self, editor: QComboBox, model, index) -> None:  # noqa: N802
+        model.setData(index, editor.currentText())
+
+
 class BoxesTable(QTableWidget):
+    """`stack`: where relabels go (a QUndoStack, or anything with its push())."""
+
     selection_changed = Signal(list)  # box ids
 
-    def __init__(self, document: Document, stack: QUndoStack, parent=None):
+    def __init__(self, document: Document, stack, parent=None):
         super().__init__(0, len(COLUMNS), parent)
         self.document, self.stack = document, stack
         self.setHorizontalHeaderLabels(COLUMNS)
@@ -24,6 +51,7 @@ class BoxesTable(QTableWidget):
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.Stretch)  # the class column takes the spare width
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.setItemDelegateForColumn(0, ClassDelegate(document, self))
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)  # compact rows
         self._ids: list[int] = []

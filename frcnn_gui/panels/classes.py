@@ -1,8 +1,9 @@
-"""The class list: colour swatches, the label new boxes get, add and rename (as undo commands)."""
+"""The class list: colour swatches, the label new boxes get, add and rename (as undo commands);
+a click on a class says so (class_clicked), for relabelling the selected boxes."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QColor, QIcon, QPixmap, QUndoStack
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QMessageBox, QPushButton,
                                QVBoxLayout, QWidget)
 
@@ -17,11 +18,14 @@ def swatch(colour: QColor) -> QIcon:
 
 
 class ClassesPanel(QWidget):
-    """Choosing a row sets the label that drawn boxes get."""
+    """Choosing a row sets the label that drawn boxes get; a click (or Enter) on a row emits
+    class_clicked with its name, even when the row was current already. `stack`: where the
+    commands go (a QUndoStack, or anything with its push())."""
 
     current_label_changed = Signal(str)
+    class_clicked = Signal(str)
 
-    def __init__(self, document: Document, stack: QUndoStack, colour_of, parent=None):
+    def __init__(self, document: Document, stack, colour_of, parent=None):
         super().__init__(parent)
         self.document, self.stack, self.colour_of = document, stack, colour_of
         self.list = QListWidget()
@@ -36,12 +40,20 @@ class ClassesPanel(QWidget):
         layout.addWidget(self.list)
         layout.addLayout(buttons)
         self.list.currentTextChanged.connect(lambda name: name and self.current_label_changed.emit(name))
+        self.list.itemClicked.connect(lambda item: self.class_clicked.emit(item.text()))
+        self.list.itemActivated.connect(lambda item: self.class_clicked.emit(item.text()))
         document.subscribe(lambda kind: kind in ("classes", "images") and self.refresh())
         self.refresh()
 
     def current_label(self) -> str | None:
         item = self.list.currentItem()
         return item.text() if item else (self.document.classes[0] if self.document.classes else None)
+
+    def set_current(self, name: str) -> None:
+        """Make class `name` the current row (the label drawn boxes get), if it is listed."""
+        items = self.list.findItems(name, Qt.MatchExactly)
+        if items:
+            self.list.setCurrentItem(items[0])
 
     def refresh(self) -> None:
         current = self.current_label()

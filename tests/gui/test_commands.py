@@ -8,8 +8,8 @@ from PySide6.QtGui import QUndoStack
 
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_gui.commands import (
-    AcceptDetectionsCommand, AddBoxCommand, AddClassCommand, DeleteBoxesCommand, EditBoxCommand, RelabelCommand,
-    RenameClassCommand, SetDifficultCommand, SetVerifiedCommand,
+    AcceptDetectionsCommand, AddBoxCommand, AddClassCommand, DeleteBoxesCommand, EditBoxCommand, PasteBoxesCommand,
+    RelabelCommand, RenameClassCommand, SetDifficultCommand, SetVerifiedCommand,
 )
 from frcnn_gui.document import Box, Detection, Document
 
@@ -56,9 +56,10 @@ COMMANDS = {
     "add class": lambda d: AddClassCommand(d, "WBC"),
     "rename class": lambda d: RenameClassCommand(d, "RBC", "Erythrozyt"),
     "verify": lambda d: SetVerifiedCommand(d, True),
-    "difficult": lambda d: SetDifficultCommand(d, ids(d)[1:], True),
     "accept": lambda d: AcceptDetectionsCommand(d, [Detection((1, 1, 9, 9), 0.9, "RBC"),
                                                     Detection((50, 50, 90, 70), 0.8, "WBC")]),
+    "difficult": lambda d: SetDifficultCommand(d, ids(d)[1:], True),
+    "paste": lambda d: PasteBoxesCommand(d, [Box(90, 70, 130, 99, "WBC", True), Box(1, 1, 9, 9, "RBC")]),
 }
 
 
@@ -88,6 +89,14 @@ def test_texts_are_readable(doc):
     assert SetVerifiedCommand(doc, True).text() == "Mark verified"
     assert SetDifficultCommand(doc, [box_id], True).text() == "Mark box difficult"
     assert SetDifficultCommand(doc, ids(doc), False).text() == "Mark 3 boxes not difficult"
+
+
+def test_paste_clips_to_the_image_and_leaves_out_what_lies_outside(doc):
+    command = PasteBoxesCommand(doc, [Box(90, 70, 130, 99, "RBC", True), Box(120, 90, 160, 120, "RBC")])
+    assert command.boxes == [Box(90, 70, 100, 80, "RBC", True)] and command.text() == "Paste box"
+    with pytest.raises(ValueError, match="nothing to paste"):
+        PasteBoxesCommand(doc, [Box(120, 90, 160, 120, "RBC")])
+    assert SetDifficultCommand(doc, ids(doc)[:2], False).text() == "Mark 2 boxes not difficult"
 
 
 def test_bad_input_is_refused_before_the_push(doc):

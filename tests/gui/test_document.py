@@ -221,6 +221,21 @@ def test_an_image_without_boxes_gets_no_file(doc, folder):
     assert doc.save() is None and not (folder / "a.xml").exists() and doc.images[0].status == "none"
 
 
+def test_an_image_saved_as_seen_gets_an_empty_annotation_once(doc, folder):
+    assert doc.save(seen=True) == folder / "a.xml"
+    assert read_voc_xml(folder / "a.xml").names == [] and doc.images[0].status == "annotated"
+    mtime = (folder / "a.xml").stat().st_mtime_ns
+    assert doc.save(seen=True) is None and (folder / "a.xml").stat().st_mtime_ns == mtime
+
+
+def test_images_are_listed_in_natural_order(tmp_path):
+    names = ["raccoon-10.jpg", "raccoon-2.jpg", "Raccoon-3.png", "raccoon-1.jpg", "a-02.png", "a-2.png"]
+    document = Document()
+    document.open_folder(make_folder(tmp_path / "images", names))
+    assert [entry.path.name for entry in document.images] == [
+        "a-02.png", "a-2.png", "raccoon-1.jpg", "raccoon-2.jpg", "Raccoon-3.png", "raccoon-10.jpg"]
+
+
 def test_leaving_an_image_saves_it_and_keeps_box_ids(doc, folder):
     box_id = doc.add_box(Box(1, 1, 5, 5, "RBC"))
     doc.open_image(1)
