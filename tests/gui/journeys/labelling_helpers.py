@@ -2,10 +2,11 @@
 click lands on, read the boxes table and an annotation file back."""
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 
 from journeys_helpers import at, drag, press
 
@@ -69,3 +70,11 @@ def saved_objects(path: Path) -> list[dict[str, str]]:
     root = ElementTree.parse(path).getroot()
     return [{child.tag: (child.text or "").strip() for child in obj if child.tag != "bndbox"}
             for obj in root.iter("object")]
+
+
+def drawn_coords(window, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, ...]:
+    """The whole-pixel box a drag between two image points gives at the canvas's current zoom: the
+    viewport pixels the drag went through, mapped back to the image and rounded, halves up."""
+    back, _ = window.canvas.viewportTransform().inverted()
+    corners = [back.map(QPointF(at(window, *point))) for point in (start, end)]
+    return tuple(float(math.floor(value + 0.5)) for corner in corners for value in (corner.x(), corner.y()))

@@ -5,12 +5,13 @@ only); difficult, delete, copy / paste from the box menu; a selected box's handl
 draw mode too; "Use default class" skips the prompt and is remembered."""
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication, QComboBox
 
 from frcnn_gui.labelling import USE_DEFAULT_CLASS_KEY
 from journeys_helpers import canvas_pixels, changed_fraction, click, drag, press, wait_autosave
-from labelling_helpers import (answer, box_hit_at, centre, closed, draw_box, prompt_opens, saved_objects,
+from labelling_helpers import (answer, box_hit_at, centre, closed, draw_box, drawn_coords, prompt_opens, saved_objects,
                                table_labels, through_the_window)
 
 FREE = ((10, 10), (90, 90))  # an empty corner of cells-2.jpg: no GT box there
@@ -37,7 +38,7 @@ def test_a_drawn_box_asks_its_class_with_completion_and_the_last_class_preselect
     assert prompt.name_edit.text() == "platelets" and listed(prompt) == ["Platelets"]  # completed inline
     answer(qtbot, window)  # Enter takes the class "Platelets"
     closed(qtbot, window)
-    assert boxes_of(window) == [*before_boxes, ((10, 10, 90, 90), "Platelets")]
+    assert boxes_of(window) == [*before_boxes, (drawn_coords(window, *FREE), "Platelets")]
     assert table_labels(window)[-1] == "Platelets"
     assert window.classes_panel.current_label() == "Platelets"
     assert window.canvas.selection == [list(window.document.boxes)[-1]]
@@ -64,7 +65,7 @@ def test_a_typo_never_becomes_a_class_only_the_add_button_makes_one(qtbot, windo
     qtbot.mouseClick(prompt.add_button, Qt.LeftButton)
     closed(qtbot, window)
     assert window.document.classes == [*classes, "racon"]
-    assert boxes_of(window)[-1] == ((10, 10, 90, 90), "racon")
+    assert boxes_of(window)[-1] == (drawn_coords(window, *FREE), "racon")
     wait_autosave(qtbot)
     assert (journey_folder / "classes.txt").read_text().split() == [*classes, "racon"]
     draw_box(qtbot, window, *FREE_LOW)  # the new class is the last used one now, and a class
@@ -81,7 +82,7 @@ def test_a_name_in_another_case_is_that_class(qtbot, window):
     draw_box(qtbot, window, *FREE)
     answer(qtbot, window, "wbc")
     closed(qtbot, window)
-    assert boxes_of(window)[-1] == ((10, 10, 90, 90), "WBC") and "wbc" not in window.document.classes
+    assert boxes_of(window)[-1] == (drawn_coords(window, *FREE), "WBC") and "wbc" not in window.document.classes
 
 
 def test_double_click_on_a_box_relabels_it_in_one_undo_step(qtbot, window, journey_folder):
@@ -211,13 +212,18 @@ def test_a_selected_box_handle_resizes_in_draw_mode_as_in_select_mode(qtbot, win
     box_id = box_hit_at(window, 330, 40)
     click(qtbot, window, 330, 40)
     count = len(window.document.boxes)
-    for mode, corner in (("draw", (567, 106)), ("select", (577, 116))):
+    corner_reached = (567, 106)
+    for mode in ("draw", "select"):
+        corner = corner_reached
         if window.canvas.mode != mode:
             press(qtbot, window, Qt.Key_W)
         target = (corner[0] + 10, corner[1] + 10)
         drag(qtbot, window, corner, target)
         assert not window.labelling.prompt.isVisible()
-        assert window.document.boxes[box_id].coords == (283, 1, *target) and len(window.document.boxes) == count
+        # the corner follows the mouse to within a pixel: viewport pixels are not image pixels at this zoom
+        assert window.document.boxes[box_id].coords == pytest.approx((283, 1, *target), abs=1)
+        assert len(window.document.boxes) == count
+        corner_reached = window.document.boxes[box_id].coords[2:]
 
 
 def test_use_default_class_skips_the_prompt_and_is_remembered(qtbot, window):
@@ -226,11 +232,11 @@ def test_use_default_class_skips_the_prompt_and_is_remembered(qtbot, window):
     draw_box(qtbot, window, *FREE)
     qtbot.wait(50)
     assert not window.labelling.prompt.isVisible()
-    assert boxes_of(window)[-1] == ((10, 10, 90, 90), "RBC")
+    assert boxes_of(window)[-1] == (drawn_coords(window, *FREE), "RBC")
     window.settings.sync()
     assert QSettings(window.settings.fileName(), QSettings.IniFormat).value(USE_DEFAULT_CLASS_KEY, type=bool)
     window.actions["default_class"].trigger()
     draw_box(qtbot, window, *FREE_LOW)
     answer(qtbot, window)
     closed(qtbot, window)
-    assert boxes_of(window)[-1] == ((10, 370, 110, 470), "RBC")
+    assert boxes_of(window)[-1] == (drawn_coords(window, *FREE_LOW), "RBC")
