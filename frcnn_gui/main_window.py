@@ -113,6 +113,9 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
         self.detections_panel.accept_rows.connect(self.accept_detections)
+        self.detections_panel.picked.connect(lambda rows: self.canvas.detection_layer.set_picked(
+            [self._best_first[row] for row in rows if row < len(self._best_first)]))
+        self.detections_panel.filter_changed.connect(lambda threshold, _: self.inspector.set_score_threshold(threshold))
         self.inspector.funnel_changed.connect(self.funnel_panel.set_rows)
         self.inspector.forgotten.connect(self.funnel_panel.reset)
         self.funnel_panel.row_chosen.connect(self.inspector.show_chain)

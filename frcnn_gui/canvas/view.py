@@ -64,6 +64,7 @@ class Canvas(ImageView):
         self.document, self.undo_stack = document, undo_stack
         self.current_label: str | None = None  # class of drawn boxes; None: the first listed class
         self.mode = "select"
+        self.inspecting = False  # the stage inspector owns plain clicks: select mode never selects or moves a box
         self.selection: list[int] = []
         self._drag: _BoxDrag | None = None
         self._press_position: QPointF | None = None  # of the left button, while it is down
@@ -145,6 +146,9 @@ class Canvas(ImageView):
         event.accept()
 
     def _press_select(self, point: QPointF, shift: bool) -> None:
+        if self.inspecting:  # a click picks what the inspector shows; a drag pans
+            self.start_pan(self._press_position)
+            return
         layer = self.ground_truth_layer
         handle = layer.handle_at(point.x(), point.y(), self._tolerance())
         if handle is not None:
@@ -228,6 +232,8 @@ class Canvas(ImageView):
         handle = self.ground_truth_layer.handle_at(point.x(), point.y(), self._tolerance())
         if self.mode == "draw":
             cursor = Qt.CrossCursor
+        elif self.inspecting:
+            cursor = Qt.ArrowCursor
         elif handle is not None:
             cursor = HANDLE_CURSORS[handle[1]]
         elif self.ground_truth_layer.box_at(point.x(), point.y(), self._tolerance()) is not None:
