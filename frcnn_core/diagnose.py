@@ -5,7 +5,8 @@ in original-image pixels, as every trace hands them out (IoU does not change whe
 scaled, so original and input pixels give the same IoUs).
 
 A GT box passes through `STAGES` in order; `lost_at` is the first one it does not pass, None when
-it is detected ("found"; `frcnn_core.explain.outcome_words` names each outcome for the texts). With `iou` = 0.5 and the RPN's background threshold `bg` (0.3):
+it is detected ("found"; `frcnn_core.explain.outcome_words` names each outcome for the texts).
+With `iou` = 0.5 and the RPN's background threshold `bg` (0.3):
 
 - detected: a final detection of the GT's class with IoU >= iou scores >= score_thresh
   (no one-to-one matching as in AP: one detection may cover two overlapping GT boxes);

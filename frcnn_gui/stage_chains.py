@@ -30,19 +30,19 @@ def forward_parts(trace, fate: AnchorFate) -> list:
     parts = [(proposals.pre_nms_boxes[fate.pre_index].reshape(1, 4), SAMPLE_POINT, 3.0, [tag])]
     if fate.suppressed_by is not None:
         parts.append((proposals.pre_nms_boxes[fate.suppressed_by].reshape(1, 4), SUPPRESSOR, 2.0,
-                      [f"#{fate.suppressed_by} kept"]))
+                      None, [f"#{fate.suppressed_by} kept"]))
     return parts
 
 
 def proposal_chain(trace, post_index: int, detections) -> tuple[list, str]:
     """Cross-highlight from a post-NMS proposal: the anchor it grew from (cyan), the proposal
-    (white) and the detections its RoI gave (class colours; only when `detections` came from these
-    very proposals, else None), with one sentence on the chain."""
+    (white, the one tagged) and the detections its RoI gave (class colours; only when `detections`
+    came from these very proposals, else None), with one sentence on the chain."""
     proposals = trace.proposals
     pre_index = int(proposals.post_nms_idx[post_index])
     anchor = int(proposals.pre_nms_anchor_idx[pre_index])
     level = int(trace.anchors.level[anchor])
-    parts = [(trace.anchors.boxes[anchor].reshape(1, 4), NEGATIVE, 2.0, [f"anchor #{anchor}"]),
+    parts = [(trace.anchors.boxes[anchor].reshape(1, 4), NEGATIVE, 2.0, None, [f"anchor #{anchor}"]),
              (proposals.boxes[post_index].reshape(1, 4), SAMPLE_POINT, 3.0, [f"proposal #{post_index}"])]
     text = (f"Proposal #{post_index} (score {float(proposals.scores[post_index]):.2f}) grew from anchor #{anchor} "
             f"(cyan, level {level}) by the RPN's deltas.")
@@ -51,7 +51,7 @@ def proposal_chain(trace, post_index: int, detections) -> tuple[list, str]:
         for index in mine.tolist():
             label = int(detections.labels[index])
             parts.append((detections.boxes[index].reshape(1, 4), QColor(PALETTE[label % len(PALETTE)]), 2.0,
-                          [f"{float(detections.scores[index]):.2f}"]))
+                          None, [f"{float(detections.scores[index]):.2f}"]))
         text += (f" As a RoI it gave {len(mine)} final detection{'s' if len(mine) != 1 else ''}"
                  + (": " + ", ".join(f"{float(detections.scores[i]):.2f}" for i in mine.tolist()) if len(mine) else "")
                  + ".")
@@ -85,7 +85,7 @@ def detections_part(detections, shown: torch.Tensor, class_names: list[str]) -> 
 def class_parts(detections, detection: int, class_names: list[str], others: int = CLASS_BOXES_SHOWN) -> list:
     """The class stage around detection `detection`: the candidates of its class that overlap it
     (thin: the ones class NMS weighed against it), and its RoI's refined boxes for the `others`
-    next most likely classes (medium, tagged with class and score), as `overlay_of` parts."""
+    next most likely classes (medium, class and score under the mouse), as `overlay_of` parts."""
     roi_index, label = int(detections.roi_idx[detection]), int(detections.labels[detection])
     neighbours, _ = class_neighbours(detections, detection)
     parts = [(detections.candidate_boxes[neighbours], class_colour_of(class_names, label), 1.0, None)]
@@ -95,7 +95,7 @@ def class_parts(detections, detection: int, class_names: list[str], others: int 
         if scores[other] >= 0:
             name = class_names[other] if other < len(class_names) else str(other)
             parts.append((detections.class_boxes[roi_index, other].reshape(1, 4), class_colour_of(class_names, other),
-                          1.5, [f"{name} {float(scores[other]):.2f}"]))
+                          1.5, None, [f"{name} {float(scores[other]):.2f}"]))
     return parts
 
 
@@ -109,14 +109,16 @@ def class_text(detections, detection: int, class_names: list[str], nms_thresh: f
     removed = int(((iou > nms_thresh) & (detections.candidate_scores[neighbours] <= score)).sum())
     return (f"{name} had {candidates:,} candidate boxes before class NMS; {len(neighbours):,} overlap this detection"
             f" by IoU ≥ {NEIGHBOUR_IOU:g} (thin), and {removed:,} of them, overlapping by more than {nms_thresh:g} with"
-            f" a lower score, were removed in its favour. Tagged: this RoI's boxes for other classes.")
+            f" a lower score, were removed in its favour. Medium: this RoI's boxes for other classes (class and score"
+            f" under the mouse).")
 
 
 def provenance_overlay(provenance, class_name: str, under: list | None = None) -> Overlay:
     """`under` parts, then one detection's chain: its anchor (cyan), the proposal (= RoI) the RPN
-    made of it (yellow) and the final box (class colour, thick)."""
-    return overlay_of([*(under or []), (provenance.anchor_box.reshape(1, 4), NEGATIVE, 2.0, ["anchor"]),
-                     (provenance.proposal_box.reshape(1, 4), POSITIVE, 2.0, ["proposal = RoI"]),
+    made of it (yellow) and the final box (class colour, thick), only the final box tagged: the
+    chain's boxes share corners (the others' tags show under the mouse)."""
+    return overlay_of([*(under or []), (provenance.anchor_box.reshape(1, 4), NEGATIVE, 2.0, None, ["anchor"]),
+                     (provenance.proposal_box.reshape(1, 4), POSITIVE, 2.0, None, ["proposal = RoI"]),
                      (provenance.detection_box.reshape(1, 4), class_colour(class_name), 3.0,
                       [f"{class_name} {provenance.score:.2f}"])])
 

@@ -33,8 +33,8 @@ from frcnn_gui.stage_chains import (
     CHAIN_LAYER_Z, chain_overlay, class_parts, detections_part, forward_parts, proposal_chain, provenance_overlay,
 )
 from frcnn_gui.stage_overlays import (
-    EMPTY, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask, anchors_overlay, box_at, cell_fates,
-    pooling_overlay, pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, roi_samples_overlay,
+    EMPTY, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask, anchors_overlay, box_at,
+    cell_fates, pooling_overlay, pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, roi_samples_overlay,
 )
 from frcnn_gui.stage_pictures import HeatmapLayer, feature_maps, liveliest_level, objectness_heatmap, shape_names
 from frcnn_gui.stage_texts import stage_text
@@ -173,7 +173,8 @@ class StageInspector(QObject):
         funnel re-derived from its rows, the chain shown kept)."""
         self.score_thresh = score_thresh
         if self.funnel:
-            self.funnel = at_score_threshold(self.funnel, score_thresh, bg_iou_thresh=self.config.rpn_train.bg_iou_thresh)
+            self.funnel = at_score_threshold(self.funnel, score_thresh,
+                                             bg_iou_thresh=self.config.rpn_train.bg_iou_thresh)
             self.funnel_changed.emit(self.funnel, score_thresh)
             if self.chain_row is not None:
                 self.show_chain(self.chain_row)

@@ -7,6 +7,7 @@ a tag, every box shows its own under the mouse. Following one box through the st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,46 +32,60 @@ POINT_RADIUS = 0.75  # original pixels: a sample point is drawn as a box this fa
 SUPPRESSOR = QColor("#e6194b")
 
 
+class Part(NamedTuple):
+    """Boxes (n, 4) drawn alike: one colour or n, a pen width, n tags or None, n hover tags or None
+    (None: the tags), faint: without the dark halo (the dimmed boxes behind a selection). Builders
+    may pass a plain tuple of the first four."""
+
+    boxes: torch.Tensor
+    colour: QColor | list[QColor]
+    width: float
+    tags: list[str] | None = None
+    hover: list[str] | None = None
+    faint: bool = False
+
+
 @dataclass(frozen=True)
 class Overlay:
     """boxes (N, 4) float64 original pixels; colours N QColors; widths (N,) screen pixels; tags N
-    ("" for none); hover_tags N: what each box shows under the mouse ("": its tag)."""
+    ("" for none); hover_tags N: what each box shows under the mouse; halos (N,) bool."""
 
     boxes: np.ndarray
     colours: list[QColor]
     widths: np.ndarray
     tags: list[str]
     hover_tags: list[str]
+    halos: np.ndarray
 
     def draw_on(self, layer) -> None:
         """Show this overlay on a BoxSetLayer."""
-        layer.set_boxes(self.boxes, self.colours, self.widths, self.tags, hover_labels=self.hover_tags)
+        layer.set_boxes(self.boxes, self.colours, self.widths, self.tags, hover_labels=self.hover_tags,
+                        halos=self.halos)
 
 
-EMPTY = Overlay(np.zeros((0, 4)), [], np.zeros(0), [], [])
+EMPTY = Overlay(np.zeros((0, 4)), [], np.zeros(0), [], [], np.zeros(0, dtype=bool))
 
 
 def overlay_of(parts: list[tuple]) -> Overlay:
-    """Concatenate parts, first drawn first: (boxes (n, 4), colour or n colours, width, tags or
-    None[, hover tags or None]); a box without a hover tag shows its tag under the mouse."""
-    boxes, colours, widths, tags, hover_tags = [], [], [], [], []
-    for part_boxes, colour, width, part_tags, *hover in parts:
-        count = len(part_boxes)
-        part_tags = part_tags if part_tags is not None else [""] * count
-        boxes.append(part_boxes.double().numpy().reshape(-1, 4))
-        colours += colour if isinstance(colour, list) else [colour] * count
-        widths.append(np.full(count, width))
+    """Concatenate parts (`Part`s or tuples of its first four fields), first drawn first."""
+    boxes, colours, widths, tags, hover_tags, halos = [], [], [], [], [], []
+    for part in (Part(*fields) for fields in parts):
+        count = len(part.boxes)
+        part_tags = part.tags if part.tags is not None else [""] * count
+        boxes.append(part.boxes.double().numpy().reshape(-1, 4))
+        colours += part.colour if isinstance(part.colour, list) else [part.colour] * count
+        widths.append(np.full(count, part.width))
         tags += part_tags
-        hover_tags += hover[0] if hover and hover[0] is not None else part_tags
-    return Overlay(np.concatenate(boxes), colours, np.concatenate(widths), tags, hover_tags)
+        hover_tags += part.hover if part.hover is not None else part_tags
+        halos.append(np.full(count, not part.faint))
+    return Overlay(np.concatenate(boxes), colours, np.concatenate(widths), tags, hover_tags, np.concatenate(halos))
 
 
-def dimmed_part(part: tuple) -> tuple:
-    """An `overlay_of` part pushed behind a selection: dimmed colours, thin, its tags only under the
-    mouse."""
-    part_boxes, colour, _, part_tags, *hover = part
-    colours = [dimmed(each) for each in colour] if isinstance(colour, list) else dimmed(colour)
-    return part_boxes, colours, 1.0, None, hover[0] if hover and hover[0] is not None else part_tags
+def dimmed_part(part: tuple) -> Part:
+    """A part pushed behind a selection: dimmed colours, thin, faint, its tags only under the mouse."""
+    part = Part(*part)
+    colours = [dimmed(each) for each in part.colour] if isinstance(part.colour, list) else dimmed(part.colour)
+    return Part(part.boxes, colours, 1.0, None, part.hover if part.hover is not None else part.tags, faint=True)
 
 
 def cell_anchor_idx(anchors: AnchorsTrace, x: float, y: float) -> list[torch.Tensor]:
@@ -191,10 +206,12 @@ def proposals_pre_nms_overlay(proposals: ProposalsTrace, selected: int | None = 
     best = pre_nms_shown_idx(proposals, shown)
     parts = [_scored(proposals.pre_nms_boxes[best], proposals.pre_nms_scores[best])]
     if selected is not None:
-        parts = [dimmed_part(parts[0]), (proposals.pre_nms_boxes[selected].reshape(1, 4), SAMPLE_POINT, 3.0, [f"#{selected}"])]
+        parts = [dimmed_part(parts[0]),
+                 (proposals.pre_nms_boxes[selected].reshape(1, 4), SAMPLE_POINT, 3.0, [f"#{selected}"])]
         suppressor = int(proposals.suppressed_by[selected])
         if suppressor >= 0:
-            parts.append((proposals.pre_nms_boxes[suppressor].reshape(1, 4), SUPPRESSOR, 3.0, [f"#{suppressor} kept"]))
+            parts.append((proposals.pre_nms_boxes[suppressor].reshape(1, 4), SUPPRESSOR, 3.0, None,
+                          [f"#{suppressor} kept"]))
     return overlay_of(parts)
 
 
@@ -241,7 +258,7 @@ def roi_samples_overlay(targets, class_names: list[str], selected: int | None = 
         label, gt_index = int(targets.labels[selected]), int(targets.matched_gt_idx[selected])
         if label > 0 and gt_boxes is not None and gt_index < len(gt_boxes):
             parts.append((gt_boxes[gt_index].reshape(1, 4), class_colour_of(class_names, label), 3.0,
-                          [f"GT {gt_index}"]))
+                          None, [f"GT {gt_index}"]))
     return overlay_of(parts)
 
 

@@ -89,12 +89,13 @@ class BoxSetLayer(QGraphicsItem):
 
     def set_boxes(self, boxes: np.ndarray, colours: QColor | Sequence[QColor], widths: float | np.ndarray = 1.0,
                   labels: Sequence[str] | None = None, dashed: bool = False,
-                  hover_labels: Sequence[str] | None = None) -> None:
+                  hover_labels: Sequence[str] | None = None, halos: bool | np.ndarray = True) -> None:
         """Show `boxes` (N, 4) instead of the current ones.
 
         colours: one QColor, or N. widths: pen width in screen pixels, one or (N,). labels: None,
         or N tag texts ("" for no tag). dashed: dashed outlines for the whole layer. hover_labels:
-        None, or N texts, each shown as its box's tag while the mouse is over that box.
+        None, or N texts, each shown as its box's tag while the mouse is over that box. halos: the
+        dark halo under each outline, one bool or (N,); without it a thin line recedes into the image.
         """
         self.prepareGeometryChange()
         self._boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -102,16 +103,17 @@ class BoxSetLayer(QGraphicsItem):
         colours = [colours] * count if isinstance(colours, QColor) else list(colours)
         widths = np.broadcast_to(np.asarray(widths, dtype=np.float64), (count,))
         # one pen per distinct (colour, width): drawRects then draws each group in one call
-        keys = [(colour.rgba(), float(width)) for colour, width in zip(colours, widths)]
+        halos = np.broadcast_to(np.asarray(halos, dtype=bool), (count,))
+        keys = [(colour.rgba(), float(width), bool(halo)) for colour, width, halo in zip(colours, widths, halos)]
         unique_keys = list(dict.fromkeys(keys))
-        self._pens = [self._pen(QColor.fromRgba(rgba), width, dashed) for rgba, width in unique_keys]
-        self._halo_pens = [self._pen(HALO, width + 2, False) for _, width in unique_keys]
+        self._pens = [self._pen(QColor.fromRgba(rgba), width, dashed) for rgba, width, _ in unique_keys]
+        self._halo_pens = [self._pen(HALO, width + 2, False) if halo else None for _, width, halo in unique_keys]
         key_index = {key: index for index, key in enumerate(unique_keys)}
         self._pen_index = np.array([key_index[key] for key in keys], dtype=np.int64)
         self._labels = list(labels) if labels is not None else [""] * count
         self._tagged = np.array([bool(text) for text in self._labels], dtype=bool)
         self._hover_labels = list(hover_labels) if hover_labels is not None else None
-        self.setAcceptHoverEvents(hover_labels is not None)
+        self.setAcceptHoverEvents(any(self._hover_labels or ()))  # else it would keep hover from the layers below
         if self._hovered is not None and (self._hover_labels is None or self._hovered >= count):
             self._hovered = None
         if count:
@@ -192,8 +194,9 @@ class BoxSetLayer(QGraphicsItem):
                   for number in np.unique(pen_index).tolist()]
         for pens in (self._halo_pens, self._pens):  # every halo first: no halo crosses a line
             for pen_number, rects in groups:
-                painter.setPen(pens[pen_number])
-                painter.drawRects(rects)
+                if pens[pen_number] is not None:
+                    painter.setPen(pens[pen_number])
+                    painter.drawRects(rects)
         self.paint_tags(painter, visible, device, transform.mapRect(exposed))
 
     def paint_tags(self, painter: QPainter, indices: np.ndarray, device: np.ndarray, area: QRectF) -> None:

@@ -51,7 +51,9 @@ def test_roi_samples_are_listed_with_their_gt_box_and_targets(qtbot, window):  #
     text = panel.explanation.text()
     assert f"RoI #0 ({first.source}) is foreground" in text and "Regression targets" in text
     gt_box = inspector.gt_labels()[0][first.gt_index].double().numpy()
-    assert np.allclose(shown_boxes(window)[-1], gt_box) and inspector.layer._labels[-1] == f"GT {first.gt_index}"
+    assert np.allclose(shown_boxes(window)[-1], gt_box)
+    # the RoI tagged; its GT box (whose corner lies close) tagged under the mouse
+    assert inspector.layer._labels[-2:] == ["RoI #0", ""] and inspector.layer._hover_labels[-1] == f"GT {first.gt_index}"
     # a click on a background RoI's centre (away from every other sampled RoI's centre) selects its row
     background = [row.index for row in rows if not row.foreground]
     rois = targets.rois
@@ -124,4 +126,4 @@ def test_class_scores_draw_the_candidates_class_nms_weighed_against_the_detectio
     assert "1 of them, overlapping by more than 0.5" in text
     parts = class_parts(detections, 0, ["__background__", "cat", "dog"])
     assert torch.equal(parts[0][0], boxes[[1, 2]])
-    assert parts[1][3] == ["dog 0.05"] and torch.equal(parts[1][0], boxes[[4]])
+    assert parts[1][4] == ["dog 0.05"] and torch.equal(parts[1][0], boxes[[4]])  # its tag under the mouse
