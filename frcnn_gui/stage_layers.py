@@ -84,6 +84,7 @@ class StageInspector(QObject):
         self.gt_count = 0  # the GT boxes the anchor labels were last matched against
         self._pending: int | None = None
         self.point: tuple[float, float] | None = None  # the image point clicked last
+        self._drawn_stage: str | None = None
         panel.stage_chosen.connect(self._stage_chosen)
         panel.proposal_knobs_changed.connect(self.rerun_proposals)
         panel.level_chosen.connect(self._level_chosen)
@@ -287,7 +288,9 @@ class StageInspector(QObject):
 
     def _show(self) -> None:
         stage = self.panel.stage
-        self.canvas.detection_layer.setVisible(stage == "detections")
+        if stage != self._drawn_stage:  # on a change of stage only: else View > Show detections has its say
+            self.canvas.detection_layer.setVisible(stage == "detections")
+            self._drawn_stage = stage
         self.canvas.inspecting = stage not in GT_EDITING_STAGES
         self.layer.setVisible(stage != "detections")
         self.heatmap.setVisible(stage == "objectness" and self.trace is not None)
