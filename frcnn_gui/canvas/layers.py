@@ -207,7 +207,7 @@ class BoxSetLayer(QGraphicsItem):
         height = LABEL_PIXEL_SIZE + 2 * LABEL_PADDING
         wide_enough = (device[:, 2] - device[:, 0]) >= MIN_LABELLED_WIDTH
         crowded = np.count_nonzero(wide_enough & self._tagged[indices]) > MAX_TAGS
-        drawn = (wide_enough & ~crowded) | (indices == self._hovered)
+        drawn = (wide_enough & ~crowded) | (indices == (-1 if self._hovered is None else self._hovered))
         tags_by_pen: dict[int, list[tuple[QRectF, str]]] = {}
         for index, (x1, y1, _, y2) in zip(indices[drawn].tolist(), device[drawn].tolist()):
             text = self._labels[index] or (self.hovered_label() if index == self._hovered else "")
