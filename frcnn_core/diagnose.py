@@ -5,7 +5,8 @@ in original-image pixels, as every trace hands them out (IoU does not change whe
 scaled, so original and input pixels give the same IoUs).
 
 A GT box passes through `STAGES` in order; `lost_at` is the first one it does not pass, None when
-it is detected. With `iou` = 0.5 and the RPN's background threshold `bg` (0.3):
+it is detected ("found"; `frcnn_core.explain.outcome_words` names each outcome for the texts).
+With `iou` = 0.5 and the RPN's background threshold `bg` (0.3):
 
 - detected: a final detection of the GT's class with IoU >= iou scores >= score_thresh
   (no one-to-one matching as in AP: one detection may cover two overlapping GT boxes);
@@ -188,6 +189,20 @@ def recall_funnel(
             detection_score=score, detected=detected, lost_at=lost_at, **proposal,
         ))
     return rows
+
+
+def at_score_threshold(rows: list[FunnelRow], score_thresh: float, iou: float = 0.5,
+                       bg_iou_thresh: float = RPNConfig().bg_iou_thresh) -> list[FunnelRow]:
+    """The funnel rows as `recall_funnel` gives them at another detection score threshold, from
+    the rows alone: each keeps its best covering detection's score whatever the threshold, so
+    only `detected` and `lost_at` change. iou and bg_iou_thresh: those the rows were made with."""
+    rethresholded = []
+    for row in rows:
+        detected = row.detection_score is not None and row.detection_score >= score_thresh
+        lost_at = lost_stage(row.best_anchor_iou, row.best_proposal_iou, row.best_kept_iou, row.best_post_nms_iou,
+                             detected, iou, bg_iou_thresh)
+        rethresholded.append(replace(row, detected=detected, lost_at=lost_at))
+    return rethresholded
 
 
 @dataclass(frozen=True)

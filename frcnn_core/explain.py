@@ -10,6 +10,11 @@ training RPN settings; proposals and RoI pooling from the training ones for a tr
 with RoI samples), else from the inference ones. Thresholds recorded in the trace (the NMS IoU of
 the proposals) are quoted from the trace. `stage_counts(trace)` gives the stage list's short
 count beside each stage name.
+
+One vocabulary for every view: `STAGE_TITLES` names the stages as the Stages dock lists them, and
+`outcome_words(lost_at)` names where the recall funnel (`frcnn_core.diagnose`) lost a GT box —
+"found", "lost at anchors", "lost before NMS", "lost at NMS", "lost at post-NMS top-N", "lost at
+detection" — in the funnel panel, the stage texts, `frcnn trace --gt` and `frcnn diagnose` alike.
 """
 from __future__ import annotations
 
@@ -20,14 +25,32 @@ import torch
 from frcnn_core.config import IGNORE, NEG, POS, DetectorConfig
 from frcnn_core.trace import Trace
 
+STAGE_TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": "objectness",
+                "proposals-pre-nms": "proposals before NMS", "proposals": "proposals", "roi-samples": "RoI samples",
+                "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
+DEFAULT_SCORE_THRESH = 0.5  # the detections panel's starting threshold
+FOUND = "found"
+# keyed by frcnn_core.diagnose.STAGES; "before NMS": the stage's top-N, regression and filters
+# together (the funnel cannot tell them apart), as the dock's "proposals before NMS" shows them
+LOST_AT_WORDS = {"anchors": "lost at anchors", "proposals-pre-nms": "lost before NMS", "nms": "lost at NMS",
+                 "post-nms-top-n": "lost at post-NMS top-N", "detection": "lost at detection"}
 
-def explain(stage: str, trace: Trace, config: DetectorConfig, gt_count: int | None = None) -> str:
+
+def outcome_words(lost_at: str | None) -> str:
+    """A funnel row's outcome in the words every view uses: None -> "found", "nms" -> "lost at
+    NMS" (keys of LOST_AT_WORDS). Raises KeyError for an unknown stage."""
+    return FOUND if lost_at is None else LOST_AT_WORDS[lost_at]
+
+
+def explain(stage: str, trace: Trace, config: DetectorConfig, gt_count: int | None = None,
+            score_thresh: float = DEFAULT_SCORE_THRESH) -> str:
     """Two or three sentences about `stage` of `trace`; gt_count, when known, names how many GT
-    boxes the labels were matched against. Raises ValueError for an unknown stage, and naming
-    what is missing when the stage needs GT boxes, a training trace or an inference trace."""
+    boxes the labels were matched against; score_thresh is the score a detection needs to be
+    shown. Raises ValueError for an unknown stage, and naming what is missing when the stage needs
+    GT boxes, a training trace or an inference trace."""
     if stage not in _STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(_STAGES)}")
-    return _STAGES[stage](trace, config, gt_count)
+    return _STAGES[stage](trace, config, gt_count, score_thresh)
 
 
 def _count(value) -> str:
@@ -56,7 +79,7 @@ def _is_training(trace: Trace) -> bool:
     return trace.roi_targets is not None
 
 
-def _anchors(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _anchors(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     anchors = trace.anchors
     total, inside = len(anchors.boxes), int(anchors.inside.sum())
     input_h, input_w = trace.input_size
@@ -78,7 +101,7 @@ def _anchors(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
             f"anchors ({sizes}), at height:width ratios {_join(shapes.aspect_ratios[0])}.")
 
 
-def _anchor_labels(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _anchor_labels(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     labels = trace.anchor_labels
     if labels is None:
         raise ValueError("the anchor-labels stage needs ground-truth boxes: this trace has no anchor labels")
@@ -97,7 +120,7 @@ def _anchor_labels(trace: Trace, config: DetectorConfig, gt_count: int | None) -
             f"{_count(quota)} of {_count(rpn.batch_size_per_image)}).")
 
 
-def _objectness(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _objectness(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     probabilities = torch.sigmoid(trace.objectness.logits.float())
     likely = int((probabilities > 0.5).sum())
     maps = sum(trace.anchors.shapes_per_cell)
@@ -111,7 +134,7 @@ def _rpn_config(trace: Trace, config: DetectorConfig):
     return config.rpn_train if _is_training(trace) else config.rpn_test
 
 
-def _proposals_pre_nms(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _proposals_pre_nms(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     proposals, rpn = trace.proposals, _rpn_config(trace, config)
     count, valid = len(proposals.pre_nms_boxes), int(proposals.valid.sum())
     per_level = " of each level" if len(trace.anchors.grid_sizes) > 1 else ""
@@ -121,7 +144,7 @@ def _proposals_pre_nms(trace: Trace, config: DetectorConfig, gt_count: int | Non
             f"{_number(rpn.min_size)} px{score} are dropped: {_count(count - valid)}, leaving {_count(valid)}.")
 
 
-def _proposals(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _proposals(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     proposals = trace.proposals
     valid, kept = int(proposals.valid.sum()), len(proposals.nms_keep_idx)
     final = len(proposals.post_nms_idx)
@@ -133,7 +156,7 @@ def _proposals(trace: Trace, config: DetectorConfig, gt_count: int | None) -> st
             f"proposals.")
 
 
-def _roi_samples(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _roi_samples(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     samples = trace.roi_targets
     if samples is None:
         raise ValueError("the roi-samples stage needs a training trace with ground-truth boxes: this trace has "
@@ -156,7 +179,7 @@ def _roi_samples(trace: Trace, config: DetectorConfig, gt_count: int | None) -> 
     return text
 
 
-def _roi_pool(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _roi_pool(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     pool = trace.roi_pool
     rois, channels, height, width = pool.output_shape
     per_roi = f"{channels} x {height} x {width} = {_count(channels * height * width)} features per RoI"
@@ -179,7 +202,7 @@ def _detections_of(trace: Trace, stage: str):
     return trace.detections
 
 
-def _class_scores(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _class_scores(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     detections = _detections_of(trace, "class-scores")
     rois, classes = detections.class_scores.shape
     background = int((detections.class_scores.argmax(dim=1) == 0).sum()) if rois else 0
@@ -191,7 +214,7 @@ def _class_scores(trace: Trace, config: DetectorConfig, gt_count: int | None) ->
             f"{_count(len(detections.candidate_scores))}.")
 
 
-def _detections(trace: Trace, config: DetectorConfig, gt_count: int | None) -> str:
+def _detections(trace: Trace, config: DetectorConfig, gt_count: int | None, score_thresh: float) -> str:
     detections = _detections_of(trace, "detections")
     roi = config.roi_test
     candidates, kept = len(detections.candidate_scores), len(detections.keep_idx)
@@ -199,13 +222,13 @@ def _detections(trace: Trace, config: DetectorConfig, gt_count: int | None) -> s
             f"{_count(roi.detections_per_img)} per image kept {_count(kept)} of the "
             f"{_counted(candidates, 'candidate')}.")
     if kept:
-        confident = int((detections.scores >= 0.5).sum())
-        text += (f" The best score is {float(detections.scores.max()):.3f}; scoring at least 0.5: "
+        confident = int((detections.scores >= score_thresh).sum())
+        text += (f" The best score is {float(detections.scores.max()):.3f}; scoring at least {_number(score_thresh)}: "
                  f"{_counted(confident, 'detection')}.")
     return text
 
 
-_STAGES: dict[str, Callable[[Trace, DetectorConfig, int | None], str]] = {
+_STAGES: dict[str, Callable[[Trace, DetectorConfig, int | None, float], str]] = {
     "anchors": _anchors,
     "anchor-labels": _anchor_labels,
     "objectness": _objectness,
@@ -218,7 +241,7 @@ _STAGES: dict[str, Callable[[Trace, DetectorConfig, int | None], str]] = {
 }
 
 
-def stage_counts(trace, score_thresh: float = 0.5) -> dict[str, str]:
+def stage_counts(trace, score_thresh: float = DEFAULT_SCORE_THRESH) -> dict[str, str]:
     """The stage list's count texts for `trace` (anchor labels only when it has them)."""
     anchors, proposals, detections = trace.anchors, trace.proposals, trace.detections
     counts = {"anchors": f"{len(anchors.boxes):,} ({int(anchors.inside.sum()):,} inside)",

@@ -12,6 +12,8 @@ import torch
 
 from frcnn_core.config import IGNORE, NEG, POS
 from frcnn_core.data.voc import read_voc_xml
+from frcnn_core.diagnose import DETECTED
+from frcnn_core.explain import outcome_words
 from frcnn_core.fileio import write_atomic, write_bytes_atomic
 from frcnn_core.imageio import LoadedImage
 from frcnn_core.trace import Trace
@@ -146,8 +148,8 @@ ANCHOR_LABEL_NAMES = {POS: "pos", NEG: "neg", IGNORE: "ign"}
 def funnel_text(rows: list) -> str:
     """The recall funnel (diagnose.FunnelRow per GT box) as a compact table."""
     lines = ["recall funnel: best anchor IoU (label) | best pre-NMS proposal IoU, score rank | NMS | "
-             "post-NMS top-N | detection score | lost at",
-             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} {'det':>6s}  lost at"]
+             "post-NMS top-N | detection score | outcome",
+             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} {'det':>6s}  outcome"]
     for row in rows:
         proposal = "-" if row.best_proposal_rank is None else f"{row.best_proposal_iou:.2f} #{row.best_proposal_rank}"
         if row.suppressed_by is not None:
@@ -157,7 +159,7 @@ def funnel_text(rows: list) -> str:
         score = "-" if row.detection_score is None else f"{row.detection_score:.3f}"
         lines.append(f"{row.gt_index:3d} {row.label[:12]:12s} {row.best_anchor_iou:5.2f} "
                      f"{ANCHOR_LABEL_NAMES[row.best_anchor_label]:>4s} {proposal:>12s} {nms:>15s} "
-                     f"{'yes' if row.in_post_nms_top_n else 'no':>5s} {score:>6s}  {row.lost_at or '(detected)'}")
+                     f"{'yes' if row.in_post_nms_top_n else 'no':>5s} {score:>6s}  {outcome_words(row.lost_at)}")
     return "\n".join(lines)
 
 
@@ -165,11 +167,14 @@ def diagnose_text(diagnosis) -> str:
     """`frcnn diagnose`'s one screen (a diagnose.DatasetDiagnosis): where GT boxes are lost, in
     total, by class and by size; anchor coverage; the model's anchors and the suggested ones."""
     outcomes = list(diagnosis.lost_at)
-    header = f"{'':12s} " + " ".join(f"{name:>16s}" for name in outcomes)
+    words = [outcome_words(None if outcome == DETECTED else outcome) for outcome in outcomes]
+    widths = [max(len(text), 16) for text in words]
+    header = f"{'':12s} " + " ".join(f"{text:>{width}s}" for text, width in zip(words, widths))
 
     def line(name: str, counts: dict[str, int]) -> str:
         total = max(sum(counts.values()), 1)
-        return f"{name[:12]:12s} " + " ".join(f"{counts[o]:7d} ({counts[o] / total:6.1%})" for o in outcomes)
+        return f"{name[:12]:12s} " + " ".join(f"{f'{counts[o]:7d} ({counts[o] / total:6.1%})':>{width}s}"
+                                              for o, width in zip(outcomes, widths))
 
     lines = [f"{diagnosis.images} images, {diagnosis.gt_boxes} GT boxes; lost at the first stage that misses "
              f"them (IoU >= {diagnosis.iou:g}, detection score >= {diagnosis.score_thresh:g})", header,

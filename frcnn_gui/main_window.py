@@ -111,12 +111,16 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
         self.detections_panel.accept_rows.connect(self.accept_detections)
+        self.detections_panel.picked.connect(lambda rows: self.canvas.detection_layer.set_picked(
+            [self._best_first[row] for row in rows if row < len(self._best_first)]))
 
     def _build_inspector(self, import_seconds: float) -> None:
         """The stage inspector, once the engine is ready (the worker imported its modules)."""
         from frcnn_gui.stage_layers import StageInspector
 
         self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
+        self.inspector.set_score_threshold(self.detections_panel.threshold)
+        self.detections_panel.filter_changed.connect(lambda threshold, _: self.inspector.set_score_threshold(threshold))
         self.inspector.funnel_changed.connect(self.funnel_panel.set_rows)
         self.inspector.forgotten.connect(self.funnel_panel.reset)
         self.funnel_panel.row_chosen.connect(self.inspector.show_chain)

@@ -25,6 +25,22 @@ def objectness_map(trace, level: int, shape: int | None = None) -> np.ndarray:
     return (per_shape.amax(dim=2) if shape is None else per_shape[:, :, shape]).numpy()
 
 
+def likely_per_level(trace) -> list[int]:
+    """Per feature level, how many of its anchors score above 0.5: more likely an object than
+    background."""
+    likely = torch.sigmoid(trace.objectness.logits.float()) > 0.5
+    return [int(likely[trace.anchors.level == level].sum()) for level in range(len(trace.anchors.grid_sizes))]
+
+
+def liveliest_level(trace) -> int:
+    """The level where the image's objectness is: the one with the most anchors above 0.5 (the
+    finer on a tie); with none above 0.5, the one holding the highest score."""
+    counts = likely_per_level(trace)
+    if max(counts) > 0:
+        return counts.index(max(counts))
+    return int(trace.anchors.level[trace.objectness.logits.argmax()])
+
+
 def shape_names(config_anchors, level: int) -> list[str]:
     """The anchor shapes of one cell of `level` in layout order (ratio-major, then size)."""
     return [f"ratio {ratio:g}, size {size:g}" for ratio in config_anchors.aspect_ratios[level]

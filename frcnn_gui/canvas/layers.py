@@ -34,12 +34,19 @@ LABEL_PIXEL_SIZE = 12  # tag text height on screen, whatever the zoom
 LABEL_PADDING = 3
 MIN_LABELLED_WIDTH = 14  # boxes narrower than this on screen get no tag: it would hide them
 MAX_TAGS = 200  # with more tagged boxes in view, tags would cover the image: zoom in to see them
+TOP_TAGS = 5  # where many boxes have a tag, only the best few show it; the rest show it under the mouse
 
 
 def detection_colour(name: str) -> QColor:
     """The class colour lightened towards white, for model output drawn over GT boxes."""
     colour = class_colour(name)
     return QColor.fromHsvF(colour.hsvHueF(), max(0.0, colour.hsvSaturationF() * 0.45), 1.0)
+
+
+def dimmed(colour: QColor) -> QColor:
+    """`colour` pushed back, paler and darker: the boxes around a selection. Opaque, as every pen
+    here (a translucent one would slow painting down)."""
+    return QColor.fromHsvF(max(colour.hsvHueF(), 0.0), colour.hsvSaturationF() * 0.4, colour.valueF() * 0.45)
 
 
 def class_colour(name: str) -> QColor:
@@ -64,7 +71,8 @@ class BoxSetLayer(QGraphicsItem):
     """N boxes with a colour, a pen width (screen pixels) and an optional tag each.
 
     The generic overlay: ground truth and detections build on it, and the stage inspector shows
-    anchors and proposals with it. Hit testing is vectorised over the N boxes.
+    anchors and proposals with it. Hit testing is vectorised over the N boxes. With hover labels,
+    the box under the mouse shows its hover label as its tag (when it has no tag of its own).
     """
 
     def __init__(self, parent: QGraphicsItem | None = None, tags_below: bool = False):
@@ -76,14 +84,18 @@ class BoxSetLayer(QGraphicsItem):
         self._metrics = QFontMetricsF(self._font)
         self._tag_widths: dict[str, float] = {}
         self._bounds = QRectF()
+        self._hovered: int | None = None  # the box under the mouse, while hover labels are set
         self.set_boxes(np.zeros((0, 4)), QColor(Qt.white))
 
     def set_boxes(self, boxes: np.ndarray, colours: QColor | Sequence[QColor], widths: float | np.ndarray = 1.0,
-                  labels: Sequence[str] | None = None, dashed: bool = False) -> None:
+                  labels: Sequence[str] | None = None, dashed: bool = False,
+                  hover_labels: Sequence[str] | None = None, halos: bool | np.ndarray = True) -> None:
         """Show `boxes` (N, 4) instead of the current ones.
 
         colours: one QColor, or N. widths: pen width in screen pixels, one or (N,). labels: None,
-        or N tag texts ("" for no tag). dashed: dashed outlines for the whole layer.
+        or N tag texts ("" for no tag). dashed: dashed outlines for the whole layer. hover_labels:
+        None, or N texts, each shown as its box's tag while the mouse is over that box. halos: the
+        dark halo under each outline, one bool or (N,); without it a thin line recedes into the image.
         """
         self.prepareGeometryChange()
         self._boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -91,13 +103,19 @@ class BoxSetLayer(QGraphicsItem):
         colours = [colours] * count if isinstance(colours, QColor) else list(colours)
         widths = np.broadcast_to(np.asarray(widths, dtype=np.float64), (count,))
         # one pen per distinct (colour, width): drawRects then draws each group in one call
-        keys = [(colour.rgba(), float(width)) for colour, width in zip(colours, widths)]
+        halos = np.broadcast_to(np.asarray(halos, dtype=bool), (count,))
+        keys = [(colour.rgba(), float(width), bool(halo)) for colour, width, halo in zip(colours, widths, halos)]
         unique_keys = list(dict.fromkeys(keys))
-        self._pens = [self._pen(QColor.fromRgba(rgba), width, dashed) for rgba, width in unique_keys]
-        self._halo_pens = [self._pen(HALO, width + 2, False) for _, width in unique_keys]
+        self._pens = [self._pen(QColor.fromRgba(rgba), width, dashed) for rgba, width, _ in unique_keys]
+        self._halo_pens = [self._pen(HALO, width + 2, False) if halo else None for _, width, halo in unique_keys]
         key_index = {key: index for index, key in enumerate(unique_keys)}
         self._pen_index = np.array([key_index[key] for key in keys], dtype=np.int64)
         self._labels = list(labels) if labels is not None else [""] * count
+        self._tagged = np.array([bool(text) for text in self._labels], dtype=bool)
+        self._hover_labels = list(hover_labels) if hover_labels is not None else None
+        self.setAcceptHoverEvents(any(self._hover_labels or ()))  # else it would keep hover from the layers below
+        if self._hovered is not None and (self._hover_labels is None or self._hovered >= count):
+            self._hovered = None
         if count:
             low, high = self._boxes[:, :2].min(axis=0), self._boxes[:, 2:].max(axis=0)
             margin = max(high - low)  # room for tags and handles drawn in screen pixels
@@ -134,6 +152,21 @@ class BoxSetLayer(QGraphicsItem):
     def boundingRect(self) -> QRectF:
         return self._bounds
 
+    def hoverMoveEvent(self, event) -> None:
+        hovered = self.box_index_at(event.pos().x(), event.pos().y())
+        if hovered != self._hovered:
+            self._hovered = hovered
+            self.update()
+
+    def hoverLeaveEvent(self, event) -> None:
+        if self._hovered is not None:
+            self._hovered = None
+            self.update()
+
+    def hovered_label(self) -> str:
+        """The hover label of the box under the mouse ("" when none)."""
+        return self._hover_labels[self._hovered] if self._hovered is not None else ""
+
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         transform = painter.worldTransform()
         painter.save()
@@ -161,21 +194,23 @@ class BoxSetLayer(QGraphicsItem):
                   for number in np.unique(pen_index).tolist()]
         for pens in (self._halo_pens, self._pens):  # every halo first: no halo crosses a line
             for pen_number, rects in groups:
-                painter.setPen(pens[pen_number])
-                painter.drawRects(rects)
+                if pens[pen_number] is not None:
+                    painter.setPen(pens[pen_number])
+                    painter.drawRects(rects)
         self.paint_tags(painter, visible, device, transform.mapRect(exposed))
 
     def paint_tags(self, painter: QPainter, indices: np.ndarray, device: np.ndarray, area: QRectF) -> None:
         """Tags of boxes `indices` (device: their viewport boxes): text on the box colour, above
         the top-left corner (tags_below: under the bottom-left one), or just inside the box when
-        that would leave `area`, the viewport part being painted. No tags beyond MAX_TAGS."""
+        that would leave `area`, the viewport part being painted. With more than MAX_TAGS tagged
+        boxes in view, no tags; the hovered box's tag whatever its width or the crowd."""
         height = LABEL_PIXEL_SIZE + 2 * LABEL_PADDING
         wide_enough = (device[:, 2] - device[:, 0]) >= MIN_LABELLED_WIDTH
-        if np.count_nonzero(wide_enough) > MAX_TAGS:
-            return
+        crowded = np.count_nonzero(wide_enough & self._tagged[indices]) > MAX_TAGS
+        drawn = (wide_enough & ~crowded) | (indices == (-1 if self._hovered is None else self._hovered))
         tags_by_pen: dict[int, list[tuple[QRectF, str]]] = {}
-        for index, (x1, y1, _, y2) in zip(indices[wide_enough].tolist(), device[wide_enough].tolist()):
-            text = self._labels[index]
+        for index, (x1, y1, _, y2) in zip(indices[drawn].tolist(), device[drawn].tolist()):
+            text = self._labels[index] or (self.hovered_label() if index == self._hovered else "")
             if not text:
                 continue
             width = self._tag_widths.get(text)
@@ -204,6 +239,7 @@ SELECTED_FILL_ALPHA = 48
 HANDLE_SIZE = 7  # screen pixels
 DIFFICULT_TAG = " (difficult)"  # after the class name
 DETECTION_WIDTH = 2.0
+PICKED_WIDTH = 4.0
 
 
 class GroundTruthLayer(BoxSetLayer):
@@ -314,16 +350,19 @@ class GroundTruthLayer(BoxSetLayer):
 
 
 class DetectionLayer(BoxSetLayer):
-    """The document's detections: dashed outlines in class colours tagged "label score" under
-    the box (a matching ground-truth box has its tag above), the highest scores on top.
-    score_threshold and class_filter (None: every class) only choose what is drawn — changing
-    them repaints, it never re-runs the model."""
+    """The document's detections: dashed outlines in class colours, the highest scores on top;
+    the TOP_TAGS best tagged "label score" under the box (a matching ground-truth box has its tag
+    above), every one under the mouse. The picked ones (`set_picked`: the detections list's
+    selection) are drawn thick and on top, tagged, the others dimmed. score_threshold and
+    class_filter (None: every class) only choose what is drawn — changing them repaints, it never
+    re-runs the model."""
 
     def __init__(self, document: Document, parent: QGraphicsItem | None = None):
         super().__init__(parent, tags_below=True)  # above, they would hide a matching GT box's tag
         self.document = document
         self.score_threshold = 0.5
         self.class_filter: frozenset[str] | None = None
+        self.picked: list[Detection] = []
         self.shown: list[Detection] = []  # the detections drawn, in drawing order
 
     def set_score_threshold(self, threshold: float) -> None:
@@ -334,14 +373,26 @@ class DetectionLayer(BoxSetLayer):
         self.class_filter = None if names is None else frozenset(names)
         self.refresh()
 
+    def set_picked(self, detections: Sequence[Detection]) -> None:
+        """Highlight these detections (those not drawn are ignored); an empty list: none."""
+        self.picked = list(detections)
+        self.refresh()
+
     def refresh(self) -> None:
-        """Re-read the document's detections and apply the threshold and the filter."""
-        self.shown = sorted((detection for detection in self.document.detections
-                             if detection.score >= self.score_threshold
-                             and (self.class_filter is None or detection.label in self.class_filter)),
-                            key=lambda detection: detection.score)
+        """Re-read the document's detections and apply the threshold, the filter and the pick."""
+        shown = sorted((detection for detection in self.document.detections
+                        if detection.score >= self.score_threshold
+                        and (self.class_filter is None or detection.label in self.class_filter)),
+                       key=lambda detection: detection.score)
+        picked = [detection for detection in shown if detection in self.picked]
+        self.shown = [detection for detection in shown if detection not in picked] + picked  # the picked on top
+        best = shown[-TOP_TAGS:]
         coords = np.array([detection.box for detection in self.shown], dtype=np.float64).reshape(-1, 4)
         # a lighter shade of the class colour: detections read apart from the solid GT boxes
-        colours = [detection_colour(detection.label) for detection in self.shown]
-        labels = [f"{detection.label} {detection.score:.2f}" for detection in self.shown]
-        self.set_boxes(coords, colours, DETECTION_WIDTH, labels, dashed=True)
+        colours = [detection_colour(detection.label) if not picked or detection in picked
+                   else dimmed(detection_colour(detection.label)) for detection in self.shown]
+        widths = [PICKED_WIDTH if detection in picked else DETECTION_WIDTH for detection in self.shown]
+        texts = [f"{detection.label} {detection.score:.2f}" for detection in self.shown]
+        labels = [text if detection in picked or detection in best else ""
+                  for text, detection in zip(texts, self.shown)]
+        self.set_boxes(coords, colours, np.array(widths), labels, dashed=True, hover_labels=texts)

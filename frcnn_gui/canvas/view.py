@@ -72,6 +72,7 @@ class Canvas(ImageView):
         self.asks_class = False  # a drawn box waits for finish_drawn_box() instead of taking current_label
         self.pending_box: Coords | None = None  # a drawn box waiting for its class, shown as a preview
         self.mode = "select"
+        self.inspecting = False  # the stage inspector owns plain clicks: select mode never selects or moves a box
         self.selection: list[int] = []
         self._drag: _BoxDrag | None = None
         self._press_position: QPointF | None = None  # of the left button, while it is down
@@ -160,7 +161,8 @@ class Canvas(ImageView):
             return
         self._press_position = event.position()
         point = self.image_point(event.position())
-        handle = self.ground_truth_layer.handle_at(point.x(), point.y(), self._tolerance())
+        tolerance = self._tolerance()
+        handle = None if self.inspecting else self.ground_truth_layer.handle_at(point.x(), point.y(), tolerance)
         if handle is not None:  # in either mode: a handle of a selected box resizes it
             box_id, handle_position = handle
             self._drag = _BoxDrag(box_id, handle_position, point, self.document.boxes[box_id].coords)
@@ -171,6 +173,9 @@ class Canvas(ImageView):
         event.accept()
 
     def _press_select(self, point: QPointF, shift: bool) -> None:
+        if self.inspecting:  # a click picks what the inspector shows; a drag pans
+            self.start_pan(self._press_position)
+            return
         box_id = self.ground_truth_layer.box_at(point.x(), point.y(), self._tolerance())
         if box_id is None:
             if not shift:
@@ -269,7 +274,9 @@ class Canvas(ImageView):
             return
         point = self.image_point(position)
         handle = self.ground_truth_layer.handle_at(point.x(), point.y(), self._tolerance())
-        if handle is not None:
+        if self.inspecting and self.mode != "draw":
+            cursor = Qt.ArrowCursor
+        elif handle is not None:
             cursor = HANDLE_CURSORS[handle[1]]
         elif self.mode == "draw":
             cursor = Qt.CrossCursor

@@ -13,6 +13,7 @@ class DetectionsPanel(QWidget):
     filter_changed = Signal(float, str)  # score threshold, class name or "" for all
     accept_all = Signal()
     accept_rows = Signal(list)  # rows of the shown list: accept just those
+    picked = Signal(list)  # rows of the shown list the user selected, to be highlighted on the canvas
 
     def __init__(self, parent=None, threshold: float = 0.5):
         super().__init__(parent)
@@ -34,6 +35,7 @@ class DetectionsPanel(QWidget):
         accept_selected = QPushButton("Accept selected")
         accept_selected.clicked.connect(lambda: self._accept_selected())
         self.shown_list.itemDoubleClicked.connect(lambda item: self.accept_rows.emit([self.shown_list.row(item)]))
+        self.shown_list.itemSelectionChanged.connect(lambda: self.picked.emit(self._selected_rows()))
         row = QHBoxLayout()
         row.addWidget(self.slider)
         row.addWidget(self.value)
@@ -64,13 +66,18 @@ class DetectionsPanel(QWidget):
         self.classes.blockSignals(False)
 
     def set_shown(self, shown: list, total: int) -> None:
-        """The shown detections (best first) and how many there are in all."""
+        """The shown detections (best first) and how many there are in all; the pick is dropped
+        (`picked` emits no rows)."""
         self.count.setText(f"{len(shown)} of {total} detections")
+        self.shown_list.clearSelection()  # emits the empty pick: the canvas drops its highlight
         self.shown_list.clear()
         self.shown_list.addItems([f"{d.label}  {d.score:.2f}" for d in shown])
 
+    def _selected_rows(self) -> list[int]:
+        return sorted(self.shown_list.row(item) for item in self.shown_list.selectedItems())
+
     def _accept_selected(self) -> None:
-        rows = sorted(self.shown_list.row(item) for item in self.shown_list.selectedItems())
+        rows = self._selected_rows()
         if rows:
             self.accept_rows.emit(rows)
 

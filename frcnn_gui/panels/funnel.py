@@ -1,5 +1,6 @@
 """The recall funnel dock, "Why was this object missed?": one row per GT box of the current image
-(`frcnn_core.diagnose.FunnelRow`), the first stage where it was lost last. A view only: the stage
+(`frcnn_core.diagnose.FunnelRow`), its outcome last in the words of `frcnn_core.explain`
+("found", "lost at NMS", ...) at the detections panel's score threshold. A view only: the stage
 inspector fills it from its inspection and draws the chain of the row the user clicks."""
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QPushButto
     QVBoxLayout, QWidget
 
 from frcnn_core.config import IGNORE, NEG, POS
+from frcnn_core.explain import outcome_words
 
-COLUMNS = ("GT", "class", "best anchor", "best proposal", "NMS", "top-N", "score", "lost at")
+COLUMNS = ("GT", "class", "best anchor", "best proposal", "NMS", "post-NMS top-N", "score", "outcome")
 ANCHOR_LABELS = {POS: "pos", NEG: "neg", IGNORE: "ign"}
 LOST = QColor("#ffd8d8")  # the rows of missed boxes, so that they stand out in a long table
 
@@ -26,7 +28,7 @@ def row_cells(row) -> list[str]:
         top_n = "yes" if row.in_post_nms_top_n else "no"
     score = "" if row.detection_score is None else f"{row.detection_score:.2f}"
     return [str(row.gt_index), row.label, f"{row.best_anchor_iou:.2f} {ANCHOR_LABELS[row.best_anchor_label]}",
-            proposal, nms, top_n, score, row.lost_at or "detected"]
+            proposal, nms, top_n, score, outcome_words(row.lost_at)]
 
 
 class FunnelPanel(QWidget):
@@ -50,14 +52,21 @@ class FunnelPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._selection_changed)
+        self._boxes: list = []  # (gt_index, label, box) of the rows shown
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(self.trace_button)
         layout.addWidget(self.table, 1)
 
-    def set_rows(self, rows: list) -> None:
-        """Show these FunnelRows (an empty list: none, or no GT box), without emitting row_chosen."""
+    def set_rows(self, rows: list, score_thresh: float) -> None:
+        """Show these FunnelRows (an empty list: none, or no GT box), found at score_thresh, without
+        emitting row_chosen; the chosen row stays chosen when the rows are of the same GT boxes
+        (another threshold), else none is."""
+        boxes = [(row.gt_index, row.label, row.box) for row in rows]
+        chosen = self.table.currentRow() if boxes == self._boxes else -1
+        self._boxes = boxes
         self.table.blockSignals(True)
+        self.table.clearSelection()
         self.table.setRowCount(len(rows))
         for row_index, row in enumerate(rows):
             for column, text in enumerate(row_cells(row)):
@@ -66,9 +75,13 @@ class FunnelPanel(QWidget):
                 if row.lost_at is not None:
                     item.setBackground(LOST)
                 self.table.setItem(row_index, column, item)
+        if chosen >= 0:
+            self.table.selectRow(chosen)
         self.table.blockSignals(False)
         missed = sum(row.lost_at is not None for row in rows)
-        self.summary.setText(f"{len(rows)} GT boxes, {missed} missed (score ≥ 0.5, IoU ≥ 0.5). "
+        self.summary.setText(f"{len(rows)} GT boxes, {len(rows) - missed} found, {missed} lost (found: a detection"
+                             f" of its class with IoU ≥ 0.5 scoring ≥ {score_thresh:.2f}, the detections panel's"
+                             " threshold). "
                              "Click a row: its GT box (white), best anchor (cyan), best proposal (yellow) "
                              "and the box that suppressed it (red)." if rows else
                              "No GT box of a class the model knows on this image.")
@@ -82,6 +95,7 @@ class FunnelPanel(QWidget):
     def reset(self) -> None:
         """Another image or model: nothing traced yet."""
         self.table.setRowCount(0)
+        self._boxes = []
         self.summary.setText("Trace the image to see where each GT box was lost.")
         self.trace_button.show()
 

@@ -10,12 +10,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFo
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QScrollArea, QSlider,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from frcnn_core.explain import STAGE_TITLES
+
 # The stages the inspector can show, in the paper's order (names as in frcnn_core.cli.STAGES).
 STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
           "class-scores", "detections")
-TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": "objectness",
-          "proposals-pre-nms": "proposals before NMS", "proposals": "proposals", "roi-samples": "RoI samples",
-          "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
 NMS_STEPS = 100  # the NMS IoU slider's resolution: 0.01
 FEATURE_PIXELS = 63  # a pooled 7 x 7 map drawn 9 screen pixels per cell
 ANCHOR_SCOPES = {"cell": "the clicked cell's", "inside": "all inside the image", "all": "all"}
@@ -43,7 +42,7 @@ class StagesPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.stage_list = QListWidget()
-        self.stage_list.addItems([TITLES[name] for name in STAGES])
+        self.stage_list.addItems([STAGE_TITLES[name] for name in STAGES])
         self.stage_list.setFixedHeight(self.stage_list.sizeHintForRow(0) * len(STAGES) + 2 * self.stage_list.frameWidth() + 2)
         self.explanation = QLabel("Open an image to see its stages.")
         self.explanation.setWordWrap(True)
@@ -163,7 +162,7 @@ class StagesPanel(QWidget):
         """counts: stage name -> its count text ("" or missing: the title alone)."""
         for row, name in enumerate(STAGES):
             count = counts.get(name, "")
-            self.stage_list.item(row).setText(f"{TITLES[name]}  {count}" if count else TITLES[name])
+            self.stage_list.item(row).setText(f"{STAGE_TITLES[name]}  {count}" if count else STAGE_TITLES[name])
 
     def set_explanation(self, text: str) -> None:
         self.explanation.setText(text)
@@ -186,13 +185,13 @@ class StagesPanel(QWidget):
         self.shape.setCurrentIndex(0)
         self.shape.blockSignals(False)
 
-    def set_levels(self, grid_sizes: list[tuple[int, int]]) -> None:
-        """One entry per feature level, (H, W) cells each, without emitting level_chosen; the
-        finest level chosen."""
+    def set_levels(self, grid_sizes: list[tuple[int, int]], chosen: int) -> None:
+        """One entry per feature level, (H, W) cells each, level `chosen` chosen, without
+        emitting level_chosen."""
         self.level.blockSignals(True)
         self.level.clear()
         self.level.addItems([f"{level}: {height} x {width} cells" for level, (height, width) in enumerate(grid_sizes)])
-        self.level.setCurrentIndex(0)
+        self.level.setCurrentIndex(chosen)
         self.level.blockSignals(False)
 
     def set_anchor_filters(self, levels: int, config) -> None:
@@ -261,6 +260,13 @@ class StagesPanel(QWidget):
                 self.sample_table.setCurrentCell(row, 0)
                 self.sample_table.scrollToItem(self.sample_table.item(row, 0))
         self.sample_table.blockSignals(blocked)
+
+    def clear_inspection(self) -> None:
+        """Another image or model: the views of the previous inspection (RoI samples, class
+        scores, pooled features) empty until the new one fills them."""
+        self.set_roi_samples([], [])
+        self.set_class_scores([])
+        self.set_feature_maps([])
 
     def nms_iou(self) -> float:
         return self.nms_slider.value() / NMS_STEPS

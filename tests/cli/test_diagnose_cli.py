@@ -11,6 +11,7 @@ from PIL import Image
 
 from frcnn_core.cli import main
 from frcnn_core.diagnose import OUTCOMES, STAGES
+from frcnn_core.explain import FOUND, LOST_AT_WORDS, outcome_words
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 IMAGE_IDS = ("BloodImage_00002", "BloodImage_00014", "BloodImage_00028")  # val images, bundled as samples
@@ -55,6 +56,8 @@ def test_diagnose_writes_the_documented_record(tmp_path, capsys):
         assert picture.width >= 400
     screen = capsys.readouterr().out
     assert "anchor coverage" in screen and "suggested" in screen
+    header = screen.splitlines()[1].split()  # the outcomes in the words of the GUI's funnel and stages
+    assert " ".join(header) == " ".join([*LOST_AT_WORDS.values(), FOUND])
 
 
 def test_trace_with_gt_has_one_funnel_row_per_box(tmp_path, capsys):
@@ -66,7 +69,11 @@ def test_trace_with_gt_has_one_funnel_row_per_box(tmp_path, capsys):
     funnel = json.loads(out.read_text())["funnel"]
     assert [row["gt_index"] for row in funnel] == list(range(count_objects(xml)))
     assert all(row["detected"] == (row["lost_at"] is None) for row in funnel)
-    assert "recall funnel" in capsys.readouterr().out
+    screen = capsys.readouterr().out
+    assert "recall funnel" in screen
+    table = screen[screen.index("recall funnel"):].splitlines()[2:]
+    assert [line.split(maxsplit=2)[:2] for line in table] == [[str(row["gt_index"]), row["label"]] for row in funnel]
+    assert all(line.endswith("  " + outcome_words(row["lost_at"])) for line, row in zip(table, funnel))
 
 
 def test_trace_without_gt_has_no_funnel(tmp_path):

@@ -17,6 +17,7 @@ from frcnn_core.diagnose import (
     FunnelRow,
     ImageFunnel,
     _label_space,
+    at_score_threshold,
     image_funnels,
     lost_stage,
     recall_funnel,
@@ -160,6 +161,13 @@ def test_a_lower_score_threshold_detects_the_low_scoring_box():
     assert rows[5].detected and rows[5].lost_at is None and rows[5].detection_score == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("score_thresh", [0.05, 0.3, 0.31, 0.8, 0.81, 1.0])
+def test_another_score_threshold_from_the_rows_alone_equals_a_new_funnel(score_thresh):
+    rows = recall_funnel(scene(), GT_BOXES, GT_LABELS, CLASS_NAMES, score_thresh=0.5)
+    assert_rows_equal(at_score_threshold(rows, score_thresh),
+                      recall_funnel(scene(), GT_BOXES, GT_LABELS, CLASS_NAMES, score_thresh=score_thresh))
+
+
 def test_no_gt_gives_no_rows_and_no_proposals_loses_every_box_before_nms():
     assert recall_funnel(scene(), torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), CLASS_NAMES) == []
     rows = recall_funnel(scene(PRE_NMS_BOXES[:0], KEEP_IDX[:0]), GT_BOXES, GT_LABELS, CLASS_NAMES)
@@ -246,6 +254,10 @@ def test_funnel_of_a_bccd_val_image_is_consistent(bccd_demo):
         assert not row.in_post_nms_top_n or row.survived_nms
         assert row.best_post_nms_iou <= row.best_kept_iou <= row.best_proposal_iou
         assert row.best_anchor_label == POS  # low-quality matches make every box's best anchor positive
+    for score_thresh in (0.25, 0.5, 0.9):  # the GUI's score slider: the rows re-derived, not recomputed
+        assert at_score_threshold(rows, score_thresh, bg_iou_thresh=bccd_demo.config.rpn_train.bg_iou_thresh) == \
+            recall_funnel(traces[0], truth.boxes, labels, bccd_demo.class_names, anchor_labels=training[0].anchor_labels,
+                          score_thresh=score_thresh, rpn_config=bccd_demo.config.rpn_train)
 
 
 def test_image_funnels_skip_difficult_boxes_but_keep_their_indices(bccd_demo):

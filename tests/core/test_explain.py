@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from frcnn_core.anchors import inside_mask, make_anchors
 from frcnn_core.config import AnchorConfig, make_config
-from frcnn_core.explain import explain
+from frcnn_core.diagnose import STAGES as FUNNEL_STAGES
+from frcnn_core.explain import FOUND, LOST_AT_WORDS, explain, outcome_words, stage_counts
 from frcnn_core.imageio import load_image
 from frcnn_core.inspect_stages import Inspection
 from frcnn_core.trace import (
@@ -112,6 +113,21 @@ def test_second_stage_hand_case():
     detections = explain("detections", trace, TINY_CONFIG)
     assert "kept 1 of the 2 candidates" in detections
     assert "The best score is 0.700; scoring at least 0.5: 1 detection." in detections
+    # the detections panel's threshold moves the sentence and the stage list's count alike
+    assert "The best score is 0.700; scoring at least 0.75: 0 detections." in explain(
+        "detections", trace, TINY_CONFIG, score_thresh=0.75)
+    assert stage_counts(trace, 0.75)["detections"] == "0 (score ≥ 0.75; 1 in all)"
+    assert stage_counts(trace)["detections"] == "1 (score ≥ 0.5; 1 in all)"
+
+
+def test_every_funnel_outcome_has_one_name():
+    assert list(LOST_AT_WORDS) == list(FUNNEL_STAGES)
+    words = [outcome_words(None), *map(outcome_words, FUNNEL_STAGES)]
+    assert words == [FOUND, "lost at anchors", "lost before NMS", "lost at NMS", "lost at post-NMS top-N",
+                     "lost at detection"]
+    assert len(set(words)) == len(words)
+    with pytest.raises(KeyError):
+        outcome_words("detected")  # the JSON's outcome key is not a stage a box is lost at
 
 
 def test_roi_samples_hand_case_warns_when_the_quota_is_not_filled():

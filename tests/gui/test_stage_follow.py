@@ -20,7 +20,7 @@ def test_a_click_on_the_anchors_stage_follows_the_cells_anchors_to_their_proposa
     wbc = (307.0, 282.0)  # the centre of the image's WBC: its anchors score high and make proposals
     with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
         qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, *wbc))
-    cells = cell_anchor_idx(trace.anchors, *inspector._point)
+    cells = cell_anchor_idx(trace.anchors, *inspector.point)
     best = [int(cell[trace.objectness.logits[cell].argmax()]) for cell in cells]
     fates = [anchor_fate(trace, anchor) for anchor in best]
     text = window.stages_panel.explanation.text()
@@ -50,8 +50,10 @@ def test_roi_samples_are_listed_with_their_gt_box_and_targets(qtbot, window):  #
     assert inspector.selected_sample == 0
     text = panel.explanation.text()
     assert f"RoI #0 ({first.source}) is foreground" in text and "Regression targets" in text
-    gt_box = inspector._gt_labels()[0][first.gt_index].double().numpy()
-    assert np.allclose(shown_boxes(window)[-1], gt_box) and inspector.layer._labels[-1] == f"GT {first.gt_index}"
+    gt_box = inspector.gt_labels()[0][first.gt_index].double().numpy()
+    assert np.allclose(shown_boxes(window)[-1], gt_box)
+    # the RoI tagged; its GT box (whose corner lies close) tagged under the mouse
+    assert inspector.layer._labels[-2:] == ["RoI #0", ""] and inspector.layer._hover_labels[-1] == f"GT {first.gt_index}"
     # a click on a background RoI's centre (away from every other sampled RoI's centre) selects its row
     background = [row.index for row in rows if not row.foreground]
     rois = targets.rois
@@ -106,7 +108,7 @@ def test_the_anchor_scope_draws_every_anchor_inside_or_all(qtbot, window):  # no
 
 def test_class_scores_draw_the_candidates_class_nms_weighed_against_the_detection():
     from frcnn_core.trace import DetectionsTrace
-    from frcnn_gui.stage_overlays import class_neighbours, class_parts, class_text
+    from frcnn_gui.stage_chains import class_neighbours, class_parts, class_text
 
     # class 1 candidates: 0 (kept, 0.9), 1 (IoU 0.81 with 0, 0.8: removed), 2 (IoU 0.36, 0.7: kept by NMS
     # but not drawn as removed), 3 far away; candidate 4 is class 2 on top of candidate 0
@@ -124,4 +126,4 @@ def test_class_scores_draw_the_candidates_class_nms_weighed_against_the_detectio
     assert "1 of them, overlapping by more than 0.5" in text
     parts = class_parts(detections, 0, ["__background__", "cat", "dog"])
     assert torch.equal(parts[0][0], boxes[[1, 2]])
-    assert parts[1][3] == ["dog 0.05"] and torch.equal(parts[1][0], boxes[[4]])
+    assert parts[1][4] == ["dog 0.05"] and torch.equal(parts[1][0], boxes[[4]])  # its tag under the mouse

@@ -13,6 +13,7 @@ from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 
 from frcnn_core.config import POS
+from frcnn_core.explain import outcome_words
 from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
 from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx
@@ -92,7 +93,7 @@ def test_a_click_shows_the_anchors_of_the_cell_under_it(qtbot, window):
     trace = window.inspector.trace
     with qtbot.waitSignal(window.inspector.shown, timeout=TIMEOUT_MS):
         qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, 600, 40))
-    x, y = window.inspector._point  # the image point of the viewport pixel clicked
+    x, y = window.inspector.point  # the image point of the viewport pixel clicked
     assert abs(x - 600) < 2 and abs(y - 40) < 2
     cells = torch.cat(cell_anchor_idx(trace.anchors, x, y))
     expected = trace.anchors.boxes[cells].double().numpy()
@@ -198,27 +199,31 @@ def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
         choose(qtbot, window, "objectness")
         assert panel.objectness_controls.isVisible() and panel.level.count() == len(trace.anchors.grid_sizes)
         heatmap = inspector.heatmap
-        height, width = trace.anchors.grid_sizes[0]
-        assert inspector.level == 0 and (heatmap.image.height(), heatmap.image.width()) == (height, width)
-        scores = objectness_map(trace, 0)
-        logits = trace.objectness.logits[:height * width * trace.anchors.shapes_per_cell[0]]
+        opened = inspector.level  # where the objectness is (the journey test checks which level that is)
+        assert panel.level.currentIndex() == opened and f"Heatmap: level {opened}," in panel.explanation.text()
+        height, width = trace.anchors.grid_sizes[opened]
+        assert (heatmap.image.height(), heatmap.image.width()) == (height, width)
+        start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:opened],
+                                                    trace.anchors.shapes_per_cell[:opened]))
+        scores = objectness_map(trace, opened)
+        logits = trace.objectness.logits[start:start + height * width * trace.anchors.shapes_per_cell[opened]]
         assert scores.max() == pytest.approx(float(torch.sigmoid(logits).max()))
         assert heatmap.target.width() >= 640 - 1 and heatmap.target.height() >= 480 - 1  # covers the image
         hottest_row, hottest_column = np.unravel_index(scores.argmax(), scores.shape)
         assert heatmap.image.pixelColor(int(hottest_column), int(hottest_row)).alpha() > 150
+        level = len(trace.anchors.grid_sizes) - 1 if opened != len(trace.anchors.grid_sizes) - 1 else 0
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
-            panel.level.setCurrentIndex(len(trace.anchors.grid_sizes) - 1)
-        coarse = trace.anchors.grid_sizes[-1]
-        assert (heatmap.image.height(), heatmap.image.width()) == coarse and coarse != (height, width)
-        assert "level " + str(len(trace.anchors.grid_sizes) - 1) in panel.explanation.text()
+            panel.level.setCurrentIndex(level)
+        other = trace.anchors.grid_sizes[level]
+        assert (heatmap.image.height(), heatmap.image.width()) == other and other != (height, width)
+        assert f"Heatmap: level {level}," in panel.explanation.text()
         # one anchor shape instead of the highest over the shapes
-        shapes = trace.anchors.shapes_per_cell[-1]
+        shapes = trace.anchors.shapes_per_cell[level]
         assert panel.shape.count() == shapes + 1
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
             panel.shape.setCurrentIndex(2)  # the second shape of the cell
-        level = len(trace.anchors.grid_sizes) - 1
         start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level]))
-        cells = coarse[0] * coarse[1]
+        cells = other[0] * other[1]
         second = torch.sigmoid(trace.objectness.logits[start:start + cells * shapes].reshape(cells, shapes)[:, 1])
         assert np.allclose(objectness_map(trace, level, 1).reshape(-1), second.numpy())
         assert inspector.shape == 1 and "the score of shape" in panel.explanation.text()
@@ -268,14 +273,18 @@ def test_a_click_selects_a_roi_and_shows_its_pooling(qtbot, window):
         x, y = ((proposals[target, :2] + proposals[target, 2:]) / 2).tolist()
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
             qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, x, y))
-        clicked_x, clicked_y = inspector._point
+        clicked_x, clicked_y = inspector.point
         assert inspector.selected_roi == box_at(proposals, clicked_x, clicked_y)
         grid = inspector.inspection.sampling_grid(inspector.selected_roi)
         boxes = shown_boxes(window)
-        assert np.allclose(boxes[:49], grid.bins.reshape(-1, 4).double().numpy())
-        assert np.allclose(boxes[49], proposals[inspector.selected_roi].double().numpy())
-        if grid.sample_points is not None:
-            assert len(boxes) == 50 + grid.sample_points.reshape(-1, 2).shape[0]
+        # under them, dimmed: the other RoIs the shown detections came from
+        detections = inspector.inspection.trace.detections
+        behind = {int(roi) for roi, score in zip(detections.roi_idx, detections.scores) if score >= 0.5}
+        behind.discard(inspector.selected_roi)
+        points = 0 if grid.sample_points is None else grid.sample_points.reshape(-1, 2).shape[0]
+        assert len(boxes) == len(behind) + 50 + points
+        assert np.allclose(boxes[len(behind):len(behind) + 49], grid.bins.reshape(-1, 4).double().numpy())
+        assert np.allclose(boxes[len(behind) + 49], proposals[inspector.selected_roi].double().numpy())
     assert watch.calls == []
 
 
@@ -305,7 +314,7 @@ def test_class_scores_show_a_detections_provenance(qtbot, window):
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
             qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, x, y))
         chosen = inspector.selected_detection
-        assert chosen == box_at(detections.boxes, *inspector._point) and chosen != 0
+        assert chosen == box_at(detections.boxes, *inspector.point) and chosen != 0
         assert np.allclose(shown_boxes(window)[-1], detections.boxes[chosen].double().numpy())
         assert f"Detection {chosen}:" in panel.explanation.text()
     assert watch.calls == []
@@ -320,7 +329,7 @@ def test_the_funnel_lists_every_gt_box_and_a_click_draws_its_chain(qtbot, window
     assert len(rows) == len(window.document.boxes) == funnel.table.rowCount() == 19
     assert [funnel.table.item(index, 1).text() for index in range(19)] == \
         [box.label for box in window.document.boxes.values()]
-    assert all(funnel.table.item(index, 7).text() == (row.lost_at or "detected") for index, row in enumerate(rows))
+    assert all(funnel.table.item(index, 7).text() == outcome_words(row.lost_at) for index, row in enumerate(rows))
     with BackboneWatch(window) as watch:
         chosen = next((index for index, row in enumerate(rows) if row.suppressed_by is not None), 0)
         funnel.table.selectRow(chosen)
