@@ -64,6 +64,7 @@ def install(window) -> dict[str, QAction]:
         draw=_action(window, "Draw boxes", "W", lambda on: canvas.set_mode("draw" if on else "select"), edit_menu,
                      checkable=True),
         verified=_action(window, "Mark verified", "Space", window.toggle_verified, edit_menu),
+        review=_action(window, "Review suggestions", "Ctrl+Shift+R", window.review.start, edit_menu),
         accept=_action(window, "Accept shown detections", "Ctrl+Return", lambda: window.accept_detections(), edit_menu),
         fit=_action(window, "Fit", "F", canvas.fit, view_menu),
         actual=_action(window, "Actual size", "1", canvas.actual_size, view_menu),

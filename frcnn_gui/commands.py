@@ -13,11 +13,12 @@ Saving is the caller's job (after each stack change); commands only edit the doc
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable
+from typing import Collection, Iterable
 
 from PySide6.QtGui import QUndoCommand
 
 from frcnn_gui.document import Box, Detection, Document, check_class_name
+from frcnn_gui.review import Rejections, plan_accept
 
 EDIT_BOX_MERGE_ID = 1  # QUndoCommand.id() of mergeable box edits
 
@@ -201,15 +202,24 @@ class SetVerifiedCommand(ImageCommand):
 
 
 class AcceptDetectionsCommand(ImageCommand):
-    """Add detections as ground-truth boxes, all in one step; missing classes are added."""
+    """Add detections as ground-truth boxes, all in one step; missing classes are added.
 
-    def __init__(self, document: Document, detections: Iterable[Detection]):
-        boxes = [document.check_box(Box(*detection.box, detection.label)) for detection in detections]
-        if not boxes:
+    The boxes are whole pixels, and those plan_accept skips (one on a GT box of its class, a
+    duplicate, a suggestion in `rejected`, one outside the image) are left out: `summary` says
+    how many and why. ValueError when none is left."""
+
+    def __init__(self, document: Document, detections: Iterable[Detection], rejected: Collection[Box] = ()):
+        detections = list(detections)
+        if not detections:
             raise ValueError("no detections to accept")
+        _require_image(document)
+        plan = plan_accept(detections, document.boxes.values(), document.image_size, rejected)
+        if not plan.suggestions:
+            raise ValueError(plan.summary())
+        boxes = plan.boxes
         super().__init__(document, f"Accept detection '{boxes[0].label}'" if len(boxes) == 1
                          else f"Accept {_count(len(boxes), 'detection')}")
-        self.boxes = boxes
+        self.boxes, self.summary = boxes, plan.summary()
         self.box_ids: list[int | None] = [None] * len(boxes)
 
     def _apply(self) -> None:
@@ -220,6 +230,21 @@ class AcceptDetectionsCommand(ImageCommand):
         for box_id in reversed(self.box_ids):
             self.document.remove_box(box_id)
         self._remove_added_classes()
+
+
+class RejectSuggestionCommand(ImageCommand):
+    """Reject a suggestion in review: it is no longer suggested on this image (the document's
+    boxes stay as they are; the rejection is one undo step like an accept)."""
+
+    def __init__(self, document: Document, rejections: Rejections, box: Box):
+        super().__init__(document, f"Reject suggestion '{box.label}'")
+        self.rejections, self.box = rejections, box
+
+    def _apply(self) -> None:
+        self.rejections.add(self.image_path, self.box)
+
+    def _revert(self) -> None:
+        self.rejections.discard(self.image_path, self.box)
 
 
 class AddClassCommand(QUndoCommand):

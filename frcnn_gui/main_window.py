@@ -18,7 +18,7 @@ from frcnn_gui import actions
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import class_colour
 from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
-from frcnn_gui.document import Box, Detection, Document
+from frcnn_gui.document import Detection, Document
 from frcnn_gui.finetune.controller import FinetuneController
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
@@ -26,6 +26,7 @@ from frcnn_gui.panels.detections import DetectionsPanel
 from frcnn_gui.panels.funnel import FunnelPanel
 from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
+from frcnn_gui.panels.review import ReviewController, ReviewPanel
 from frcnn_gui.panels.stages import StagesPanel
 from frcnn_gui.panels.status import StatusPanel
 from frcnn_gui.stage_layers import StageInspector
@@ -97,6 +98,10 @@ class MainWindow(QMainWindow):
         right = [self._dock(title, widget, Qt.RightDockWidgetArea) for title, widget in
                  (("Stages", self.stages_panel), ("Detections", self.detections_panel), ("Boxes", self.boxes_table),
                   ("Classes", self.classes_panel))]
+        review_dock = self._dock("Review", ReviewPanel(), Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(right[0], review_dock)  # in review the inspector's Stages can give way
+        self.review = ReviewController(self.document, self.canvas, review_dock,
+                                       lambda command: self._push(lambda: command), self.report, self)
         log_dock = self._dock("Log", self.log, Qt.BottomDockWidgetArea)
         self.finetuning = FinetuneController(self)
         for title, widget in (("Why missed?", self.funnel_panel), ("Training run", self.finetuning.run_panel),
@@ -113,6 +118,8 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
         self.detections_panel.accept_rows.connect(self.accept_detections)
+        self.detections_panel.review_requested.connect(self.review.start)
+        self.detections_panel.filter_changed.connect(lambda *_: self.review.refresh())
         self.inspector.funnel_changed.connect(self.funnel_panel.set_rows)
         self.inspector.forgotten.connect(self.funnel_panel.reset)
         self.funnel_panel.row_chosen.connect(self.inspector.show_chain)
@@ -284,18 +291,17 @@ class MainWindow(QMainWindow):
 
     def accept_detections(self, rows: list[int] | None = None) -> None:
         """Add the shown detections (or the given rows of them) as GT boxes, one undo step; those
-        with no area inside the image are left out."""
+        AcceptDetectionsCommand skips (on a GT box of their class, duplicates, rejected in review,
+        outside the image) are left out, and the status bar and the log say how many."""
         shown = self.canvas.detection_layer.shown
         chosen = shown if rows is None else [self._best_first[row] for row in rows if row < len(self._best_first)]
-        acceptable = [detection for detection in chosen if self._fits(detection)]
-        self._push(lambda: AcceptDetectionsCommand(self.document, acceptable))
-
-    def _fits(self, detection: Detection) -> bool:
         try:
-            self.document.check_box(Box(*detection.box, detection.label))
-        except ValueError:
-            return False
-        return True
+            command = AcceptDetectionsCommand(self.document, chosen, self.review.rejections.of(self.document.current_path))
+        except ValueError as error:
+            self.report(str(error))
+            return
+        self._push(lambda: command)
+        self.report(command.summary)
 
     def closeEvent(self, event) -> None:
         self._autosave.stop()
