@@ -232,19 +232,34 @@ class AcceptDetectionsCommand(ImageCommand):
         self._remove_added_classes()
 
 
-class RejectSuggestionCommand(ImageCommand):
-    """Reject a suggestion in review: it is no longer suggested on this image (the document's
-    boxes stay as they are; the rejection is one undo step like an accept)."""
+class ReviewDecisionCommand(ImageCommand):
+    """One decision on a suggestion in review, one undo step: the suggestion (its whole-pixel
+    box, of the class the model gave) is set aside on this image in `rejections`; when `accepted`
+    (its detection, perhaps of another class) is given, that is also added as
+    AcceptDetectionsCommand adds it (ValueError when that would stack it on a GT box)."""
 
-    def __init__(self, document: Document, rejections: Rejections, box: Box):
-        super().__init__(document, f"Reject suggestion '{box.label}'")
-        self.rejections, self.box = rejections, box
+    def __init__(self, document: Document, rejections: Rejections, suggestion: Box,
+                 accepted: Detection | None = None):
+        adding = None if accepted is None else AcceptDetectionsCommand(document, [accepted],
+                                                                       rejections.of(document.current_path))
+        if accepted is None:
+            text = f"Reject suggestion '{suggestion.label}'"
+        elif accepted.label == suggestion.label:
+            text = f"Accept suggestion '{suggestion.label}'"
+        else:
+            text = f"Accept suggestion '{suggestion.label}' as '{accepted.label}'"
+        super().__init__(document, text)
+        self.rejections, self.suggestion, self.adding = rejections, suggestion, adding
 
     def _apply(self) -> None:
-        self.rejections.add(self.image_path, self.box)
+        if self.adding is not None:
+            self.adding._apply()
+        self.rejections.add(self.image_path, self.suggestion)
 
     def _revert(self) -> None:
-        self.rejections.discard(self.image_path, self.box)
+        self.rejections.discard(self.image_path, self.suggestion)
+        if self.adding is not None:
+            self.adding._revert()
 
 
 class AddClassCommand(QUndoCommand):

@@ -88,14 +88,9 @@ def plan_accept(detections: Iterable[Detection], ground_truth: Iterable[Box], im
     candidates: list[Suggestion] = []
     for detection in sorted(detections, key=lambda found: -found.score):
         try:
-            box = whole_pixel_box(detection, *image_size)
+            candidates.append(Suggestion(detection, whole_pixel_box(detection, *image_size)))
         except ValueError:
             plan.skipped["outside"] += 1
-            continue
-        if box in rejected:
-            plan.skipped["rejected"] += 1
-        else:
-            candidates.append(Suggestion(detection, box))
     ground_truth = list(ground_truth)
     coords = np.array([candidate.box.coords for candidate in candidates]).reshape(-1, 4)
     over_gt = box_iou(coords, np.array([box.coords for box in ground_truth]).reshape(-1, 4))  # (N, G)
@@ -106,6 +101,8 @@ def plan_accept(detections: Iterable[Detection], ground_truth: Iterable[Box], im
         kept = kept_by_label.setdefault(candidate.box.label, [])
         if over_gt.shape[1] and over_gt[index].max() >= iou_threshold:
             plan.skipped["over_gt"] += 1
+        elif candidate.box in rejected:
+            plan.skipped["rejected"] += 1
         elif kept and among[index, kept].max() >= iou_threshold:
             plan.skipped["duplicate"] += 1
         else:
@@ -115,8 +112,9 @@ def plan_accept(detections: Iterable[Detection], ground_truth: Iterable[Box], im
 
 
 class Rejections:
-    """Suggestions the user rejected, per image: a rejected box is not suggested on its image
-    again (until the rejection is undone). `on_change()` is called after every change."""
+    """Suggestions decided in review, per image: rejected, or accepted (perhaps as another
+    class). Such a box is not suggested on its image again until the decision is undone (an
+    accepted one is a GT box of its class anyway). `on_change()` is called after every change."""
 
     def __init__(self, on_change: Callable[[], None] = lambda: None):
         self.on_change = on_change

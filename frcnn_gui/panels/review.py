@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFormLayout, QGridLayout,
 
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import BoxSetLayer, class_colour, device_boxes
-from frcnn_gui.commands import AcceptDetectionsCommand, RejectSuggestionCommand
+from frcnn_gui.commands import ReviewDecisionCommand
 from frcnn_gui.document import Document
 from frcnn_gui.review import Rejections, ReviewQueue, plan_accept
 
@@ -207,25 +207,24 @@ class ReviewController(QObject):
 
     def accept(self) -> None:
         """Add the current suggestion, with the chosen class, as a GT box (one undo step)."""
-        decision = self.queue.decision()
-        if not self.active or decision is None:
-            return
-        try:
-            command = AcceptDetectionsCommand(self.document, [decision],
-                                              self.rejections.of(self.document.current_path))
-        except ValueError as error:  # the chosen class has a GT box there already
-            self.report(f"not accepted: {error}")
-            return
-        self.push(command)
-        self.report(f"accepted {decision.label} ({decision.score:.2f}); {self._left()}")
+        self._decide(accept=True)
 
     def reject(self) -> None:
         """The current suggestion is no longer suggested on this image (one undo step)."""
-        current = self.queue.current
+        self._decide(accept=False)
+
+    def _decide(self, accept: bool) -> None:
+        current, decision = self.queue.current, self.queue.decision()
         if not self.active or current is None:
             return
-        self.push(RejectSuggestionCommand(self.document, self.rejections, current.box))
-        self.report(f"rejected {current.box.label} ({current.detection.score:.2f}); {self._left()}")
+        try:
+            command = ReviewDecisionCommand(self.document, self.rejections, current.box, decision if accept else None)
+        except ValueError as error:  # accepted as a class that has a GT box there already
+            self.report(f"not accepted: {error}")
+            return
+        self.push(command)
+        verb = f"accepted {decision.label}" if accept else f"rejected {current.box.label}"
+        self.report(f"{verb} ({decision.score:.2f}); {self._left()}")
 
     def _left(self) -> str:
         left = len(self.queue.suggestions)

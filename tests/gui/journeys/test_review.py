@@ -15,6 +15,7 @@ from torchvision.ops import box_iou
 from frcnn_gui.boxes import Box
 from journeys_helpers import canvas_pixels, changed_fraction, press, wait_autosave
 
+DETECTIONS_TIMEOUT_MS = 60_000
 SKIP_LINE = "skipped: already a GT box of that class (IoU ≥ 0.7)"
 
 
@@ -127,7 +128,8 @@ def test_review_walks_the_suggestions_with_the_keys_one_undo_step_per_decision(q
     assert changed_fraction(own_class, canvas_pixels(window)) > 0.0
     press(qtbot, window, Qt.Key_Enter, Qt.KeypadModifier)
     assert list(document.boxes.values())[-1] == Box(*suggestions[2].box.coords, other)
-    assert window.stack.index() == steps + 3
+    assert suggestions[2] not in review.queue.suggestions, "decided: not suggested again as its own class"
+    assert review.queue.current == suggestions[3] and window.stack.index() == steps + 3
 
     # Ctrl+Z takes back exactly one decision each: the accept as another class, then the reject
     press(qtbot, window, Qt.Key_Z, Qt.ControlModifier)
@@ -158,6 +160,12 @@ def test_review_starts_by_shortcut_follows_a_click_in_its_list_and_ends_with_don
     assert review.queue.current == review.queue.suggestions[2] and window.focusWidget() is window.canvas
     window.detections_panel.slider.setValue(99)  # a stricter threshold leaves fewer suggestions
     assert len(review.queue.suggestions) == panel.suggestions.count() < 3
+    with qtbot.waitSignal(window.detections_shown, timeout=DETECTIONS_TIMEOUT_MS):
+        press(qtbot, window, Qt.Key_D)  # the next image (BCCD too): review goes on there, from its best
+    window.detections_panel.slider.setValue(50)
+    assert review.active and review.queue.position == 0 and len(review.queue.suggestions) >= 1
+    gt = list(window.document.boxes.values())
+    assert same_class_iou([s.box for s in review.queue.suggestions], gt).amax(dim=1).lt(0.7).all()
     done = next(b for b in panel.findChildren(QPushButton) if b.text() == "Done")
     qtbot.mouseClick(done, Qt.LeftButton)
     assert not review.active and not panel.isVisible()
