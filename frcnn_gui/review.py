@@ -5,8 +5,8 @@ Shapes: boxes (N, 4) float64, x1 y1 x2 y2 in image pixels. A *suggestion* is a d
 the box it would be accepted as: rounded to whole pixels (VOC files hold integers; halves go up)
 and clipped to the image. The rule that every way of accepting shares (plan_accept): a suggestion
 is skipped when a ground-truth box of its class already covers it (IoU >= SAME_BOX_IOU), when a
-better-scored suggestion of its class covers it, when the user rejected it on this image, or when
-nothing of it lies inside the image. So accepting never stacks a box on a box of the same class.
+better-scored suggestion of its class covers it, when it was decided in review on this image
+(rejected, or accepted as another class), or when nothing of it lies inside the image. So accepting never stacks a box on a box of the same class.
 """
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ def box_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 def whole_pixel_box(detection: Detection, width: int, height: int) -> Box:
     """The box `detection` is accepted as: corners rounded half up, clipped to the image
-    (ValueError when nothing of it is inside, see fit_box)."""
-    return fit_box(Box(*(math.floor(value + 0.5) for value in detection.box), detection.label), width, height)
+    (ValueError when nothing of it is inside or a corner is not finite, see fit_box)."""
+    rounded = (math.floor(value + 0.5) if math.isfinite(value) else value for value in detection.box)
+    return fit_box(Box(*rounded, detection.label), width, height)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ def test_box_iou_by_hand_and_against_torchvision():
 
 def test_whole_pixels_round_halves_up_and_clip():
     assert whole_pixel_box(Detection((10.5, 11.49, 20.5, 99.7), 0.9, "RBC"), *SIZE).coords == (11, 11, 21, 80)
-    with pytest.raises(ValueError):
-        whole_pixel_box(Detection((120, 10, 130, 20), 0.9, "RBC"), *SIZE)
+    for outside in ((120, 10, 130, 20), (float("inf"), 10, 130, 20), (float("nan"), 1, 2, 3)):
+        with pytest.raises(ValueError):
+            whole_pixel_box(Detection(outside, 0.9, "RBC"), *SIZE)
 
 
 def test_a_detection_on_a_gt_box_of_its_class_is_skipped_another_class_is_not():
