@@ -68,6 +68,7 @@ def install(window) -> dict[str, QAction]:
         draw=_action(window, "Draw boxes", "W", lambda on: canvas.set_mode("draw" if on else "select"), edit_menu,
                      checkable=True),
         verified=_action(window, "Mark verified", "Space", window.toggle_verified, edit_menu),
+        review=_action(window, "Review suggestions", "Ctrl+Shift+R", window.review.start, edit_menu),
         accept=_action(window, "Accept shown detections", "Ctrl+Return", lambda: window.accept_detections(), edit_menu),
         zoom_in=_action(window, "Zoom in", ("Ctrl++", "Ctrl+="), lambda: canvas.zoom_by(WHEEL_ZOOM), view_menu),
         zoom_out=_action(window, "Zoom out", "Ctrl+-", lambda: canvas.zoom_by(1 / WHEEL_ZOOM), view_menu),

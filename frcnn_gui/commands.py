@@ -15,11 +15,12 @@ Saving is the caller's job (after each stack change); commands only edit the doc
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable
+from typing import Collection, Iterable
 
 from PySide6.QtGui import QUndoCommand
 
 from frcnn_gui.document import Box, Detection, Document, check_class_name
+from frcnn_gui.review import Rejections, plan_accept
 
 EDIT_BOX_MERGE_ID = 1  # QUndoCommand.id() of mergeable box edits
 
@@ -280,14 +281,54 @@ class PasteBoxesCommand(AddBoxesCommand):
 
 
 class AcceptDetectionsCommand(AddBoxesCommand):
-    """Add detections as ground-truth boxes, all in one step; missing classes are added."""
+    """Add detections as ground-truth boxes, all in one step; missing classes are added.
 
-    def __init__(self, document: Document, detections: Iterable[Detection]):
-        boxes = [document.check_box(Box(*detection.box, detection.label)) for detection in detections]
-        if not boxes:
+    The boxes are whole pixels, and those plan_accept skips (one on a GT box of its class, a
+    duplicate, a suggestion in `rejected`, one outside the image) are left out: `summary` says
+    how many and why. ValueError when none is left."""
+
+    def __init__(self, document: Document, detections: Iterable[Detection], rejected: Collection[Box] = ()):
+        detections = list(detections)
+        if not detections:
             raise ValueError("no detections to accept")
+        _require_image(document)
+        plan = plan_accept(detections, document.boxes.values(), document.image_size, rejected)
+        if not plan.suggestions:
+            raise ValueError(plan.summary())
+        boxes = plan.boxes
         super().__init__(document, boxes, f"Accept detection '{boxes[0].label}'" if len(boxes) == 1
                          else f"Accept {_count(len(boxes), 'detection')}")
+        self.summary = plan.summary()
+
+
+class ReviewDecisionCommand(ImageCommand):
+    """One decision on a suggestion in review, one undo step: the suggestion (its whole-pixel
+    box, of the class the model gave) is set aside on this image in `rejections`; when `accepted`
+    (its detection, perhaps of another class) is given, that is also added as
+    AcceptDetectionsCommand adds it (ValueError when that would stack it on a GT box)."""
+
+    def __init__(self, document: Document, rejections: Rejections, suggestion: Box,
+                 accepted: Detection | None = None):
+        adding = None if accepted is None else AcceptDetectionsCommand(document, [accepted],
+                                                                       rejections.of(document.current_path))
+        if accepted is None:
+            text = f"Reject suggestion '{suggestion.label}'"
+        elif accepted.label == suggestion.label:
+            text = f"Accept suggestion '{suggestion.label}'"
+        else:
+            text = f"Accept suggestion '{suggestion.label}' as '{accepted.label}'"
+        super().__init__(document, text)
+        self.rejections, self.suggestion, self.adding = rejections, suggestion, adding
+
+    def _apply(self) -> None:
+        if self.adding is not None:
+            self.adding._apply()
+        self.rejections.add(self.image_path, self.suggestion)
+
+    def _revert(self) -> None:
+        self.rejections.discard(self.image_path, self.suggestion)
+        if self.adding is not None:
+            self.adding._revert()
 
 
 class AddClassCommand(QUndoCommand):

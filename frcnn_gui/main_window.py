@@ -24,7 +24,7 @@ from frcnn_gui import actions, window_layout
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import class_colour
 from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
-from frcnn_gui.document import Box, Detection, Document
+from frcnn_gui.document import Detection, Document
 from frcnn_gui.finetune.controller import FinetuneController
 from frcnn_gui.history import ImageHistories
 from frcnn_gui.labelling import Labelling
@@ -34,6 +34,7 @@ from frcnn_gui.panels.detections import DetectionsPanel
 from frcnn_gui.panels.funnel import FunnelPanel
 from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
+from frcnn_gui.panels.review import ReviewController, ReviewPanel
 from frcnn_gui.panels.stages import StagesPanel
 from frcnn_gui.panels.status import StatusPanel
 from frcnn_gui.worker import EngineClient
@@ -102,7 +103,9 @@ class MainWindow(QMainWindow):
             "Images": self.image_list, "Stages": self.stages_panel, "Detections": self.detections_panel,
             "Boxes": self.boxes_table, "Classes": self.classes_panel, "Log": self.log,
             "Why missed?": self.funnel_panel, "Training run": self.finetuning.run_panel,
-            "Runs": self.finetuning.runs_panel})
+            "Runs": self.finetuning.runs_panel, "Review": ReviewPanel()})
+        self.review = ReviewController(self.document, self.canvas, self.docks["Review"],
+                                       lambda command: self._push(lambda: command), self.report, self)
         self.image_list.image_chosen.connect(self.open_index)
         self.canvas.selection_changed.connect(self.boxes_table.set_selection)
         self.canvas.image_failed.connect(self.report)
@@ -111,6 +114,8 @@ class MainWindow(QMainWindow):
         self.detections_panel.filter_changed.connect(self._filter_detections)
         self.detections_panel.accept_all.connect(self.accept_detections)
         self.detections_panel.accept_rows.connect(self.accept_detections)
+        self.detections_panel.review_requested.connect(self.review.start)
+        self.detections_panel.filter_changed.connect(lambda *_: self.review.refresh())
         self.detections_panel.picked.connect(lambda rows: self.canvas.detection_layer.set_picked(
             [self._best_first[row] for row in rows if row < len(self._best_first)]))
 
@@ -335,18 +340,17 @@ class MainWindow(QMainWindow):
 
     def accept_detections(self, rows: list[int] | None = None) -> None:
         """Add the shown detections (or the given rows of them) as GT boxes, one undo step; those
-        with no area inside the image are left out."""
+        AcceptDetectionsCommand skips (on a GT box of their class, duplicates, rejected in review,
+        outside the image) are left out, and the status bar and the log say how many."""
         shown = self.canvas.detection_layer.shown
         chosen = shown if rows is None else [self._best_first[row] for row in rows if row < len(self._best_first)]
-        acceptable = [detection for detection in chosen if self._fits(detection)]
-        self._push(lambda: AcceptDetectionsCommand(self.document, acceptable))
-
-    def _fits(self, detection: Detection) -> bool:
         try:
-            self.document.check_box(Box(*detection.box, detection.label))
-        except ValueError:
-            return False
-        return True
+            command = AcceptDetectionsCommand(self.document, chosen, self.review.rejections.of(self.document.current_path))
+        except ValueError as error:
+            self.report(str(error))
+            return
+        self._push(lambda: command)
+        self.report(command.summary)
 
     def closeEvent(self, event) -> None:
         self._autosave.stop()

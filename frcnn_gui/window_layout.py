@@ -5,7 +5,8 @@ screen's available area; the panels stand in one column on the right (images, st
 boxes, classes, top to bottom) and the log, "Why missed?", the training run and the runs are tabs
 in a low strip under the canvas, the log raised. Every panel scrolls when its dock is shorter or
 narrower than the panel needs, so that no panel sets the window's minimum size: the window fits a
-1024x700 screen. "Restore default layout" (View menu) puts every dock back where this module puts
+1024x700 screen. The Review dock waits hidden behind Stages until review mode shows it.
+"Restore default layout" (View menu) puts every dock back where this module puts
 it, shown and docked, and sizes them for the window's current size.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ WINDOW_SHARE = 0.9  # of the screen's available width and height, at first start
 COLUMN = ("Images", "Stages", "Detections", "Boxes", "Classes")  # the right-hand column, top to bottom
 COLUMN_HEIGHT_SHARES = (0.14, 0.33, 0.21, 0.17, 0.15)  # of the window's height, in COLUMN's order
 STRIP = ("Log", "Why missed?", "Training run", "Runs")  # tabs under the canvas, the first one raised
+BEHIND = {"Review": "Stages"}  # docks hidden until asked for, then a tab beside the named one
 COLUMN_WIDTH = (0.2, 300, 360)  # share of the window's width, clamped to [min, max] pixels
 STRIP_HEIGHT = (0.1, 90, 130)  # share of the window's height, clamped likewise
 
@@ -25,13 +27,17 @@ def add_docks(window: QMainWindow, panels: dict[str, QWidget]) -> dict[str, QDoc
     """One dock per panel (titles: those of COLUMN and STRIP), each panel in a scroll area,
     arranged as the module doc says; returns the docks by title."""
     window.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # the column runs down to the status bar
-    docks = {title: _dock(window, title, panels[title]) for title in (*COLUMN, *STRIP)}
+    docks = {title: _dock(window, title, panels[title]) for title in (*COLUMN, *STRIP, *BEHIND)}
     for title in COLUMN:
         window.addDockWidget(Qt.RightDockWidgetArea, docks[title], Qt.Vertical)
     for title in STRIP:
         window.addDockWidget(Qt.BottomDockWidgetArea, docks[title])
     for title in STRIP[1:]:
         window.tabifyDockWidget(docks[STRIP[0]], docks[title])
+    for title, beside in BEHIND.items():
+        window.tabifyDockWidget(docks[beside], docks[title])
+        docks[title].hide()
+        docks[beside].raise_()
     docks[STRIP[0]].raise_()
     return docks
 
@@ -62,9 +68,9 @@ def restore_default(window: QMainWindow, docks: dict[str, QDockWidget], default_
     """Every dock shown and docked where `add_docks` put it (`default_state`: the window's
     saveState() right after), the strip's first tab raised, all sized by `size_docks`."""
     window.restoreState(default_state)
-    for dock in docks.values():
+    for title, dock in docks.items():
         dock.setFloating(False)
-        dock.show()
+        dock.setVisible(title not in BEHIND)
     docks[STRIP[0]].raise_()
     size_docks(window, docks)
 

@@ -1,5 +1,5 @@
 """Detection controls: score threshold and class filter (instant: no re-run) and model-assisted
-labelling (accept the selected or all shown detections as GT boxes)."""
+labelling (accept the selected or all shown detections as GT boxes, or review them one by one)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -14,6 +14,7 @@ class DetectionsPanel(QWidget):
     accept_all = Signal()
     accept_rows = Signal(list)  # rows of the shown list: accept just those
     picked = Signal(list)  # rows of the shown list the user selected, to be highlighted on the canvas
+    review_requested = Signal()
 
     def __init__(self, parent=None, threshold: float = 0.5):
         super().__init__(parent)
@@ -26,8 +27,12 @@ class DetectionsPanel(QWidget):
         self.classes = QComboBox()
         self.classes.addItem(ALL_CLASSES)
         accept = QPushButton("Accept shown as GT")
-        accept.setToolTip("Add every detection above the threshold as a ground-truth box (one undo step)")
+        accept.setToolTip("Add every detection above the threshold as a ground-truth box (one undo step), "
+                          "but none on a GT box of its class")
         accept.clicked.connect(self.accept_all)
+        review = QPushButton("Review suggestions…")
+        review.setToolTip("Accept or reject the detections one at a time (Ctrl+Shift+R)")
+        review.clicked.connect(self.review_requested)
         self.shown_list = QListWidget()
         self.shown_list.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.shown_list.setMaximumHeight(120)
@@ -45,6 +50,7 @@ class DetectionsPanel(QWidget):
         form.addRow("shown", self.count)
         form.addRow(self.shown_list)
         form.addRow(accept_selected, accept)
+        form.addRow(review)
         self.slider.valueChanged.connect(self._emit)
         self.classes.currentTextChanged.connect(self._emit)
         self._emit()
