@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
         from frcnn_gui.stage_layers import StageInspector
 
         self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
-        self.inspector.set_score_threshold(self.detections_panel.threshold)
+        self.inspector.set_score_threshold(self.detections_panel.threshold())
         self.detections_panel.filter_changed.connect(lambda threshold, _: self.inspector.set_score_threshold(threshold))
         self.inspector.funnel_changed.connect(self.funnel_panel.set_rows)
         self.inspector.forgotten.connect(self.funnel_panel.reset)
