@@ -256,14 +256,10 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(path, f"cannot read annotation ({error.strerror or error})") from error
 
 
-def _tree_builder() -> ElementBuilder.TreeBuilder:
-    return ElementBuilder.TreeBuilder(insert_comments=True, insert_pis=True)
-
-
 def _parse_ours(data: str | bytes) -> ElementBuilder.Element:
     """The tree of XML this module wrote, or that parse_voc_xml accepted (no DOCTYPE: nothing to
     expand, nothing to fetch), comments kept; expat's C parser, without defusedxml's Python one."""
-    parser = ElementBuilder.XMLParser(target=_tree_builder())
+    parser = ElementBuilder.XMLParser(target=ElementBuilder.TreeBuilder(insert_comments=True, insert_pis=True))
     parser.feed(data)
     return parser.close()
 
