@@ -13,6 +13,7 @@ from PIL import Image
 
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.errors import InputError
+from frcnn_gui import annotation_file as annotation_file_module
 from frcnn_gui import boxes as boxes_module
 from frcnn_gui import document as document_module
 from frcnn_gui import exchange as exchange_module
@@ -352,7 +353,7 @@ def test_open_image_checks_the_index(doc):
     assert doc.image_index(doc.images[2].path) == 2
 
 
-@pytest.mark.parametrize("module", [document_module, boxes_module, exchange_module])
+@pytest.mark.parametrize("module", [document_module, boxes_module, exchange_module, annotation_file_module])
 def test_the_document_does_not_import_qt(module):
     """DESIGN.md: the document is Qt-free (the engine it imports never imports Qt either)."""
     with open(module.__file__, encoding="utf-8") as source:
