@@ -25,8 +25,9 @@ copy) and copies an element before it edits it. Writing changes only what the us
 Whitespace is kept where nothing changed and copied from the neighbours where something is
 added, so a labelImg or CVAT file differs from the one read only on the lines edited. A file
 the document has no tree of (none yet, or a malformed one, which it backs up first) is written
-fresh in labelImg's layout (voc_xml_bytes). Limits: comments outside the root element, and an
-<object> nested inside another <object> (no tool writes either), are not written back.
+fresh in labelImg's layout (voc_xml_bytes); so is a file with an <object> inside another
+<object> (no tool writes that; one of its `problems`, so that it is backed up first). Comments
+outside the root element are not written back.
 """
 from __future__ import annotations
 
@@ -66,11 +67,11 @@ class FileTree:
 
 @dataclass(frozen=True)
 class OpenedFile:
-    """read_annotation's result. data: the file's bytes; objects: one per <object> in document
-    order, None when skipped (each skip, and each box clipped to the image, is one line of
-    `problems`)."""
+    """read_annotation's result. data: the file's bytes, None when it is to be written afresh
+    (module doc); objects: one per <object> in document order, None when skipped (each skip, and
+    each box clipped to the image, is one line of `problems`)."""
 
-    data: bytes
+    data: bytes | None
     objects: list[ReadObject | None]
     problems: list[str]
     verified: bool
@@ -96,6 +97,10 @@ def read_annotation(path: Path, width: int, height: int) -> OpenedFile:
             except ValueError as error:
                 problems.append(f"{path}: {raw.subject} ({raw.name}) skipped: {error}")
         objects.append(read)
+    if any(element.find(".//object") is not None for element in elements):
+        data = None
+        problems.append(f"{path}: an <object> inside another <object>: the file will be written afresh "
+                        "in labelImg's layout")
     return OpenedFile(data, objects, problems, root.get("verified") == "yes")
 
 
@@ -251,14 +256,10 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(path, f"cannot read annotation ({error.strerror or error})") from error
 
 
-def _tree_builder() -> ElementBuilder.TreeBuilder:
-    return ElementBuilder.TreeBuilder(insert_comments=True, insert_pis=True)
-
-
 def _parse_ours(data: str | bytes) -> ElementBuilder.Element:
     """The tree of XML this module wrote, or that parse_voc_xml accepted (no DOCTYPE: nothing to
     expand, nothing to fetch), comments kept; expat's C parser, without defusedxml's Python one."""
-    parser = ElementBuilder.XMLParser(target=_tree_builder())
+    parser = ElementBuilder.XMLParser(target=ElementBuilder.TreeBuilder(insert_comments=True, insert_pis=True))
     parser.feed(data)
     return parser.close()
 

@@ -233,8 +233,8 @@ class Document(FolderExchange):
             self.boxes = {self._new_box_id(): box for box in loaded}
         self._read_objects.update(zip(self.boxes, read))
         ids = iter(self.boxes)
-        self._file = FileTree(opened.data,
-                              tuple(None if obj is None else (next(ids), obj.box) for obj in opened.objects))
+        slots = tuple(None if obj is None else (next(ids), obj.box) for obj in opened.objects)
+        self._file = None if opened.data is None else FileTree(opened.data, slots)
         unknown = [name for name in dict.fromkeys(box.label for box in loaded) if name not in self.classes]
         if unknown:
             self.classes += unknown

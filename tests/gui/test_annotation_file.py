@@ -291,3 +291,23 @@ def test_a_file_with_problems_is_backed_up_once(tmp_path):
     assert sorted(path.name for path in tmp_path.glob("a.xml.bak*")) == ["a.xml.bak"]
     assert (tmp_path / "a.xml.bak").read_text() == original
     assert read_annotation(tmp_path / "a.xml", 100, 80).objects[1].box.x1 == 4
+
+
+def test_a_file_with_an_object_inside_an_object_is_backed_up_and_written_afresh(tmp_path):
+    Image.new("RGB", (100, 80)).save(tmp_path / "a.png")
+    inner = LABELIMG_OBJECT.format(name="head", difficult="", x1=5, y1=5, x2=9, y2=9)
+    outer = LABELIMG_OBJECT.format(name="cat", difficult="", x1=1, y1=2, x2=30, y2=40)
+    original = "<annotation><owner>x</owner>" + outer.replace("</object>", inner + "</object>", 1) + "</annotation>"
+    (tmp_path / "a.xml").write_text(original)
+    document = Document()
+    document.open_folder(tmp_path)
+    document.open_image(0)
+    assert [box.label for box in document.boxes.values()] == ["cat", "head"]
+    assert document.problems == [f"{tmp_path / 'a.xml'}: an <object> inside another <object>: the file will be "
+                                 "written afresh in labelImg's layout"]
+    box_id, box = next(iter(document.boxes.items()))
+    document.replace_box(box_id, box.moved(1, 0))
+    document.save()
+    assert (tmp_path / "a.xml.bak").read_text() == original
+    root = parse((tmp_path / "a.xml").read_bytes())
+    assert [obj.findtext("name") for obj in root.iter("object")] == ["cat", "head"] and root.find("owner") is None
