@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = QSettings(str(Path(scratch) / "settings.ini"), QSettings.IniFormat)
         window = MainWindow(model, weights, args.device, settings=settings)
         window.resize(*SCREENSHOT_SIZE)
-        window.restore_default_layout()
         excepthook.install(window.log.add)
         _show_stage(window, args.stage)
         window.open_path(args.path)

@@ -85,8 +85,8 @@ class MainWindow(QMainWindow):
         self.default_state = self.saveState()  # "Restore default layout" goes back to it
         if not self.restoreGeometry(self.settings.value("geometry", b"")):
             self.resize(window_layout.first_size(self.screen().availableGeometry().size()))
-        if not self.restoreState(self.settings.value("window_state", b"")):
-            window_layout.size_docks(self, self.docks)
+        # first start: the docks get their default sizes for the size the window is first shown at
+        self._size_docks_when_shown = not self.restoreState(self.settings.value("window_state", b""))
         self.load_model(model, weights, device)
 
     # --- construction -------------------------------------------------------------------
@@ -132,6 +132,12 @@ class MainWindow(QMainWindow):
         self.funnel_panel.inspect_requested.connect(self.inspector.inspect)
         self.log.add(f"engine ready ({import_seconds:.1f} s to import torch and the model code)")
         self.engine_ready.emit()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._size_docks_when_shown:
+            self._size_docks_when_shown = False
+            window_layout.size_docks(self, self.docks)
 
     def eventFilter(self, watched, event) -> bool:
         """The canvas's first paint starts the engine (the next turn of the event loop: after the

@@ -142,7 +142,8 @@ class EngineClient(QObject):
 
     Create it in the UI thread and call `shutdown()` before the application ends (it is also
     connected to the application's `aboutToQuit`). `busy` is True while the worker has requests
-    queued or running, abandoned ones included.
+    queued or running, abandoned ones included. With `start=False` the thread waits for `start()`;
+    requests made before are answered after, in order, `engine_ready` first.
     """
 
     result = Signal(object)  # DetectResult

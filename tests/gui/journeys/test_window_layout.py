@@ -58,8 +58,13 @@ def canvas_share(window) -> float:
     return viewport.width() * viewport.height() / (window.width() * window.height())
 
 
-def toolbar_places(window) -> list:
-    """Where every toolbar button, separator and picker is."""
+LAYOUT_SETTLE_MS = 100  # posted layout requests are handled by then
+
+
+def toolbar_places(qtbot, window) -> list:
+    """Where every toolbar button, separator and picker is, once the toolbar's layout has followed
+    the latest text changes."""
+    qtbot.wait(LAYOUT_SETTLE_MS)
     bar = window.toolbar
     return [bar.widgetForAction(action).geometry() for action in bar.actions()]
 
@@ -99,14 +104,14 @@ def test_the_window_fits_a_1024x700_screen_with_the_pickers_on_the_toolbar(qtbot
 
 def test_toolbar_buttons_stay_put_while_undo_and_redo_name_the_edit(qtbot, window):
     undo, redo = window.actions["undo"], window.actions["redo"]
-    places = toolbar_places(window)
+    places = toolbar_places(qtbot, window)
     assert window.toolbar.toolButtonStyle() == Qt.ToolButtonIconOnly and not undo.icon().isNull()
     press(qtbot, window, Qt.Key_Space)  # Mark verified: Undo now names it
     assert window.document.verified and undo.text() == "Undo Mark verified"
-    assert toolbar_places(window) == places
+    assert toolbar_places(qtbot, window) == places
     undo.trigger()
     assert not window.document.verified and redo.text() == "Redo Mark verified"
-    assert toolbar_places(window) == places
+    assert toolbar_places(qtbot, window) == places
     assert window.toolbar.widgetForAction(undo).toolTip() == "Undo"
 
 
