@@ -24,7 +24,7 @@ import torch
 from frcnn_core.compare import ClassOverlap, Comparison, compare_detections, on_classes
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import (CLIPPED, PROBLEM_KINDS, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset,
-                                     open_dataset, select_images)
+                                     Sample, open_dataset, select_images)
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import coco_detections, coco_ground_truth, coco_metrics, run_detections
 from frcnn_core.fileio import write_bytes_atomic
@@ -196,12 +196,12 @@ def class_overlap(plan: FinetunePlan) -> ClassOverlap:
     return ClassOverlap(base_classes, tuple(plan.class_names[1:]))
 
 
-def annotation_problems(problem_lines: list[str], samples) -> tuple[str, ...]:
+def annotation_problems(problem_lines: list[str], samples: list[Sample]) -> tuple[str, ...]:
     """The annotation problems of a dataset as sentences a person reads at a glance, e.g.
     "10 images have no annotation file: not used for training (e.g. raccoon-12.jpg)".
 
     problem_lines: `DetectionDataset.problems` ("<file>: <subject> <kind>"); samples: the
-    dataset's samples (images whose annotation holds no box are trained as background only).
+    dataset's samples (an image whose annotation holds no box shows the model background only).
     Kinds not named below read "<n> boxes <kind>", e.g. "2 boxes skipped: zero-area box".
     """
     by_kind: dict[str, list[str]] = {}
@@ -223,7 +223,7 @@ def annotation_problems(problem_lines: list[str], samples) -> tuple[str, ...]:
     empty = list(dict.fromkeys(Path(sample.image_path).name for sample in samples if len(sample.boxes) == 0))
     if empty:
         sentences.append(f"{_count(len(empty), 'image has', 'images have')} an annotation without boxes: "
-                         f"trained as background only (e.g. {empty[0]})")
+                         f"used as background only (e.g. {empty[0]})")
     return tuple(sentences)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QDialog, QMessageBox
 
@@ -168,6 +168,7 @@ class FinetuneController(QObject):
         keep = box.addButton("Keep the current model", QMessageBox.RejectRole)
         box.setDefaultButton(keep)
         box.setEscapeButton(keep)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(lambda _result: self._answered(box.clickedButton() is use, name, checkpoint))
         self.switch_question = box
         box.open()

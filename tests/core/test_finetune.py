@@ -204,7 +204,7 @@ def test_a_plan_names_its_annotation_problems(tmp_path):
     assert plan.problems == (
         "2 images have no annotation file: not used for training (e.g. raccoon-12.png)",
         "1 box skipped: zero-area box (e.g. flat.xml)",
-        "2 images have an annotation without boxes: trained as background only (e.g. empty.png)",
+        "2 images have an annotation without boxes: used as background only (e.g. empty.png)",
     )  # flat.png's only box is skipped, so it is an image without boxes too
     assert load_plan_round_trip(plan) == plan
 
