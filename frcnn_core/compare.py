@@ -2,13 +2,94 @@
 version): each *after* detection is kept, changed class or gained; each *before* one with no after
 box over it is lost. `compare_on_image` for one image's detections, `compare_detections` for the
 records of `evaluate.run_detections` over a dataset.
+
+Two models compare only on the classes both detect, matched by NAME (a model's label i means its
+class_names[i]): `ClassOverlap` says which classes those are, or why there are none, and
+`on_classes` puts both models' detections into the run's label space restricted to them. A
+base model with an untrained detection head (an ImageNet backbone) detects no class at all yet.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from torchvision.ops import box_iou
+
+from frcnn_core.evaluate import relabel
+
+# ClassOverlap.verdict: what a before/after comparison can say
+COMPARABLE = "comparable"  # both models detect exactly the run's classes
+SHARED_CLASSES = "shared classes"  # some classes in common: compared on those only
+NOT_COMPARABLE = "not comparable"  # no class in common
+NO_DETECTOR = "no detector yet"  # the base model's detection head is untrained
+
+
+@dataclass(frozen=True)
+class ClassOverlap:
+    """The classes a base model and the model a run trains from it can be compared on, by name.
+
+    base_classes: the classes the base model detects, background left out; () when its detection
+    head is untrained (an ImageNet backbone or random weights: it detects nothing yet).
+    run_classes: the classes the run trains, background left out.
+    """
+
+    base_classes: tuple[str, ...]
+    run_classes: tuple[str, ...]
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """The classes both detect, in the run's order."""
+        known = set(self.base_classes)
+        return tuple(name for name in self.run_classes if name in known)
+
+    @property
+    def verdict(self) -> str:
+        """COMPARABLE, SHARED_CLASSES, NOT_COMPARABLE or NO_DETECTOR."""
+        if not self.base_classes:
+            return NO_DETECTOR
+        if not self.shared:
+            return NOT_COMPARABLE
+        return COMPARABLE if set(self.base_classes) == set(self.run_classes) else SHARED_CLASSES
+
+    @property
+    def comparable(self) -> bool:
+        """Whether there are classes to compare on (COMPARABLE or SHARED_CLASSES)."""
+        return bool(self.shared)
+
+    def note(self) -> str:
+        """The one line that says what a before/after comparison compares, e.g.
+        'not comparable: the base model knows WBC, RBC, Platelets; this run trains raccoon'."""
+        verdict = self.verdict
+        if verdict == NO_DETECTOR:
+            return ("before: no detector yet (the base model's detection head is untrained); "
+                    "only the new model's own scores are shown")
+        if verdict == NOT_COMPARABLE:
+            return (f"not comparable: the base model knows {_names(self.base_classes)}; "
+                    f"this run trains {_names(self.run_classes)}")
+        if verdict == COMPARABLE:
+            return f"compared on every class: {_names(self.shared)}"
+        shared = set(self.shared)
+        extra_base = [name for name in self.base_classes if name not in shared]
+        extra_run = [name for name in self.run_classes if name not in shared]
+        details = ([f"the base model also knows {_names(extra_base)}"] if extra_base else []) + \
+                  ([f"this run also trains {_names(extra_run)}"] if extra_run else [])
+        return f"compared on the shared classes only: {_names(self.shared)} ({'; '.join(details)})"
+
+
+def _names(classes: Iterable[str]) -> str:
+    return ", ".join(classes)
+
+
+def on_classes(records: list[dict], model_names: list[str], run_names: list[str],
+               classes: Iterable[str]) -> list[dict]:
+    """Records (as `evaluate.run_detections` makes them) with labels mapped BY NAME from
+    `model_names`, the class names of the model that made them, to `run_names`, the run's; the
+    detections of classes outside `classes` are dropped. So a base model's and a fine-tuned
+    model's detections meet in one label space, on the classes both know."""
+    kept = set(classes)
+    # a name outside `classes` becomes None, which no run class matches: relabel drops it
+    return relabel(records, [name if name in kept else None for name in model_names], run_names)
 
 
 @dataclass(frozen=True)

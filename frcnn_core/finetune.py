@@ -1,12 +1,12 @@
 """Fine-tuning runs from the application: plan a run on the user's boxes, train it, score it.
 
 A *plan* fixes everything before anything is written: the train and validation images (by file
-name), the classes (background first), the base model and the `TrainSettings`. `run_finetune`
-writes the plan into the run folder as plan.json and trains; `evaluate_run` scores the run's
-checkpoint and the base model on the validation images and writes metrics.json, so every run
-holds its own before/after comparison. `load_plan` reads a plan back (resume, the Runs panel).
-
-The before/after comparison of detections is `frcnn_core.compare`.
+name), the classes (background first), the base model and the classes it detects, the
+annotation problems met while reading the data, and the `TrainSettings`. `run_finetune` writes
+the plan into the run folder as plan.json and trains; `score_run` scores the run's checkpoint on
+the validation images and compares it with the base model there (on the classes both know, by
+name: `frcnn_core.compare.ClassOverlap`), writing metrics.json, so every run holds its own
+before/after comparison. `load_plan` reads a plan back (resume, the Runs panel).
 """
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from typing import Callable, Iterator
 
 import torch
 
-from frcnn_core.compare import Comparison, compare_detections
+from frcnn_core.compare import ClassOverlap, Comparison, compare_detections, on_classes
 from frcnn_core.data.augment import AugmentConfig
-from frcnn_core.data.dataset import DetectionDataset, open_dataset, select_images
+from frcnn_core.data.dataset import (CLIPPED, PROBLEM_KINDS, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset,
+                                     Sample, open_dataset, select_images)
 from frcnn_core.errors import InputError
-from frcnn_core.evaluate import coco_detections, coco_ground_truth, coco_metrics, relabel, run_detections
+from frcnn_core.evaluate import coco_detections, coco_ground_truth, coco_metrics, run_detections
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.model import FasterRCNN
 from frcnn_core.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, LOG_FILE, METRICS_FILE, PLAN_FILE, read_json
@@ -41,6 +42,10 @@ class FinetunePlan:
     the classes. val_images: file names of the validation images, read from `val_split` of
     settings.data when set, else from the same split as the train images. train_boxes,
     val_boxes: boxes per class name (background left out, zero counts kept).
+    base_classes: the classes the base model detects (background left out), () when its
+    detection head is untrained; None in a plan.json written before it was recorded.
+    problems: the annotation problems met reading the data, one sentence each
+    (`annotation_problems`).
     """
 
     settings: TrainSettings
@@ -51,6 +56,8 @@ class FinetunePlan:
     base_model: str
     base_weights: str
     val_split: str | None = None
+    base_classes: tuple[str, ...] | None = None
+    problems: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,9 +65,12 @@ class FinetunePlan:
     @classmethod
     def from_dict(cls, data: dict) -> "FinetunePlan":
         """The inverse of `to_dict`, also after a JSON round trip. KeyError/TypeError when damaged."""
+        base_classes = data.get("base_classes")
         return cls(TrainSettings.from_dict(data["settings"]), tuple(data["val_images"]), list(data["class_names"]),
                    dict(data["train_boxes"]), dict(data["val_boxes"]), str(data["base_model"]),
-                   str(data["base_weights"]), data.get("val_split"))
+                   str(data["base_weights"]), data.get("val_split"),
+                   None if base_classes is None else tuple(str(name) for name in base_classes),
+                   tuple(str(line) for line in data.get("problems", ())))
 
 
 def split_train_val(names: list[str], labels: list[torch.Tensor], val_fraction: float,
@@ -100,7 +110,7 @@ def plan_finetune(data: str, runs_dir: str, base_model: str = "bccd-demo", base_
     in `val_images`, else about `val_fraction` of the images by `split_train_val(seed)`.
     Classes: `class_names` when given, else the dataset's — in the base model's order when it has
     the same classes, so that its trained predictor is kept. The base model is built once here
-    to check it (a second or so; longer for the big COCO models).
+    to check it and to note the classes it detects (a second or so; longer for the big COCO models).
     The run folder is runs_dir/name (default "<YYYYmmdd-HHMMSS>-<base model>"), with "-2", "-3"...
     appended when taken. CPU-friendly schedule: warm-up min(100, iters // 5) iterations, a
     checkpoint every max(10, iters // 5).
@@ -119,9 +129,8 @@ def plan_finetune(data: str, runs_dir: str, base_model: str = "bccd-demo", base_
         raise InputError(data, f"{len(twice)} image file names occur twice, e.g. {twice[0]!r}; "
                                "a run names its images by file name")
     model, weights = _absolute(base_model), _absolute(base_weights)
-    with torch.random.fork_rng():  # fresh layers draw from torch's generator; leave the caller's as it was
-        base_names = build_model(model, weights).class_names
-    classes = dataset.class_names if class_names else _same_order(dataset.class_names, base_names)
+    base_classes = detected_classes(model, weights)
+    classes = dataset.class_names if class_names else _same_order(dataset.class_names, base_classes)
     val_set = open_dataset(data, val_split, classes) if val_split is not None else dataset
     if val_split is not None:
         val_names = tuple(Path(sample.image_path).name for sample in val_set.samples)
@@ -143,8 +152,10 @@ def plan_finetune(data: str, runs_dir: str, base_model: str = "bccd-demo", base_
         checkpoint_every=max(10, iters // 5), seed=seed, device=device, augment=augment or AugmentConfig(),
         images=train_names, class_names=tuple(classes),
     )
+    problems = list(dict.fromkeys(dataset.problems + (val_set.problems if val_set is not dataset else [])))
     return FinetunePlan(settings, val_names, classes, train_boxes,
-                        _boxes_per_class(select_images(val_set, val_names), classes), model, weights, val_split)
+                        _boxes_per_class(select_images(val_set, val_names), classes), model, weights, val_split,
+                        base_classes, annotation_problems(problems, [*dataset.samples, *val_set.samples]))
 
 
 def _check_numbers(iters: int, lr: float, batch_size: int, val_fraction: float) -> None:
@@ -162,9 +173,62 @@ def _absolute(model_or_weights: str) -> str:
     return model_or_weights if is_name or not Path(model_or_weights).exists() else str(Path(model_or_weights).resolve())
 
 
-def _same_order(dataset_names: list[str], base_names: list[str]) -> list[str]:
-    """The dataset's classes, in the base model's order when both have the same classes."""
-    return list(base_names) if set(base_names[1:]) == set(dataset_names[1:]) else list(dataset_names)
+def _same_order(dataset_names: list[str], base_classes: tuple[str, ...]) -> list[str]:
+    """The dataset's classes (background first), in the base model's order when it detects the same classes."""
+    return [dataset_names[0], *base_classes] if set(base_classes) == set(dataset_names[1:]) else list(dataset_names)
+
+
+def detected_classes(model: str, weights: str) -> tuple[str, ...]:
+    """The classes `model` with `weights` detects, background left out, in its label order; ()
+    when its detection head is untrained: a zoo architecture with an ImageNet backbone or random
+    weights. The model is built (which checks it); InputError as `build_model` raises it."""
+    with torch.random.fork_rng():  # fresh layers draw from torch's generator; leave the caller's as it was
+        names = build_model(model, weights).class_names
+    untrained_head = model in MODELS and weights in ("imagenet", "none")
+    return () if untrained_head else tuple(names[1:])
+
+
+def class_overlap(plan: FinetunePlan) -> ClassOverlap:
+    """What the plan's base model and the model it trains can be compared on. A plan that did not
+    record its base model's classes has the base model built to read them."""
+    base_classes = plan.base_classes if plan.base_classes is not None else detected_classes(plan.base_model,
+                                                                                           plan.base_weights)
+    return ClassOverlap(base_classes, tuple(plan.class_names[1:]))
+
+
+def annotation_problems(problem_lines: list[str], samples: list[Sample]) -> tuple[str, ...]:
+    """The annotation problems of a dataset as sentences a person reads at a glance, e.g.
+    "10 images have no annotation file: not used for training (e.g. raccoon-12.jpg)".
+
+    problem_lines: `DetectionDataset.problems` ("<file>: <subject> <kind>"); samples: the
+    dataset's samples (an image whose annotation holds no box shows the model background only).
+    Kinds not named below read "<n> boxes <kind>", e.g. "2 boxes skipped: zero-area box".
+    """
+    by_kind: dict[str, list[str]] = {}
+    for line in problem_lines:
+        kind = next((kind for kind in PROBLEM_KINDS if line.endswith(kind)), "with another problem")
+        by_kind.setdefault(kind, []).append(line.split(": ", 1)[0])
+    sentences = []
+    for kind, files in by_kind.items():
+        count, example = len(files), Path(files[0]).name
+        if kind == SKIPPED_NO_ANNOTATION:
+            text = f"{_count(count, 'image has', 'images have')} no annotation file: not used for training"
+        elif kind == SKIPPED_NO_IMAGE:
+            text = f"{_count(count, 'annotation names', 'annotations name')} an image that is not there: not used"
+        elif kind == CLIPPED:
+            text = f"{_count(count, 'box was', 'boxes were')} clipped at the image border"
+        else:
+            text = f"{_count(count, 'box', 'boxes')} {kind}"
+        sentences.append(f"{text} (e.g. {example})")
+    empty = list(dict.fromkeys(Path(sample.image_path).name for sample in samples if len(sample.boxes) == 0))
+    if empty:
+        sentences.append(f"{_count(len(empty), 'image has', 'images have')} an annotation without boxes: "
+                         f"used as background only (e.g. {empty[0]})")
+    return tuple(sentences)
+
+
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _named(wanted: tuple[str, ...], names: list[str], data: str) -> tuple[str, ...]:
@@ -223,39 +287,49 @@ def validation_dataset(plan: FinetunePlan) -> DetectionDataset:
     return select_images(open_dataset(plan.settings.data, split, plan.class_names), plan.val_images)
 
 
-def starting_model(plan: FinetunePlan, score_thresh: float | None = None) -> FasterRCNN:
-    """The model the run starts from: the base weights with the plan's classes, fresh layers drawn
-    as `train()` draws them; torch's global random state is left as it was."""
-    with torch.random.fork_rng():
-        torch.manual_seed(plan.settings.seed)
-        return build_model(plan.settings.model, plan.settings.weights, preset=plan.settings.preset,
-                           score_thresh=score_thresh, class_names=plan.class_names)
+def base_model(plan: FinetunePlan, score_thresh: float | None = None) -> FasterRCNN:
+    """The base model as the run found it, with its own classes: the "before" of a comparison."""
+    return build_model(plan.base_model, plan.base_weights, preset=plan.settings.preset, score_thresh=score_thresh)
 
 
-def score_run(plan_or_run_dir: FinetunePlan | str | os.PathLike, device: str = "cpu") -> tuple[dict, Comparison]:
-    """COCO AP of the run's final.pt (else last.pt) and of its starting model on the validation
-    images, and the comparison of their detections there (one detection pass per model serves
-    both); returns (metrics, Comparison) and writes the metrics to metrics.json (atomically):
+def score_run(plan_or_run_dir: FinetunePlan | str | os.PathLike,
+              device: str = "cpu") -> tuple[dict, Comparison | None]:
+    """Score the run's final.pt (else last.pt) on the validation images and compare it there with
+    the base model, on the classes both detect (by name; `class_overlap`). One detection pass per
+    model serves the scores and the comparison. Returns (metrics, the Comparison of the two
+    models' detections, None when they are not comparable) and writes metrics.json (atomically):
 
-    {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}, "val_images": n, "checkpoint": "final.pt",
-     "before": {"AP", "AP50", "AP75", "per_class_AP50", "model": base model},
-     "validation_changes": {"gained", "lost", "changed_class", "kept"}}
-    APs are None (per-class dicts empty) when nothing can be scored: no validation images.
-    InputError when the run has no checkpoint yet.
+    {"AP", "AP50", "AP75", "per_class_AP50": {name: AP50}: the new model on every class of the run,
+     "val_images": n, "checkpoint": "final.pt",
+     "before_after": {"base_model", "verdict": a ClassOverlap verdict, "note": its one line,
+                      "base_classes": [...], "classes": [the classes compared on],
+                      "before": {"AP", "AP50", "AP75", "per_class_AP50"}: the base model on those classes,
+                      "after": {same keys}: the new model on those classes,
+                      "changes": {"gained", "lost", "changed_class", "kept"}}}
+    before, after and changes are None when nothing can be compared (no shared class, or an
+    untrained base head: its random scores are no "before"). APs are None (per-class dicts
+    empty) without validation images. InputError when the run has no checkpoint yet.
     """
     plan = plan_or_run_dir if isinstance(plan_or_run_dir, FinetunePlan) else load_plan(plan_or_run_dir)
     run = Path(plan.settings.out)
     checkpoint = next((run / name for name in (FINAL_CHECKPOINT, LAST_CHECKPOINT) if (run / name).exists()), None)
     if checkpoint is None:
         raise InputError(run, "nothing to evaluate yet: no final.pt or last.pt")
-    val, target = validation_dataset(plan), pick_device(device)
-    after_scores, after = _detect_and_score(build_model(str(checkpoint), score_thresh=0.0).to(target), val, target)
-    before_scores, before = _detect_and_score(starting_model(plan, score_thresh=0.0).to(target), val, target)
-    comparison = compare_detections(before, after)
-    changes = {"gained": comparison.gained, "lost": comparison.lost, "changed_class": comparison.changed_class,
-               "kept": comparison.kept}
-    metrics = {**after_scores, "val_images": len(val), "checkpoint": checkpoint.name,
-               "before": {**before_scores, "model": plan.base_model}, "validation_changes": changes}
+    val, target, overlap, run_names = validation_dataset(plan), pick_device(device), class_overlap(plan), plan.class_names
+    after = _detections(build_model(str(checkpoint), score_thresh=0.0), val, target, run_names, run_names[1:])
+    before_after = {"base_model": plan.base_model, "verdict": overlap.verdict, "note": overlap.note(),
+                    "base_classes": list(overlap.base_classes), "classes": list(overlap.shared),
+                    "before": None, "after": None, "changes": None}
+    comparison = None
+    if overlap.comparable:
+        before = _detections(base_model(plan, score_thresh=0.0), val, target, run_names, overlap.shared)
+        after_shared = on_classes(after, run_names, run_names, overlap.shared)
+        comparison = compare_detections(before, after_shared)
+        before_after.update(before=_scores(val, before, overlap.shared), after=_scores(val, after_shared, overlap.shared),
+                            changes={"gained": comparison.gained, "lost": comparison.lost,
+                                     "changed_class": comparison.changed_class, "kept": comparison.kept})
+    metrics = {**_scores(val, after, run_names[1:]), "val_images": len(val), "checkpoint": checkpoint.name,
+               "before_after": before_after}
     write_bytes_atomic(run / METRICS_FILE, json.dumps(metrics, indent=1).encode())
     return metrics, comparison
 
@@ -265,15 +339,25 @@ def evaluate_run(plan_or_run_dir: FinetunePlan | str | os.PathLike, device: str 
     return score_run(plan_or_run_dir, device)[0]
 
 
-def _detect_and_score(model: FasterRCNN, dataset: DetectionDataset, device: torch.device) -> tuple[dict, list[dict]]:
-    """COCO AP, AP50, AP75 and per-class AP50 (None / {} without images or where pycocotools has
-    none) and the detection records they came from: one detection pass serves both the scores and
-    the before / after comparison."""
+def _detections(model: FasterRCNN, dataset: DetectionDataset, device: torch.device, run_names: list[str],
+                classes) -> list[dict]:
+    """The model's records on the dataset, labels mapped by name to the run's, only `classes` kept."""
     if len(dataset) == 0:
-        return {"AP": None, "AP50": None, "AP75": None, "per_class_AP50": {}}, []
-    records = run_detections(model, dataset, device, progress=False)
-    named = relabel(records, model.class_names, dataset.class_names)
-    coco = coco_metrics(coco_ground_truth(dataset), coco_detections(named), dataset.class_names)
+        return []
+    records = run_detections(model.to(device), dataset, device, progress=False)
+    return on_classes(records, model.class_names, run_names, classes)
+
+
+def _scores(dataset: DetectionDataset, records: list[dict], classes) -> dict:
+    """COCO AP, AP50, AP75 and per-class AP50 of `records` (labels in the dataset's label space)
+    over the ground truth of `classes` only; None / {} without images or where pycocotools has none."""
+    if len(dataset) == 0:
+        return {"AP": None, "AP50": None, "AP75": None, "per_class_AP50": {}}
+    wanted = set(classes)
+    ground_truth = coco_ground_truth(dataset)
+    # COCOeval scores the listed categories only: the ground truth of other classes is left aside
+    ground_truth["categories"] = [category for category in ground_truth["categories"] if category["name"] in wanted]
+    coco = coco_metrics(ground_truth, coco_detections(records), dataset.class_names)
     scores = {key: (None if isinstance(coco[key], float) and math.isnan(coco[key]) else coco[key])
               for key in ("AP", "AP50", "AP75")}
-    return {**scores, "per_class_AP50": coco["per_class_AP50"]}, records
+    return {**scores, "per_class_AP50": coco["per_class_AP50"]}

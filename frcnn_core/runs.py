@@ -127,3 +127,11 @@ def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
     folders = sorted(root.iterdir()) if root.is_dir() else []
     summaries = [summarize_run(folder) for folder in folders if is_run(folder)]
     return sorted(summaries, key=lambda summary: (summary.created, summary.name), reverse=True)
+
+
+def ap50_fell(metrics: dict) -> bool:
+    """Whether `score_run`'s metrics show the new model's validation AP50 below the base model's,
+    on the classes both know; False when they cannot tell (not comparable, no validation images)."""
+    before_after = metrics.get("before_after") or {}
+    before, after = (((before_after.get(side) or {}).get("AP50")) for side in ("before", "after"))
+    return before is not None and after is not None and after < before

@@ -1,7 +1,10 @@
 """Shared test data: a one-image dataset of 200 random float boxes, for exact round trips; a tiny
-labelImg folder (128x96 crops of a real photo, VOC XML beside them) for fine-tuning runs."""
+labelImg folder (128x96 crops of a real photo, VOC XML beside them) for fine-tuning runs; a few
+raccoon photos with their labelImg XML (the shared raccoon data set) for runs on classes the
+bundled blood-cell model does not know."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -11,6 +14,8 @@ from frcnn_core.data.dataset import DetectionDataset, Sample
 from frcnn_core.data.voc import write_voc_xml
 
 from reference import PHOTO
+
+RACCOON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "raccoon"
 
 
 def random_boxes_dataset(folder) -> DetectionDataset:
@@ -38,4 +43,15 @@ def write_tiny_dataset(folder: Path, boxes_per_image=TINY_BOXES) -> Path:
         names = ["cat" if i % 2 == 0 else "dog" for i in range(len(boxes))]
         boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         write_voc_xml(folder / f"img{index}.xml", path, 128, 96, boxes, names)
+    return folder
+
+
+def copy_raccoons(folder: Path, annotated: tuple[int, ...] = (2, 3, 4, 5), unannotated: tuple[int, ...] = ()) -> Path:
+    """raccoon-<n>.jpg with raccoon-<n>.xml for each n in `annotated`, and the photo alone for each
+    n in `unannotated` (an image nobody annotated yet): a labelImg folder of one class, raccoon."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in annotated + unannotated:
+        shutil.copyfile(RACCOON / f"raccoon-{number}.jpg", folder / f"raccoon-{number}.jpg")
+    for number in annotated:
+        shutil.copyfile(RACCOON / f"raccoon-{number}.xml", folder / f"raccoon-{number}.xml")
     return folder

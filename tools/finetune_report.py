@@ -27,6 +27,18 @@ from frcnn_core.finetune import evaluate_run, plan_finetune, run_finetune  # noq
 DATA = ROOT.parent / "shared" / "data" / "bccd"
 
 
+def print_scores(metrics: dict) -> None:
+    """`evaluate_run`'s metrics: what was compared, val AP50 before -> after (the new model's
+    alone when the base model cannot be compared with it) and per class."""
+    block = metrics["before_after"]
+    before = block["before"] or {"AP": float("nan"), "AP50": float("nan"), "per_class_AP50": {}}
+    after = block["after"] or metrics
+    print(f"\n{block['note']}\nval AP50 before {before['AP50']:.3f} -> after {after['AP50']:.3f} "
+          f"(AP {before['AP']:.3f} -> {after['AP']:.3f}; {metrics['val_images']} images, {metrics['checkpoint']})")
+    for name, ap50 in metrics["per_class_AP50"].items():
+        print(f"  {name:10s} AP50 {before['per_class_AP50'].get(name, float('nan')):.3f} -> {ap50:.3f}")
+
+
 def split_ids(split: str) -> list[str]:
     return (DATA / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
 
@@ -66,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         trained = time.perf_counter()
         metrics = evaluate_run(plan)
     finished = time.perf_counter()
-    before = metrics["before"]
-    print(f"\nval AP50 before {before['AP50']:.3f} -> after {metrics['AP50']:.3f} "
-          f"(AP {before['AP']:.3f} -> {metrics['AP']:.3f}; {metrics['val_images']} images, {metrics['checkpoint']})")
-    for name, ap50 in metrics["per_class_AP50"].items():
-        print(f"  {name:10s} AP50 {before['per_class_AP50'].get(name, float('nan')):.3f} -> {ap50:.3f}")
+    print_scores(metrics)
     print(f"wall time: {trained - started:.0f} s training {args.iters} iterations, {finished - trained:.0f} s "
           f"evaluating before and after, {finished - began:.0f} s in all")
     return 0

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from finetune_report import make_folder, split_ids  # noqa: E402
+from finetune_report import make_folder, print_scores, split_ids  # noqa: E402
 from frcnn_core.data.augment import AugmentConfig  # noqa: E402
 from frcnn_core.finetune import plan_finetune  # noqa: E402
 from frcnn_gui.main_window import MainWindow  # noqa: E402
@@ -38,13 +38,10 @@ SHOWN_IMAGE = "BloodImage_00014.jpg"  # a val image with RBC, WBC and platelets 
 
 
 def report(result) -> None:
-    metrics = result.metrics
-    before = metrics["before"]
-    print(f"val AP50 before {before['AP50']:.3f} -> after {metrics['AP50']:.3f} "
-          f"(AP {before['AP']:.3f} -> {metrics['AP']:.3f}; {metrics['val_images']} val images)")
-    for name, value in metrics["per_class_AP50"].items():
-        print(f"  {name:10s} AP50 {before['per_class_AP50'].get(name, 0.0):.3f} -> {value:.3f}")
+    print_scores(result.metrics)
     comparison = result.comparison
+    if comparison is None:
+        return
     print(f"validation detections (score >= 0.5): {comparison.gained} gained, {comparison.lost} lost, "
           f"{comparison.changed_class} changed class, {comparison.kept} kept", flush=True)
 
@@ -108,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             QTimer.singleShot(2000, start_after_run)
         else:
             state["after"] = result
+            question = finetuning.switch_question  # asked when validation AP50 fell: the picture shows the new model
+            if question is not None:
+                next(button for button in question.buttons() if button.text() == "Use the new model").click()
 
     def start_after_run() -> None:
         state["began"] = time.perf_counter()

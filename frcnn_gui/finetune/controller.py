@@ -3,10 +3,14 @@
 `FinetuneController` connects the Fine-tune dialog, the runner (training in its own thread), the
 Training run panel (live curves, progress, Cancel / Resume, metrics before and after) and the Runs
 panel to the window: previews of the model being trained replace the current image's detections
-while it trains; a finished run's model becomes the current one (the model it replaced stays one
-click away: `use_previous_model`, and in the model picker); the base and the fine-tuned model are
-compared on each image shown, in the run panel's counts and, when asked, on the canvas (gained
-green, lost red, changed class orange). Closing the window during a run asks first.
+while it trains. A finished run's model becomes the current one when its validation AP50 is not
+lower than the base model's on the classes both know; when it is lower the window asks ("Use the
+new model" / "Keep the current model"). When the two cannot be compared (no shared class, or the
+base model had no trained detection head) the window switches, since the user trained the new
+model for these classes, and the log says why. The model a switch replaced stays one click away
+(`use_previous_model`, and in the model picker). The base and the fine-tuned model are compared on
+each image shown, on their shared classes, in the run panel's counts and, when asked, on the
+canvas (gained green, lost red, changed class orange). Closing the window during a run asks first.
 """
 from __future__ import annotations
 
@@ -14,17 +18,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QDialog, QMessageBox
 
 from frcnn_core.errors import InputError
-from frcnn_core.runs import read_log, summarize_run
+from frcnn_core.runs import FINAL_CHECKPOINT, ap50_fell, read_log, summarize_run
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.document import Detection
 from frcnn_gui.finetune.run_panel import RunPanel
 from frcnn_gui.finetune.runner import FinetuneRunner
 from frcnn_gui.finetune.runs_panel import RunsPanel
+from frcnn_gui.finetune.text import before_after, format_ap, is_compared, verdict_line
 from frcnn_gui.panels.status import model_title
 from frcnn_gui.window_layout import dock_of
 
@@ -39,7 +44,8 @@ GAINED, LOST, CHANGED = QColor("#3cb44b"), QColor("#e6194b"), QColor("#f58231")
 
 class FinetuneController(QObject):
     """`model_switched(checkpoint)` fires when a finished run's model is asked for as the current
-    one. `plan` is the run last started or opened (None before any)."""
+    one. `plan` is the run last started or opened (None before any). `switch_question`: the
+    open "Use the new model?" box while the window waits for the answer, else None."""
 
     model_switched = Signal(str)
 
@@ -51,6 +57,7 @@ class FinetuneController(QObject):
         self.runs_panel = RunsPanel(self.runs_dir)
         self.plan: FinetunePlan | None = None
         self.previous_model: tuple[str, str] | None = None  # (model, weights) a finished run replaced
+        self.switch_question: QMessageBox | None = None
         self.compare_layer = BoxSetLayer()
         self.compare_layer.setVisible(False)
         window.canvas.add_layer(self.compare_layer, COMPARE_LAYER_Z)
@@ -80,7 +87,7 @@ class FinetuneController(QObject):
         window.save()
         folder = window.document.folder
         current = (model_title(window.model_name), window.model_name, window.weights) if window.loaded else None
-        dialog = FinetuneDialog(str(folder) if folder else None, current, str(self.runs_dir), window)
+        dialog = FinetuneDialog(str(folder) if folder else None, current, str(self.runs_dir), window, window.settings)
         if self.runner.last_timing is not None:
             dialog.set_time_per_iteration(*self.runner.last_timing)
         return dialog
@@ -150,12 +157,39 @@ class FinetuneController(QObject):
         self.window.log.add(f"{result.run_dir.name}: {final.event} at iteration {final.iteration}"
                             + (f" — {final.message}" if final.message and final.event != "done" else ""))
         if final.event == "done":
-            if result.metrics:
-                before, after = result.metrics.get("before", {}), result.metrics
-                self.window.log.add(f"{result.run_dir.name}: validation AP50 {_ap(before.get('AP50'))} → "
-                                    f"{_ap(after.get('AP50'))}")
-            self._use(result.run_dir / "final.pt")
+            self._offer(result)
         self._compare_current()
+
+    def _offer(self, result) -> None:
+        """Switch to the finished run's model, or ask first when its validation AP50 fell."""
+        name, checkpoint, metrics = result.run_dir.name, result.run_dir / FINAL_CHECKPOINT, result.metrics or {}
+        self.window.log.add(f"{name}: {verdict_line(metrics)}")
+        if not ap50_fell(metrics):
+            self.window.log.add(f"{name}: switching to the new model — {_switch_reason(metrics)}")
+            self._use(checkpoint)
+            return
+        block = before_after(metrics)
+        box = QMessageBox(QMessageBox.Question, "The new model scores lower",
+                          f"Validation AP50 on {', '.join(block['classes'])} fell from "
+                          f"{format_ap(block['before']['AP50'])} (the base model) to "
+                          f"{format_ap(block['after']['AP50'])} (the new model). Use the new model anyway?",
+                          parent=self.window)
+        use = box.addButton("Use the new model", QMessageBox.AcceptRole)
+        keep = box.addButton("Keep the current model", QMessageBox.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda _result: self._answered(box.clickedButton() is use, name, checkpoint))
+        self.switch_question = box
+        box.open()
+
+    def _answered(self, use_new: bool, name: str, checkpoint: Path) -> None:
+        self.switch_question = None
+        if use_new:
+            self.window.log.add(f"{name}: switching to the new model, as asked")
+            self._use(checkpoint)
+        else:
+            self.window.log.add(f"{name}: kept the current model; the new one is in the Runs panel")
 
     def _failed(self, message: str) -> None:
         self.run_panel.fail(message)
@@ -201,8 +235,13 @@ class FinetuneController(QObject):
     def _image_compared(self, compared) -> None:
         if Path(compared.image_path) != self.window.document.current_path:
             return
-        self.run_panel.comparison.set_comparison(compared.comparison, "image")
-        self.run_panel.comparison.setVisible(True)
+        view = self.run_panel.comparison
+        view.setVisible(True)
+        view.set_note(compared.overlap.note(), comparable=compared.comparison is not None)
+        if compared.comparison is None:  # nothing to compare on: no boxes drawn, the reason shown
+            self.compare_layer.set_boxes(np.zeros((0, 4)), GAINED)
+            return
+        view.set_comparison(compared.comparison, "image")
         entry = compared.comparison.per_image[0]
         names = compared.class_names
 
@@ -244,5 +283,10 @@ def _log(run_dir: Path, window) -> list[dict]:
         return []
 
 
-def _ap(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
+def _switch_reason(metrics: dict) -> str:
+    """Why a finished run's model is used without asking (its AP50 did not fall)."""
+    if not is_compared(metrics):
+        return "the base model cannot be compared with it, and it was trained for these classes"
+    if before_after(metrics)["after"].get("AP50") is None:
+        return "no validation images to compare on"
+    return "its validation AP50 is not lower than the base model's"

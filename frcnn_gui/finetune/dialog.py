@@ -1,6 +1,11 @@
 """The fine-tuning dialog: which data, which validation images, which base model, how long and on
 what device. Check and Start plan the run (that reads the annotations); a plan that fails shows
-its one-line reason in red and the dialog stays open.
+its one-line reason in red and the dialog stays open. A plan that works shows the split, what
+the before/after comparison will compare (or why the base model cannot be compared), and the
+annotation problems by name ("10 images have no annotation file: not used for training").
+
+With a QSettings the dialog opens with the settings last checked or started (every field but the
+run name, which is new for each run; the runs folder is the window's).
 
 `plan_kwargs()` is the keyword dict for `frcnn_core.finetune.plan_finetune`. After `exec()`
 returns Accepted, `plan` is the FinetunePlan and `preview_every()` how often to preview.
@@ -11,13 +16,14 @@ import re
 from pathlib import Path
 
 import torch
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.errors import InputError
-from frcnn_core.finetune import FinetunePlan, plan_finetune
+from frcnn_core.finetune import FinetunePlan, class_overlap, plan_finetune
 from frcnn_core.zoo import MODELS
 from frcnn_gui.finetune.text import counted, format_duration
 
@@ -26,6 +32,8 @@ FLIP_PROBABILITY = 0.5
 MAX_FROZEN_STAGES = 4
 # VOC's per-class lists (cat_train.txt ...) are not splits
 _CLASS_LIST = re.compile(r".+_(train|val|trainval|test)$")
+SETTINGS_GROUP = "finetune"
+PROBLEM_STYLE, WARNING_STYLE = "color: #c62828", "color: #b35900"
 
 
 def base_model_choices(current: tuple[str, str, str] | None = None) -> list[tuple[str, str, str]]:
@@ -62,11 +70,12 @@ def plan_summary(plan: FinetunePlan) -> str:
 class FinetuneDialog(QDialog):
     """current_data: the open folder (its annotations are the default data), or None.
     current_model: (label, model, weights) of the model the window holds, or None.
-    runs_dir: where new runs go by default."""
+    runs_dir: where new runs go by default. settings: where the last settings are kept, or None."""
 
     def __init__(self, current_data: str | None, current_model: tuple[str, str, str] | None, runs_dir: str,
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, settings: QSettings | None = None):
         super().__init__(parent)
+        self._settings = settings
         self.setWindowTitle("Fine-tune a model")
         self.plan: FinetunePlan | None = None
         self._seconds_per_iteration: float | None = None
@@ -91,8 +100,10 @@ class FinetuneDialog(QDialog):
         self.time_hint = QLabel(wordWrap=True)
         self.time_hint.setStyleSheet("color: palette(mid)")
         self.summary = QLabel(wordWrap=True)
+        self.problems = QLabel(wordWrap=True, visible=False)
+        self.problems.setStyleSheet(WARNING_STYLE)
         self.error = QLabel(wordWrap=True, visible=False)
-        self.error.setStyleSheet("color: #c62828")
+        self.error.setStyleSheet(PROBLEM_STYLE)
         buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
         self.check_button = buttons.addButton("Check", QDialogButtonBox.ActionRole)
         self.start_button = buttons.addButton("Start", QDialogButtonBox.AcceptRole)
@@ -102,11 +113,13 @@ class FinetuneDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for label in (self.time_hint, self.summary, self.error):
+        for label in (self.time_hint, self.summary, self.problems, self.error):
             layout.addWidget(label)
         layout.addWidget(buttons)
         self.iterations.valueChanged.connect(self._show_time_hint)
         self._data_changed()
+        if settings is not None:
+            self._restore(settings)
         self._show_time_hint()
 
     # --- rows -------------------------------------------------------------------------------
@@ -229,9 +242,15 @@ class FinetuneDialog(QDialog):
             self.error.setText(str(error))
             self.error.setVisible(True)
             self.summary.clear()
+            self.problems.setVisible(False)
             return None
+        finally:
+            if self._settings is not None:
+                self._remember(self._settings)
         self.error.setVisible(False)
-        self.summary.setText(plan_summary(plan))
+        self.summary.setText(f"{plan_summary(plan)}\nbefore/after: {class_overlap(plan).note()}")
+        self.problems.setText("\n".join(f"annotation problem: {line}" for line in plan.problems))
+        self.problems.setVisible(bool(plan.problems))
         return plan
 
     def start(self) -> None:
@@ -239,6 +258,52 @@ class FinetuneDialog(QDialog):
         if plan is not None:
             self.plan = plan
             self.accept()
+
+    # --- remembered settings -----------------------------------------------------------------
+    def _remember(self, settings: QSettings) -> None:
+        """Keep the fields as they stand (all but the run name and the runs folder)."""
+        settings.beginGroup(SETTINGS_GROUP)
+        model, weights = self.base.currentData()
+        for key, value in (("data_other", self.data_other.isChecked()), ("data_path", self.data_path.text()),
+                           ("val_voc", self.val_voc.isChecked()), ("val_percent", self.val_percent.value()),
+                           ("train_split", self.train_split.currentText()), ("val_split", self.val_split.currentText()),
+                           ("base_model", model), ("base_weights", weights), ("iterations", self.iterations.value()),
+                           ("lr", self.lr.value()), ("batch", self.batch.value()),
+                           ("frozen", self.frozen.currentIndex()), ("device", self.device.currentData()),
+                           ("hflip", self.hflip.isChecked()), ("vflip", self.vflip.isChecked()),
+                           ("photometric", self.photometric.isChecked()), ("preview", self.preview.value())):
+            settings.setValue(key, value)
+        settings.endGroup()
+
+    def _restore(self, settings: QSettings) -> None:
+        """The fields as `_remember` kept them; a field never kept, or whose choice is gone (a
+        base model no longer offered, a split the data lacks), keeps its default."""
+        settings.beginGroup(SETTINGS_GROUP)
+        try:
+            def value(key: str, default, kind=str):
+                return settings.value(key, default, type=kind) if settings.contains(key) else default
+
+            self.data_path.setText(value("data_path", ""))
+            if value("data_other", False, bool) or not self._current_data:
+                self.data_other.setChecked(True)
+            self._data_changed()
+            _choose(self.base, (value("base_model", ""), value("base_weights", "")))
+            for combo, key in ((self.train_split, "train_split"), (self.val_split, "val_split")):
+                if combo.findText(value(key, "")) >= 0:
+                    combo.setCurrentText(value(key, ""))
+            if value("val_voc", False, bool) and self.val_voc.isEnabled():
+                self.val_voc.setChecked(True)
+            self.val_percent.setValue(value("val_percent", self.val_percent.value(), int))
+            self.iterations.setValue(value("iterations", self.iterations.value(), int))
+            self.lr.setValue(value("lr", self.lr.value(), float))
+            self.batch.setValue(value("batch", self.batch.value(), int))
+            self.frozen.setCurrentIndex(min(value("frozen", 0, int), self.frozen.count() - 1))
+            _choose(self.device, value("device", "auto"))
+            for box, key in ((self.hflip, "hflip"), (self.vflip, "vflip"), (self.photometric, "photometric")):
+                box.setChecked(value(key, box.isChecked(), bool))
+            self.preview.setValue(value("preview", self.preview.value(), int))
+        finally:
+            settings.endGroup()
 
     def _data_changed(self, *_) -> None:
         splits = voc_splits(self.data()) if self.data() else []
@@ -277,6 +342,13 @@ class FinetuneDialog(QDialog):
         total = format_duration(seconds * self.iterations.value())
         self.time_hint.setText(f"About {seconds:.2g} s per iteration on {self._device_measured} after the first few: "
                                f"{self.iterations.value()} iterations take about {total}.")
+
+
+def _choose(combo: QComboBox, data) -> None:
+    """Select the combo entry whose data is `data`, when there is one."""
+    index = next((index for index in range(combo.count()) if combo.itemData(index) == data), -1)
+    if index >= 0:
+        combo.setCurrentIndex(index)
 
 
 def _column(*rows) -> QWidget:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QS
 from frcnn_core.runs import CANCELLED, FINISHED, STOPPED, RunSummary
 from frcnn_gui.finetune.compare import ComparisonView
 from frcnn_gui.finetune.curves import LossCurves
-from frcnn_gui.finetune.text import format_duration
+from frcnn_gui.finetune.text import before_after, format_duration
 
 if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
     from frcnn_gui.finetune.messages import FinetuneResult
@@ -118,7 +118,7 @@ class RunPanel(QWidget):
         self._show_iterations(run.iteration, run.total)
         self.comparison.clear()
         self.comparison.set_metrics(run.metrics)
-        changes = (run.metrics or {}).get("validation_changes")
+        changes = before_after(run.metrics).get("changes")
         if isinstance(changes, dict):  # what the run's scoring saved of its validation comparison
             self.comparison.set_comparison(Comparison(**{key: int(changes.get(key, 0)) for key in
                                                          ("gained", "lost", "changed_class", "kept")}, per_image=[]),

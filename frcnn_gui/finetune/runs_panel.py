@@ -1,5 +1,5 @@
 """The Runs panel: every run folder of the runs folder, newest first, with its base model, state,
-iterations, AP50 before -> after and when it began. Double-click (or Open) asks the window to
+iterations, AP50 before -> after (or why there is no before) and when it began. Double-click (or Open) asks the window to
 show a run's curves and metrics; "Use this model" hands over its best checkpoint.
 
 A run whose files cannot be read still gets its row, with the reason in red; it can be opened
@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from frcnn_core.runs import RunSummary, list_runs
-from frcnn_gui.finetune.text import counted, format_ap
+from frcnn_gui.finetune.text import ap50_before_after, counted
 
 COLUMNS = ("name", "base", "state", "iterations", "AP50 before → after", "created")
 PROBLEM = QColor("#c62828")
@@ -24,13 +24,10 @@ PROBLEM = QColor("#c62828")
 
 def run_cells(run: RunSummary) -> tuple[str, ...]:
     """The texts of a run's row, in COLUMNS order."""
-    metrics = run.metrics or {}
-    before = (metrics.get("before") or {}).get("AP50")
-    ap50 = f"{format_ap(before)} → {format_ap(metrics.get('AP50'))}" if metrics else ""
     iterations = f"{run.iteration} / {run.total}" if run.total else str(run.iteration)
     state = f"{run.state} (unreadable files)" if run.error else run.state
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created))
-    return run.name, run.base_model or "?", state, iterations, ap50, created
+    return run.name, run.base_model or "?", state, iterations, ap50_before_after(run.metrics), created
 
 
 class RunsPanel(QWidget):

@@ -1,7 +1,10 @@
-"""How the fine-tuning widgets write durations and metrics, so that every panel agrees."""
+"""How the fine-tuning widgets write durations, metrics and before/after verdicts, so that every panel
+and the log agree."""
 from __future__ import annotations
 
 import math
+
+from frcnn_core.compare import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE
 
 NO_VALUE = "—"
 
@@ -37,3 +40,41 @@ def format_change(before: float | None, after: float | None) -> str:
     if before is None or after is None or not (math.isfinite(before) and math.isfinite(after)):
         return NO_VALUE
     return f"{100 * (after - before):+.1f}"
+
+
+def before_after(metrics: dict | None) -> dict:
+    """`score_run`'s "before_after" block of a run's metrics; {} without metrics or in a
+    metrics.json written before runs compared by class name (its "before" is not shown)."""
+    block = (metrics or {}).get("before_after")
+    return block if isinstance(block, dict) else {}
+
+
+def is_compared(metrics: dict | None) -> bool:
+    """Whether the metrics hold a before/after comparison (the two models share classes)."""
+    block = before_after(metrics)
+    return isinstance(block.get("before"), dict) and isinstance(block.get("after"), dict)
+
+
+def ap50_before_after(metrics: dict | None) -> str:
+    """AP50 before → after as the Runs panel writes it: '25.0 → 61.2' on the same classes,
+    '25.0 → 61.2 on RBC' on the shared classes only, 'not comparable → 61.2' or
+    'no detector yet → 61.2' (the new model's own AP50); '' without metrics."""
+    if not metrics:
+        return ""
+    block = before_after(metrics)
+    if is_compared(metrics):
+        text = f"{format_ap(block['before'].get('AP50'))} → {format_ap(block['after'].get('AP50'))}"
+        return text if block.get("verdict") == COMPARABLE else f"{text} on {', '.join(block.get('classes') or ())}"
+    before = block.get("verdict") if block.get("verdict") in (NOT_COMPARABLE, NO_DETECTOR) else NO_VALUE
+    return f"{before} → {format_ap(metrics.get('AP50'))}"
+
+
+def verdict_line(metrics: dict | None) -> str:
+    """One line for the log: 'validation AP50 25.0 → 61.2 (compared on every class: cat, dog)', or
+    the reason there is no before and the new model's own AP50."""
+    block = before_after(metrics)
+    if is_compared(metrics):
+        return (f"validation AP50 {format_ap(block['before'].get('AP50'))} → "
+                f"{format_ap(block['after'].get('AP50'))} ({block.get('note', '')})")
+    reason = block.get("note") or "no before/after comparison"
+    return f"{reason} — the new model's validation AP50: {format_ap((metrics or {}).get('AP50'))}"

@@ -123,19 +123,28 @@ class RunWorker(QObject):
 
     @Slot(object, str)
     def compare_image(self, plan: FinetunePlan, image_path: str) -> None:
+        """Both models on one image, on the classes both know (by name); when they share none, or
+        the base model has no trained head, the answer carries only the reason (no detection runs)."""
         import torch  # see the imports
 
-        from frcnn_core.compare import compare_on_image
+        from frcnn_core.compare import compare_on_image, on_classes
+        from frcnn_core.finetune import class_overlap
         from frcnn_core.train import pick_device
 
         try:
+            overlap = class_overlap(plan)
+            if not overlap.comparable:
+                self.image_compared.emit(ImageComparison(image_path, Path(plan.settings.out), None, None,
+                                                         list(plan.class_names), None, overlap))
+                return
             device = pick_device(plan.settings.device)
-            before_model, after_model = self._models(plan, device)
+            models = self._models(plan, device)
             image = load_image(image_path).tensor.to(device)
             with torch.inference_mode():
-                before, after = (_detached(model([image])[0]) for model in (before_model, after_model))
+                before, after = (on_classes([{"image_id": 0, **_detached(model([image])[0])}], model.class_names,
+                                            plan.class_names, overlap.shared)[0] for model in models)
             self.image_compared.emit(ImageComparison(image_path, Path(plan.settings.out), before, after,
-                                                     list(plan.class_names), compare_on_image(before, after)))
+                                                     list(plan.class_names), compare_on_image(before, after), overlap))
         except InputError as error:
             self.log_message.emit(f"no before/after comparison: {one_line(str(error))}")
         except Exception as error:  # our bug
@@ -144,15 +153,15 @@ class RunWorker(QObject):
                                   f"{one_line(str(error))}")
 
     def _models(self, plan: FinetunePlan, device: torch.device) -> tuple[FasterRCNN, FasterRCNN]:
-        """The starting model and the run's best checkpoint, kept while the checkpoint is unchanged."""
-        from frcnn_core.finetune import starting_model  # torch: see the imports
+        """The base model (its own classes) and the run's best checkpoint, kept while the checkpoint is unchanged."""
+        from frcnn_core.finetune import base_model  # torch: see the imports
         from frcnn_core.zoo import build_model
 
         checkpoint = _best_checkpoint(Path(plan.settings.out))
         key = (str(checkpoint), checkpoint.stat().st_mtime_ns, str(device))
         if self._pair is None or self._pair[0] != key:
             self._pair = None  # free the old pair before building the new one
-            self._pair = (key, starting_model(plan).to(device), build_model(str(checkpoint)).to(device))
+            self._pair = (key, base_model(plan).to(device), build_model(str(checkpoint)).to(device))
         return self._pair[1], self._pair[2]
 
 

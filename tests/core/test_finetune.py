@@ -1,5 +1,6 @@
-"""Fine-tuning runs: the train/validation split, plans and their errors, training on chosen images,
-the preview hook, run/resume/evaluate of a run, and before/after detection comparisons."""
+"""Fine-tuning runs: the train/validation split, plans and their errors (and the annotation
+problems they name), training on chosen images, the preview hook, run/resume of a run, and its
+scoring before/after on the classes both models know (tests/core/test_compare.py: box by box)."""
 from __future__ import annotations
 
 import json
@@ -12,20 +13,22 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.compare import compare_detections, compare_on_image
+from frcnn_core.compare import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.dataset import DetectionDataset, Sample
 from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.errors import InputError
-from frcnn_core.evaluate import evaluate, run_detections
+from frcnn_core.evaluate import evaluate
+from frcnn_core.runs import ap50_fell
 from frcnn_core.finetune import (
-    FinetunePlan, evaluate_run, load_plan, plan_finetune, run_finetune,
-    score_run, split_train_val, starting_model, validation_dataset,
+    FinetunePlan, class_overlap, evaluate_run, load_plan, plan_finetune, run_finetune,
+    score_run, split_train_val, validation_dataset,
 )
 from frcnn_core.runs import FINISHED, list_runs, read_log
 from frcnn_core.train import TrainSettings, train
 from frcnn_core.zoo import BUNDLED, build_model
 
+from datasets import copy_raccoons
 from test_train import settings as train_settings, tiny_dataset  # noqa: F401 (tiny_dataset: a fixture)
 
 PREDICTOR = "roi_heads.box_predictor."
@@ -154,6 +157,11 @@ def test_plan_with_voc_splits_validates_on_the_val_split_only(tmp_path):
     assert [os.path.basename(s.image_path) for s in validation_dataset(plan).samples] == ["img3.png", "img4.png"]
 
 
+def trained_start(plan: FinetunePlan):
+    """The model `train()` starts the plan's run from: the base weights with the plan's classes."""
+    return build_model(plan.settings.model, plan.settings.weights, class_names=plan.class_names)
+
+
 @pytest.mark.parametrize("base", ["bccd-demo", str(BUNDLED["bccd-demo"])])
 def test_fine_tuning_bccd_demo_on_its_classes_keeps_its_trained_predictor(tmp_path, base):
     cells = {f"cell{i}.png": [("RBC", (2, 2, 20, 20)), ("WBC", (30, 10, 60, 40)), ("Platelets", (5, 25, 15, 35))]
@@ -162,16 +170,48 @@ def test_fine_tuning_bccd_demo_on_its_classes_keeps_its_trained_predictor(tmp_pa
     plan = plan_finetune(str(data), str(tmp_path / "runs"), base)
     demo = build_model("bccd-demo")
     assert plan.class_names == demo.class_names == ["__background__", "WBC", "RBC", "Platelets"]
-    start = starting_model(plan).state_dict()
+    assert plan.base_classes == ("WBC", "RBC", "Platelets") and class_overlap(plan).verdict == COMPARABLE
+    start = trained_start(plan).state_dict()
     assert all(torch.equal(start[k], v) for k, v in demo.state_dict().items() if k.startswith(PREDICTOR))
 
 
 def test_fine_tuning_bccd_demo_on_other_classes_starts_a_new_predictor(tmp_path):
     data = labelled_folder(tmp_path / "data", CATS_AND_DOGS)
     plan = plan_finetune(str(data), str(tmp_path / "runs"), "bccd-demo")
-    model = starting_model(plan)
+    model = trained_start(plan)
     assert model.class_names == ["__background__", "cat", "dog"]
     assert model.roi_heads["box_predictor"].cls_score.out_features == 3
+    assert class_overlap(plan).note() == "not comparable: the base model knows WBC, RBC, Platelets; this run trains cat, dog"
+
+
+def test_a_plan_records_what_its_base_model_detects_and_reads_back(tmp_path):
+    data = labelled_folder(tmp_path / "data", CATS_AND_DOGS)
+    untrained = plan_finetune(str(data), str(tmp_path / "runs"), "mobilenet-v2", "none")
+    assert untrained.base_classes == () and class_overlap(untrained).verdict == NO_DETECTOR
+    demo = plan_finetune(str(data), str(tmp_path / "runs"), "bccd-demo")
+    assert FinetunePlan.from_dict(json.loads(json.dumps(demo.to_dict()))) == demo
+    older = demo.to_dict()
+    del older["base_classes"], older["problems"]  # a plan.json written before they were recorded
+    read = FinetunePlan.from_dict(older)
+    assert (read.base_classes, read.problems) == (None, ())
+    assert class_overlap(read) == class_overlap(demo)  # the base model is built to read its classes
+
+
+def test_a_plan_names_its_annotation_problems(tmp_path):
+    data = labelled_folder(tmp_path / "data", {**CATS_AND_DOGS, "empty.png": [], "flat.png": [("cat", (5, 5, 5, 9))]})
+    for name in ("raccoon-12.png", "raccoon-13.png"):  # photos nobody annotated yet
+        Image.new("RGB", (64, 48)).save(data / name)
+    plan = plan_finetune(str(data), str(tmp_path / "runs"), "mobilenet-v2", "none")
+    assert plan.problems == (
+        "2 images have no annotation file: not used for training (e.g. raccoon-12.png)",
+        "1 box skipped: zero-area box (e.g. flat.xml)",
+        "2 images have an annotation without boxes: used as background only (e.g. empty.png)",
+    )  # flat.png's only box is skipped, so it is an image without boxes too
+    assert load_plan_round_trip(plan) == plan
+
+
+def load_plan_round_trip(plan: FinetunePlan) -> FinetunePlan:
+    return FinetunePlan.from_dict(json.loads(json.dumps(plan.to_dict())))
 
 
 # --- training on chosen images; the preview hook -----------------------------------------------
@@ -225,30 +265,82 @@ def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):
     metrics = evaluate_run(plan.settings.out)
     assert json.loads((runs / "tiny" / "metrics.json").read_text()) == metrics
     assert metrics["val_images"] == 1 and metrics["checkpoint"] == "final.pt"
-    assert {"AP", "AP50", "AP75", "per_class_AP50"} <= set(metrics) and metrics["before"]["model"] == "mobilenet-v2"
+    assert {"AP", "AP50", "AP75", "per_class_AP50"} <= set(metrics)
+    # a random head's scores are no "before": nothing is compared, nothing counted as lost
+    assert metrics["before_after"] == {
+        "base_model": "mobilenet-v2", "verdict": NO_DETECTOR, "note": class_overlap(plan).note(), "base_classes": [],
+        "classes": [], "before": None, "after": None, "changes": None}
     [summary] = list_runs(runs)
     assert (summary.name, summary.state, summary.iteration, summary.total) == ("tiny", FINISHED, 2, 2)
     assert summary.metrics == metrics and summary.base_model == "mobilenet-v2" and summary.error is None
 
 
-def test_score_run_gives_evaluates_numbers_and_the_comparison_of_the_same_detections(tiny_dataset, tmp_path):
-    plan = plan_finetune(str(tiny_dataset), str(tmp_path), "mobilenet-v2", "none", iters=1, batch_size=1,
-                         val_fraction=0.34, device="cpu", name="scored")
-    for _ in run_finetune(plan):
-        pass
+SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
+
+
+def cells_and_a_raccoon(folder: Path) -> Path:
+    """Two BCCD images with their VOC files (RBC, WBC; the second also Platelets) and a photo with
+    a raccoon box: a run that shares some classes with bccd-demo and trains one it lacks."""
+    folder.mkdir()
+    for target, source in (("cells-a", "BloodImage_00002"), ("cells-b", "BloodImage_00014")):
+        shutil.copyfile(SAMPLES / f"{source}.jpg", folder / f"{target}.jpg")
+        shutil.copyfile(SAMPLES / f"{source}.xml", folder / f"{target}.xml")
+    write_voc_xml(folder / "animal.xml", folder / "animal.png", 64, 48, torch.tensor([[4.0, 4.0, 40.0, 40.0]]),
+                  ["raccoon"])
+    Image.new("RGB", (64, 48), (120, 110, 90)).save(folder / "animal.png")
+    return folder
+
+
+def run_with_the_base_as_checkpoint(plan: FinetunePlan) -> None:
+    """A finished-looking run whose model IS the bundled bccd-demo: the "after" model without training."""
+    os.makedirs(plan.settings.out)
+    shutil.copyfile(BUNDLED["bccd-demo"], os.path.join(plan.settings.out, "final.pt"))
+
+
+def test_score_run_compares_on_the_shared_classes_by_name(tmp_path):
+    data = cells_and_a_raccoon(tmp_path / "data")
+    plan = plan_finetune(str(data), str(tmp_path / "runs"), "bccd-demo", class_names=["raccoon", "RBC", "WBC"],
+                         val_images=("cells-b.jpg",))
+    assert plan.class_names == ["__background__", "raccoon", "RBC", "WBC"]  # not bccd-demo's label order
+    assert plan.problems == ("2 boxes skipped: unknown class (e.g. cells-b.xml)",)  # its Platelets
+    run_with_the_base_as_checkpoint(plan)
     metrics, comparison = score_run(plan)
-    val = validation_dataset(plan)
-    after_model = build_model(str(Path(plan.settings.out) / "final.pt"), score_thresh=0.0)
-    expected = evaluate(after_model, val, with_losses=False, progress=False).to_json()
-    assert {key: metrics[key] for key in ("AP", "AP50", "AP75", "per_class_AP50")} == \
-        {key: expected[key] for key in ("AP", "AP50", "AP75", "per_class_AP50")}
-    before_model = starting_model(plan, score_thresh=0.0)
-    again = compare_detections(run_detections(before_model, val, "cpu", progress=False),
-                               run_detections(after_model, val, "cpu", progress=False))
-    assert (again.gained, again.lost, again.changed_class, again.kept) == \
-        (comparison.gained, comparison.lost, comparison.changed_class, comparison.kept)
-    assert metrics["validation_changes"] == {"gained": comparison.gained, "lost": comparison.lost,
-                                             "changed_class": comparison.changed_class, "kept": comparison.kept}
+    block = metrics["before_after"]
+    assert (block["verdict"], block["classes"], block["base_classes"]) == (SHARED_CLASSES, ["RBC", "WBC"],
+                                                                          ["WBC", "RBC", "Platelets"])
+    assert block["note"] == ("compared on the shared classes only: RBC, WBC (the base model also knows Platelets; "
+                             "this run also trains raccoon)")
+    # the same model on both sides, matched by name: the same scores, and no box lost, gained or changed
+    assert block["before"] == block["after"] and block["before"]["AP50"] > 0.5
+    assert set(block["before"]["per_class_AP50"]) == {"RBC", "WBC"}
+    assert (comparison.lost, comparison.gained, comparison.changed_class) == (0, 0, 0) and comparison.kept > 10
+    assert block["changes"] == {"gained": 0, "lost": 0, "changed_class": 0, "kept": comparison.kept}
+    expected = evaluate(build_model("bccd-demo", score_thresh=0.0), validation_dataset(plan), with_losses=False,
+                        progress=False).to_json()  # evaluate maps labels by name too
+    assert block["before"]["per_class_AP50"] == {name: expected["per_class_AP50"][name] for name in ("RBC", "WBC")}
+    assert metrics["per_class_AP50"] == expected["per_class_AP50"] and not ap50_fell(metrics)
+
+
+def test_score_run_does_not_compare_disjoint_classes(tmp_path):
+    data = copy_raccoons(tmp_path / "data", annotated=(2, 3, 4))
+    plan = plan_finetune(str(data), str(tmp_path / "runs"), "bccd-demo", val_images=("raccoon-4.jpg",))
+    run_with_the_base_as_checkpoint(plan)
+    metrics, comparison = score_run(plan)
+    block = metrics["before_after"]
+    assert comparison is None and (block["before"], block["after"], block["changes"]) == (None, None, None)
+    assert (block["verdict"], block["classes"]) == (NOT_COMPARABLE, [])
+    assert block["note"] == "not comparable: the base model knows WBC, RBC, Platelets; this run trains raccoon"
+    assert metrics["AP50"] == 0.0 and metrics["per_class_AP50"] == {"raccoon": 0.0}  # blood cells are no raccoons
+    assert json.loads((Path(plan.settings.out) / "metrics.json").read_text()) == metrics
+
+
+@pytest.mark.parametrize("before, after, fell", [(0.020, 0.016, True), (0.020, 0.020, False), (0.5, 0.6, False),
+                                                 (None, None, False)])
+def test_ap50_fell_only_when_the_comparison_shows_it(before, after, fell):
+    compared = {"before_after": {"before": {"AP50": before}, "after": {"AP50": after}}}
+    assert ap50_fell(compared) is fell
+    assert ap50_fell({"AP50": 0.0, "before_after": {"before": None, "after": None}}) is False
+    assert ap50_fell({}) is False
 
 
 def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dataset, tmp_path):
@@ -285,67 +377,4 @@ def test_evaluating_a_run_without_validation_images_reports_nothing(tmp_path):
     metrics = evaluate_run(plan)
     assert (metrics["AP50"], metrics["per_class_AP50"], metrics["val_images"], metrics["checkpoint"]) == \
         (None, {}, 0, "last.pt")
-    assert metrics["before"]["AP50"] is None
-
-
-# --- before/after comparisons ------------------------------------------------------------------
-
-def detections(*rows):
-    """(x1, y1, x2, y2, label, score) rows -> a model-output dict."""
-    table = torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
-    return {"boxes": table[:, :4], "labels": table[:, 4].long(), "scores": table[:, 5]}
-
-
-def counts(comparison):
-    return comparison.kept, comparison.changed_class, comparison.gained, comparison.lost
-
-
-def test_the_same_box_and_class_is_kept():
-    comparison = compare_on_image(detections((0, 0, 10, 10, 1, 0.9)), detections((0, 0, 10, 9, 1, 0.8)))
-    assert counts(comparison) == (1, 0, 0, 0)  # IoU 0.9
-    assert comparison.per_image == [{"image": None, "gained": [], "lost": [], "changed": []}]
-
-
-def test_the_same_box_with_another_class_is_changed_and_names_the_best_overlap():
-    before = detections((0, 0, 10, 10, 1, 0.9), (0, 0, 10, 6, 3, 0.7))  # IoUs with the after box: 1.0 and 0.6
-    comparison = compare_on_image(before, detections((0, 0, 10, 10, 2, 0.8)), image="a.png")
-    assert counts(comparison) == (0, 1, 0, 0)
-    [changed] = comparison.per_image[0]["changed"]
-    assert changed["label"] == 2 and changed["before_label"] == 1 and changed["before_score"] == pytest.approx(0.9)
-    assert comparison.per_image[0]["image"] == "a.png"
-
-
-def test_boxes_apart_are_gained_and_lost():
-    comparison = compare_on_image(detections((0, 0, 10, 10, 1, 0.9)), detections((20, 20, 30, 30, 1, 0.6)))
-    assert counts(comparison) == (0, 0, 1, 1)
-    entry = comparison.per_image[0]
-    assert entry["gained"] == [{"box": [20.0, 20.0, 30.0, 30.0], "label": 1, "score": pytest.approx(0.6)}]
-    assert entry["lost"][0]["box"] == [0.0, 0.0, 10.0, 10.0]
-
-
-def test_iou_exactly_at_the_threshold_overlaps_and_low_scores_do_not_count():
-    before = detections((0, 0, 10, 10, 1, 0.9))
-    assert counts(compare_on_image(before, detections((0, 0, 10, 5, 1, 0.9)))) == (1, 0, 0, 0)  # IoU 0.5
-    assert counts(compare_on_image(before, detections((0, 0, 10, 4, 1, 0.9)))) == (0, 0, 1, 1)  # IoU 0.4
-    assert counts(compare_on_image(before, detections((0, 0, 10, 10, 1, 0.49)))) == (0, 0, 0, 1)
-    assert counts(compare_on_image(before, detections((0, 0, 10, 10, 1, 0.49)), score_thresh=0.4)) == (1, 0, 0, 0)
-
-
-def test_two_after_boxes_on_one_before_box_are_both_kept():
-    comparison = compare_on_image(detections((0, 0, 10, 10, 1, 0.9)),
-                                  detections((0, 0, 10, 10, 1, 0.9), (0, 0, 10, 8, 1, 0.8)))
-    assert counts(comparison) == (2, 0, 0, 0)
-
-
-def test_compare_detections_pairs_records_by_image_and_adds_up():
-    before = [{"image_id": 0, **detections((0, 0, 10, 10, 1, 0.9))},
-              {"image_id": 1, "image": "b.png", **detections((0, 0, 10, 10, 1, 0.9))}]
-    after = [{"image_id": 1, **detections((0, 0, 10, 10, 2, 0.9), (50, 50, 60, 60, 1, 0.9))},
-             {"image_id": 2, **detections((0, 0, 10, 10, 1, 0.9))}]
-    comparison = compare_detections(before, after)
-    # image 0: lost 1; image 1: changed 1, gained 1; image 2: gained 1
-    assert counts(comparison) == (0, 1, 2, 1)
-    assert [entry["image"] for entry in comparison.per_image] == [0, "b.png", 2]
-    assert [len(entry["lost"]) for entry in comparison.per_image] == [1, 0, 0]
-    empty = compare_detections([], [])
-    assert counts(empty) == (0, 0, 0, 0) and empty.per_image == []
+    assert metrics["before_after"]["before"]["AP50"] is None and metrics["before_after"]["classes"] == ["WBC"]

@@ -1,7 +1,8 @@
 """Fine-tuning from the main window, as a user runs it: the dialog plans a run on the open folder,
 the run trains in its thread with live previews on the canvas and curves in the Training run
 panel, the window switches to the fine-tuned model (the previous one stays one action away),
-compares both models on the image shown, and asks before closing during a run."""
+says on the image shown that a random-weight base has no detector to compare with, and asks
+before closing during a run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -70,11 +71,12 @@ def test_a_run_from_the_window_previews_switches_model_and_compares(qtbot, windo
     with qtbot.waitSignal(finetuning.runner.image_compared, timeout=TIMEOUT_MS,
                           check_params_cb=lambda compared: Path(compared.image_path) == second) as compared:
         window.step_image(1)
-    comparison = compared.args[0].comparison
     assert window.document.current_path == second
     window.actions["show_comparison"].trigger()
     assert finetuning.compare_layer.isVisible()
-    assert len(finetuning.compare_layer._boxes) == comparison.gained + comparison.lost + comparison.changed_class
+    # random weights have no detector to compare with: the reason, and no "lost" boxes
+    assert compared.args[0].comparison is None and len(finetuning.compare_layer._boxes) == 0
+    assert finetuning.run_panel.comparison.note.text().startswith("before: no detector yet")
     # the previous model is one action away, and the fine-tuned one one action back
     with qtbot.waitSignal(window.model_ready, timeout=TIMEOUT_MS) as back:
         window.actions["previous_model"].trigger()
@@ -108,7 +110,7 @@ def test_closing_during_a_run_asks_then_cancels_cleanly(qtbot, window, monkeypat
 
 
 def test_the_before_after_layer_draws_lost_changed_and_gained_boxes(window):
-    from frcnn_core.compare import compare_on_image
+    from frcnn_core.compare import ClassOverlap, compare_on_image
     from frcnn_gui.finetune.controller import CHANGED, GAINED, LOST
     from frcnn_gui.finetune.messages import ImageComparison
 
@@ -122,7 +124,8 @@ def test_the_before_after_layer_draws_lost_changed_and_gained_boxes(window):
     comparison = compare_on_image(before, after)
     assert (comparison.kept, comparison.changed_class, comparison.gained, comparison.lost) == (1, 1, 1, 1)
     window.finetuning._image_compared(ImageComparison(str(window.document.current_path), Path("run"), before, after,
-                                                      ["__background__", "cat", "dog"], comparison))
+                                                      ["__background__", "cat", "dog"], comparison,
+                                                      ClassOverlap(("cat", "dog"), ("cat", "dog"))))
     layer = window.finetuning.compare_layer
     assert layer._boxes.tolist() == [[40, 0, 50, 10], [20, 0, 30, 10], [60, 0, 70, 10]]
     assert layer._labels == ["lost: cat 0.70", "dog → cat 0.60", "gained: dog 0.95"]

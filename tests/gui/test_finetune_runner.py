@@ -13,7 +13,8 @@ import pytest
 import torch
 from PySide6.QtCore import QTimer, Qt
 
-from frcnn_core.compare import Comparison
+from frcnn_core.checkpoints import save_checkpoint
+from frcnn_core.compare import COMPARABLE, NO_DETECTOR, Comparison
 from frcnn_core.finetune import load_plan, plan_finetune
 from frcnn_core.train import Progress
 from frcnn_core.zoo import build_model
@@ -33,8 +34,20 @@ def dataset(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("finetune") / "data")
 
 
-def plan_for(dataset, runs_dir, iters: int):
-    return plan_finetune(str(dataset), str(runs_dir), FAST_MODEL, "none", val_fraction=0.25, iters=iters,
+@pytest.fixture(scope="module")
+def cat_dog_base(tmp_path_factory) -> str:
+    """A checkpoint of FAST_MODEL whose head detects cat and dog (random weights): a base model
+    that a run on the tiny cats and dogs compares with."""
+    path = tmp_path_factory.mktemp("base") / "cats-and-dogs.pt"
+    torch.manual_seed(0)
+    model = build_model(FAST_MODEL, "none", class_names=["__background__", "cat", "dog"])
+    save_checkpoint(path, model.model_name, model.config, model.class_names, model.state_dict())
+    return str(path)
+
+
+def plan_for(dataset, runs_dir, iters: int, base: str = FAST_MODEL):
+    """A run from `base` (default: FAST_MODEL with random weights, which has no detector yet)."""
+    return plan_finetune(str(dataset), str(runs_dir), base, "none", val_fraction=0.25, iters=iters,
                          batch_size=2, device="cpu")
 
 
@@ -51,8 +64,8 @@ def collect(signal) -> list:
     return received
 
 
-def test_a_run_trains_previews_finishes_and_is_scored(qtbot, runner, dataset, tmp_path):
-    plan = plan_for(dataset, tmp_path / "runs", iters=6)
+def test_a_run_trains_previews_finishes_and_is_scored(qtbot, runner, dataset, tmp_path, cat_dog_base):
+    plan = plan_for(dataset, tmp_path / "runs", iters=6, base=cat_dog_base)
     records, previews = collect(runner.progress), collect(runner.preview)
     with qtbot.waitSignal(runner.finished, timeout=TIMEOUT_MS) as finished:
         runner.start(plan, preview_image=str(dataset / "img1.png"), preview_every=3)
@@ -69,7 +82,8 @@ def test_a_run_trains_previews_finishes_and_is_scored(qtbot, runner, dataset, tm
         assert isinstance(preview, PreviewDetections) and preview.class_names == plan.class_names
         assert preview.boxes.shape[1:] == (4,) and len(preview.boxes) == len(preview.labels) == len(preview.scores)
         assert all(t.device.type == "cpu" and not t.requires_grad for t in (preview.boxes, preview.scores))
-    assert set(result.metrics) >= {"AP", "AP50", "AP75", "per_class_AP50", "before"}
+    assert set(result.metrics) >= {"AP", "AP50", "AP75", "per_class_AP50", "before_after"}
+    assert result.metrics["before_after"]["verdict"] == COMPARABLE
     assert (result.run_dir / "metrics.json").is_file()
     assert isinstance(result.comparison, Comparison) and len(result.comparison.per_image) == len(plan.val_images)
     assert result.seconds_per_iteration > 0 and result.device == "cpu"
@@ -79,6 +93,7 @@ def test_a_run_trains_previews_finishes_and_is_scored(qtbot, runner, dataset, tm
         runner.compare_image(plan, str(dataset / "img2.png"))
     image = compared.args[0]
     assert isinstance(image, ImageComparison) and image.class_names == plan.class_names
+    assert image.overlap.verdict == COMPARABLE
     assert image.comparison.kept + image.comparison.gained + image.comparison.changed_class == \
         int((image.after["scores"] >= 0.5).sum())
 
@@ -105,6 +120,12 @@ def test_cancel_stops_within_an_iteration_and_resume_finishes(qtbot, runner, dat
     assert (records[0].event, records[0].iteration) == ("started", cancelled.final.iteration)
     assert resumed.final.event == "done" and resumed.final.iteration == 6 and resumed.run_dir == cancelled.run_dir
     assert resumed.metrics is not None and (resumed.run_dir / "final.pt").is_file()
+    # a random head has no "before": nothing compared, nothing lost
+    assert resumed.metrics["before_after"]["verdict"] == NO_DETECTOR and resumed.comparison is None
+    with qtbot.waitSignal(runner.image_compared, timeout=TIMEOUT_MS) as compared:
+        runner.compare_image(plan, str(dataset / "img2.png"))
+    image = compared.args[0]
+    assert (image.comparison, image.before, image.after, image.overlap.verdict) == (None, None, None, NO_DETECTOR)
 
 
 def test_internal_error_is_one_line_and_its_traceback_goes_to_the_log(qtbot, runner, dataset, tmp_path, monkeypatch):

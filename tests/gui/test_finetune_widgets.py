@@ -189,11 +189,18 @@ def write_run(folder: Path, *, finished: bool, event: str = "done") -> Path:
     (folder / "log.jsonl").write_text("\n".join(lines) + "\n")
     (folder / ("final.pt" if finished else "last.pt")).write_bytes(b"")
     if finished:
-        (folder / "metrics.json").write_text(json.dumps({"AP": 0.3, "AP50": 0.612, "AP75": 0.2,
-                                                         "per_class_AP50": {"cat": 0.7, "dog": 0.5},
-                                                         "before": {"AP": 0.1, "AP50": 0.25, "AP75": 0.05,
-                                                                    "per_class_AP50": {"cat": 0.3, "dog": 0.2}}}))
+        (folder / "metrics.json").write_text(json.dumps(compared_metrics(
+            {"AP": 0.1, "AP50": 0.25, "AP75": 0.05, "per_class_AP50": {"cat": 0.3, "dog": 0.2}},
+            {"AP": 0.3, "AP50": 0.612, "AP75": 0.2, "per_class_AP50": {"cat": 0.7, "dog": 0.5}})))
     return folder
+
+
+def compared_metrics(before: dict, after: dict, changes: dict | None = None) -> dict:
+    """score_run's metrics for a run compared with its base on every class (cat, dog)."""
+    return {**after, "val_images": 3, "checkpoint": "final.pt",
+            "before_after": {"base_model": "base", "verdict": "comparable", "note": "compared on every class: cat, dog",
+                             "base_classes": ["cat", "dog"], "classes": ["cat", "dog"], "before": before,
+                             "after": after, "changes": changes}}
 
 
 @pytest.fixture
@@ -251,8 +258,8 @@ def test_runs_panel_refresh_keeps_the_selection_and_sees_new_runs(qtbot, runs):
 
 
 # --- comparison and run panel -------------------------------------------------------------
-METRICS = {"AP": 0.3, "AP50": 0.612, "AP75": None, "per_class_AP50": {"cat": 0.7, "dog": 0.5},
-           "before": {"AP": 0.1, "AP50": 0.25, "AP75": None, "per_class_AP50": {"cat": 0.3, "dog": 0.5}}}
+METRICS = compared_metrics({"AP": 0.1, "AP50": 0.25, "AP75": None, "per_class_AP50": {"cat": 0.3, "dog": 0.5}},
+                           {"AP": 0.3, "AP50": 0.612, "AP75": None, "per_class_AP50": {"cat": 0.7, "dog": 0.5}})
 
 
 def table_texts(view: ComparisonView) -> dict[str, list[str]]:
