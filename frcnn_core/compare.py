@@ -17,12 +17,8 @@ import torch
 from torchvision.ops import box_iou
 
 from frcnn_core.evaluate import relabel
+from frcnn_core.runs import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES  # noqa: F401  (re-exported)
 
-# ClassOverlap.verdict: what a before/after comparison can say
-COMPARABLE = "comparable"  # both models detect exactly the run's classes
-SHARED_CLASSES = "shared classes"  # some classes in common: compared on those only
-NOT_COMPARABLE = "not comparable"  # no class in common
-NO_DETECTOR = "no detector yet"  # the base model's detection head is untrained
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ with RoI samples), else from the inference ones. Thresholds recorded in the trac
 the proposals) are quoted from the trace. `stage_counts(trace)` gives the stage list's short
 count beside each stage name.
 
-One vocabulary for every view: `STAGE_TITLES` names the stages as the Stages dock lists them, and
+One vocabulary for every view (`frcnn_core.vocabulary`, torch-free): `STAGE_TITLES` names the stages as the Stages dock lists them, and
 `outcome_words(lost_at)` names where the recall funnel (`frcnn_core.diagnose`) lost a GT box —
 "found", "lost at anchors", "lost before NMS", "lost at NMS", "lost at post-NMS top-N", "lost at
 detection" — in the funnel panel, the stage texts, `frcnn trace --gt` and `frcnn diagnose` alike.
@@ -24,22 +24,9 @@ import torch
 
 from frcnn_core.config import IGNORE, NEG, POS, DetectorConfig
 from frcnn_core.trace import Trace
-
-STAGE_TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": "objectness",
-                "proposals-pre-nms": "proposals before NMS", "proposals": "proposals", "roi-samples": "RoI samples",
-                "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
-DEFAULT_SCORE_THRESH = 0.5  # the detections panel's starting threshold
-FOUND = "found"
-# keyed by frcnn_core.diagnose.STAGES; "before NMS": the stage's top-N, regression and filters
-# together (the funnel cannot tell them apart), as the dock's "proposals before NMS" shows them
-LOST_AT_WORDS = {"anchors": "lost at anchors", "proposals-pre-nms": "lost before NMS", "nms": "lost at NMS",
-                 "post-nms-top-n": "lost at post-NMS top-N", "detection": "lost at detection"}
-
-
-def outcome_words(lost_at: str | None) -> str:
-    """A funnel row's outcome in the words every view uses: None -> "found", "nms" -> "lost at
-    NMS" (keys of LOST_AT_WORDS). Raises KeyError for an unknown stage."""
-    return FOUND if lost_at is None else LOST_AT_WORDS[lost_at]
+from frcnn_core.vocabulary import (  # noqa: F401  (re-exported: the explanations' words)
+    DEFAULT_SCORE_THRESH, FOUND, LOST_AT_WORDS, STAGE_TITLES, outcome_words,
+)
 
 
 def explain(stage: str, trace: Trace, config: DetectorConfig, gt_count: int | None = None,

@@ -14,6 +14,12 @@ from pathlib import Path
 
 from frcnn_core.errors import InputError
 
+# the verdict of metrics.json's before_after block (compare.ClassOverlap): what a comparison can say
+COMPARABLE = "comparable"  # both models detect exactly the run's classes
+SHARED_CLASSES = "shared classes"  # some classes in common: compared on those only
+NOT_COMPARABLE = "not comparable"  # no class in common
+NO_DETECTOR = "no detector yet"  # the base model's detection head is untrained
+
 SETTINGS_FILE, LOG_FILE, PLAN_FILE, METRICS_FILE = "settings.json", "log.jsonl", "plan.json", "metrics.json"
 FINAL_CHECKPOINT, LAST_CHECKPOINT = "final.pt", "last.pt"
 FINISHED, CANCELLED, STOPPED, RUNNING = "finished", "cancelled", "stopped", "running or interrupted"

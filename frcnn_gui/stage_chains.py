@@ -9,7 +9,7 @@ import torch
 from PySide6.QtGui import QColor
 from torchvision.ops import box_iou
 
-from frcnn_core.explain import outcome_words
+from frcnn_core.vocabulary import outcome_words
 from frcnn_core.follow import AnchorFate
 from frcnn_core.trace import ProposalsTrace
 from frcnn_gui.canvas.layers import PALETTE, class_colour

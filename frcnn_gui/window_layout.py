@@ -34,12 +34,22 @@ def add_docks(window: QMainWindow, panels: dict[str, QWidget]) -> dict[str, QDoc
         window.addDockWidget(Qt.BottomDockWidgetArea, docks[title])
     for title in STRIP[1:]:
         window.tabifyDockWidget(docks[STRIP[0]], docks[title])
-    for title, beside in BEHIND.items():
-        window.tabifyDockWidget(docks[beside], docks[title])
+    for title in BEHIND:
+        window.addDockWidget(Qt.RightDockWidgetArea, docks[title])
         docks[title].hide()
-        docks[beside].raise_()
     docks[STRIP[0]].raise_()
     return docks
+
+
+def show_behind(dock: QDockWidget) -> None:
+    """Show a dock of BEHIND as a tab beside its dock (tabbed only now: a hidden tab would still
+    take a tab bar's height), raised."""
+    window = dock.parentWidget()
+    beside = window.findChild(QDockWidget, BEHIND[dock.objectName()])
+    if not dock.isVisible() and beside is not None and not beside.isFloating():
+        window.tabifyDockWidget(beside, dock)
+    dock.show()
+    dock.raise_()
 
 
 def _dock(window: QMainWindow, title: str, panel: QWidget) -> QDockWidget:

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QPushButto
     QVBoxLayout, QWidget
 
 from frcnn_core.config import IGNORE, NEG, POS
-from frcnn_core.explain import outcome_words
+from frcnn_core.vocabulary import outcome_words
 
 COLUMNS = ("GT", "class", "best anchor", "best proposal", "NMS", "post-NMS top-N", "score", "outcome")
 ANCHOR_LABELS = {POS: "pos", NEG: "neg", IGNORE: "ign"}

@@ -22,6 +22,7 @@ from frcnn_gui.canvas.layers import BoxSetLayer, class_colour, device_boxes
 from frcnn_gui.commands import ReviewDecisionCommand
 from frcnn_gui.document import Document
 from frcnn_gui.review import Rejections, ReviewQueue, plan_accept
+from frcnn_gui.window_layout import show_behind
 
 HIGHLIGHT_Z = 25  # above the ground truth (20): the suggestion under review is never hidden
 HIGHLIGHT_WIDTHS = (7.0, 3.0)  # a white band, the class colour inside it: it reads apart from GT boxes
@@ -157,8 +158,7 @@ class ReviewController(QObject):
         self.canvas.set_selection([])
         self.canvas.detection_layer.setOpacity(DIMMED_OPACITY)
         self.highlight.setVisible(True)
-        self.dock.show()
-        self.dock.raise_()
+        show_behind(self.dock)
         self.canvas.setFocus()
         self.refresh(restart=True)
 

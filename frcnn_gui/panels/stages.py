@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFo
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QScrollArea, QSlider,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from frcnn_core.explain import STAGE_TITLES
+from frcnn_core.vocabulary import STAGE_TITLES
 
 # The stages the inspector can show, in the paper's order (names as in frcnn_core.cli.STAGES).
 STAGES = ("anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "roi-pool",
