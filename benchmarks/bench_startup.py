@@ -50,9 +50,9 @@ def window_child(started: float) -> dict:
 
     class Exposed(QObject):
         def eventFilter(self, watched, event) -> bool:
-            if event.type() == QEvent.Expose and "window" not in found and watched is window.windowHandle() \
-                    and watched.isExposed():
+            if event.type() == QEvent.Expose and watched is window.windowHandle() and watched.isExposed():
                 found.update(window=time.time() - started, torch_when_shown="torch" in sys.modules)
+                app.removeEventFilter(self)  # it sees every event: no more Python work than the window's
             return False
 
     def detected() -> None:

@@ -141,8 +141,9 @@ class MainWindow(QMainWindow):
 
     def eventFilter(self, watched, event) -> bool:
         """The canvas's first paint starts the engine (the next turn of the event loop: after the
-        window reached the screen)."""
-        if watched is self.canvas.viewport() and event.type() == QEvent.Paint and not self.engine.started:
+        window reached the screen); the filter then goes."""
+        if watched is self.canvas.viewport() and event.type() == QEvent.Paint:
+            watched.removeEventFilter(self)
             QTimer.singleShot(0, self.engine.start)
         return super().eventFilter(watched, event)
 

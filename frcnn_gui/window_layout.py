@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QWi
 
 WINDOW_SHARE = 0.9  # of the screen's available width and height, at first start
 COLUMN = ("Images", "Stages", "Detections", "Boxes", "Classes")  # the right-hand column, top to bottom
-COLUMN_HEIGHT_SHARES = (0.13, 0.35, 0.21, 0.16, 0.15)  # of the window's height, in COLUMN's order
+COLUMN_HEIGHT_SHARES = (0.13, 0.33, 0.23, 0.16, 0.15)  # of the window's height, in COLUMN's order
 STRIP = ("Log", "Why missed?", "Training run", "Runs")  # tabs under the canvas, the first one raised
 BEHIND = {"Review": "Stages"}  # docks hidden until asked for, then a tab beside the named one
 COLUMN_WIDTH = (0.2, 300, 360)  # share of the window's width, clamped to [min, max] pixels
