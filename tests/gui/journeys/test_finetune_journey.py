@@ -167,3 +167,6 @@ def test_a_run_whose_validation_ap50_fell_asks_before_switching(qtbot, window, t
         qtbot.mouseClick(use, Qt.LeftButton)
     assert switched.args[0] == str(run / "final.pt")
     assert "worse: switching to the new model, as asked" in window.log.toPlainText()
+    with qtbot.waitSignal(window.model_ready, timeout=RUN_TIMEOUT_MS) as back:
+        window.actions["previous_model"].trigger()  # Train > Use the previous model
+    assert back.args[0] == current and window.model_name == current

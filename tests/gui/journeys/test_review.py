@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QPushButton
 from torchvision.ops import box_iou
 
 from frcnn_gui.boxes import Box
-from journeys_helpers import canvas_pixels, changed_fraction, press, wait_autosave
+from journeys_helpers import action_names, canvas_pixels, changed_fraction, press, wait_autosave
 
 DETECTIONS_TIMEOUT_MS = 60_000
 SKIP_LINE = "skipped: already a GT box of that class (IoU ≥ 0.7)"
@@ -174,3 +174,9 @@ def test_review_starts_by_shortcut_follows_a_click_in_its_list_and_ends_with_don
     window.canvas.set_selection([gt_box])
     press(qtbot, window, Qt.Key_Delete)  # out of review, Delete deletes the selected GT box again
     assert gt_box not in window.document.boxes
+
+    review_entry = action_names(window)["View/Panels/Review"]
+    review_entry.trigger()  # View > Panels > Review: the dock shown is review mode
+    assert review.active and panel.isVisible()
+    review_entry.trigger()
+    assert not review.active and not panel.isVisible()
