@@ -21,8 +21,9 @@ weights:
 	  for f in $(SHARED)/weights/*.pth; do [ -e "$(CHECKPOINTS)/$$(basename $$f)" ] || cp "$$f" $(CHECKPOINTS)/; done; \
 	fi
 
+# frcnn-gui with no path opens the bundled samples (frcnn_core/resources/samples).
 run: $(VENV)/.installed weights
-	$(VENV)/bin/frcnn-gui resources/samples
+	$(VENV)/bin/frcnn-gui
 
 test: $(VENV)/.installed weights
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest

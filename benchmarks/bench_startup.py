@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "resources" / "samples"
 CHILD_TIMEOUT_S = 300
 
 
@@ -43,6 +42,7 @@ def window_child(started: float) -> dict:
     from PySide6.QtWidgets import QApplication
 
     from frcnn_core.names import default_model, default_weights
+    from frcnn_core.resources import SAMPLES
     from frcnn_gui.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])

@@ -6,12 +6,12 @@ lists exactly `MODEL_NAMES`, and that those with COCO weights are exactly `COCO_
 """
 from __future__ import annotations
 
-from pathlib import Path
+from frcnn_core.resources import MODELS
 
 MODEL_NAMES = ("paper-vgg16", "resnet50-fpn", "resnet50-fpn-v2", "mobilenet-v3-fpn", "mobilenet-v3-320-fpn",
                "mobilenet-v2")
 COCO_TRAINED = frozenset({"resnet50-fpn", "resnet50-fpn-v2", "mobilenet-v3-fpn", "mobilenet-v3-320-fpn"})
-BUNDLED = {"bccd-demo": Path(__file__).resolve().parents[1] / "resources" / "models" / "bccd-demo.pt"}
+BUNDLED = {"bccd-demo": MODELS / "bccd-demo.pt"}
 FALLBACK_MODEL = "mobilenet-v2"  # the default when the bundled model was not built
 
 

@@ -13,10 +13,10 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from frcnn_core.names import default_model, default_weights
+from frcnn_core.resources import SAMPLES
 from frcnn_gui import excepthook, window_layout
 from frcnn_gui.panels.stages import STAGES
 
-SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 SCREENSHOT_TIMEOUT_MS = 180_000
 FUNNEL = "funnel"
 FUNNEL_DOCK_HEIGHT = 260  # room for eight rows of the table

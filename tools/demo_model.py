@@ -5,8 +5,9 @@
     python tools/demo_model.py export --run runs/bccd-trainval --heldout runs/bccd-train
 
 `run` trains with RECIPE, then evaluates on the val split (held out only for the train split) and
-times inference; `export` stores the final weights as float16 in resources/models/bccd-demo.pt
-(about half the size; loading casts back to float32) with a model card beside it.
+times inference; `export` stores the final weights as float16 in
+frcnn_core/resources/models/bccd-demo.pt (about half the size; loading casts back to float32) with a
+model card beside it.
 """
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ from frcnn_core.data.augment import AugmentConfig  # noqa: E402
 from frcnn_core.data.dataset import open_dataset  # noqa: E402
 from frcnn_core.evaluate import evaluate  # noqa: E402
 from frcnn_core.fileio import write_bytes_atomic  # noqa: E402
+from frcnn_core.names import BUNDLED  # noqa: E402
 from frcnn_core.train import TrainSettings, train  # noqa: E402
 from frcnn_core.zoo import build_model  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bccd"
-TARGET = ROOT / "resources" / "models" / "bccd-demo.pt"
+TARGET = BUNDLED["bccd-demo"]  # frcnn_core/resources/models/bccd-demo.pt of this checkout
 RECIPE = dict(model="mobilenet-v2", weights="imagenet", iters=900, batch_size=2, lr=0.02, warmup_iters=100,
               schedule="cosine", checkpoint_every=100, seed=0,
               augment=AugmentConfig(hflip=0.5, vflip=0.5, photometric=True))

@@ -16,9 +16,10 @@ sys.path.insert(0, str(ROOT))
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from frcnn_core.resources import SAMPLES  # noqa: E402
 from frcnn_gui.main_window import MainWindow  # noqa: E402
 
-SAMPLE = ROOT / "resources" / "samples" / "BloodImage_00014.jpg"
+SAMPLE = SAMPLES / "BloodImage_00014.jpg"
 OUT = ROOT / "docs" / "images"
 
 

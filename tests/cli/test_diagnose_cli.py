@@ -12,8 +12,8 @@ from PIL import Image
 from frcnn_core.cli import main
 from frcnn_core.diagnose import OUTCOMES, STAGES
 from frcnn_core.explain import FOUND, LOST_AT_WORDS, outcome_words
+from frcnn_core.resources import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 IMAGE_IDS = ("BloodImage_00002", "BloodImage_00014", "BloodImage_00028")  # val images, bundled as samples
 
 

@@ -2,16 +2,13 @@
 BCCD sample (a regression test on real data, not a seeded number)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torchvision.ops import box_iou
 
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.imageio import load_image
+from frcnn_core.resources import SAMPLES
 from frcnn_core.zoo import BUNDLED, build_model
-
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 
 
 def test_bccd_demo_is_small_and_finds_most_cells_of_a_val_image():

@@ -2,8 +2,6 @@
 over a dataset, and its consistency on a real BCCD image with the bundled model."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -25,6 +23,7 @@ from frcnn_core.diagnose import (
     summarize,
 )
 from frcnn_core.imageio import load_image
+from frcnn_core.resources import SAMPLES
 from frcnn_core.trace import (
     AnchorLabelsTrace,
     AnchorsTrace,
@@ -36,7 +35,6 @@ from frcnn_core.trace import (
 )
 from frcnn_core.zoo import build_model
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 CLASS_NAMES = ["__background__", "cat", "dog"]
 
 # A 100x100 image. Each GT box is lost at one stage (G0 is detected):

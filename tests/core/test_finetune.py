@@ -23,6 +23,7 @@ from frcnn_core.finetune import (
     FinetunePlan, class_overlap, evaluate_run, load_plan, plan_finetune, run_finetune,
     score_run, split_train_val, validation_dataset,
 )
+from frcnn_core.resources import SAMPLES
 from frcnn_core.runs import FINISHED, ap50_fell, list_runs, read_log
 from frcnn_core.train import TrainSettings, train
 from frcnn_core.zoo import BUNDLED, build_model
@@ -272,9 +273,6 @@ def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):
     [summary] = list_runs(runs)
     assert (summary.name, summary.state, summary.iteration, summary.total) == ("tiny", FINISHED, 2, 2)
     assert summary.metrics == metrics and summary.base_model == "mobilenet-v2" and summary.error is None
-
-
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 
 
 def cells_and_a_raccoon(folder: Path) -> Path:

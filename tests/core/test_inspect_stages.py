@@ -3,7 +3,6 @@ backbone, and the pooling geometry reproduces torchvision's RoIAlign / RoIPool."
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,11 +15,12 @@ from frcnn_core.config import NEG
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.imageio import load_image
 from frcnn_core.inspect_stages import Inspection, roi_align_grid, roi_pool_bins
+from frcnn_core.resources import SAMPLES
 from frcnn_core.zoo import build_model
 
 from reference import PHOTO
 
-BCCD_SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "samples" / "BloodImage_00014"
+BCCD_SAMPLE = SAMPLES / "BloodImage_00014"
 SEED = 3
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from frcnn_core.data.voc import write_voc_xml
+from frcnn_core.resources import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 SCRIPT = Path(sys.executable).parent / "frcnn-gui"
 WINDOW_SIZE = (1400, 900)  # MainWindow's size when no saved geometry applies (a screenshot never reads any)
 

@@ -15,11 +15,12 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QUndoStack, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
+from frcnn_core.resources import SAMPLES
 from frcnn_gui.canvas import Canvas, class_colour
 from frcnn_gui.canvas.geometry import drawn_box, grown, moved_inside, resized
 from frcnn_gui.document import Box, Detection, Document
 
-SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "samples" / "BloodImage_00002.jpg"
+SAMPLE = SAMPLES / "BloodImage_00002.jpg"
 VIEWPORT = (640, 480)
 
 

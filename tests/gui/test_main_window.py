@@ -15,9 +15,9 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtWidgets import QPushButton
 
 from frcnn_core.data.voc import read_voc_xml, write_voc_xml
+from frcnn_core.resources import SAMPLES
 from frcnn_gui.main_window import AUTOSAVE_DELAY_MS, MainWindow
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 FAST_MODEL = "mobilenet-v3-320-fpn"
 TIMEOUT_MS = 60_000
 SIZE = (160, 120)

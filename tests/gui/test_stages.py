@@ -4,7 +4,6 @@ keyboard while the backbone is watched; and the screenshot command for one stage
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,13 @@ from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 
 from frcnn_core.config import POS
 from frcnn_core.explain import outcome_words
+from frcnn_core.resources import SAMPLES
 from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
 from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx
 from frcnn_gui.stage_pictures import objectness_map
 from test_app import WINDOW_SIZE, run_gui
 
-SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 IMAGE = "BloodImage_00014"  # 640 x 480 with 19 GT boxes; its WBC box is (236, 211, 379, 353)
 TIMEOUT_MS = 60_000
 

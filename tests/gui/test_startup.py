@@ -13,8 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from frcnn_core.resources import SAMPLES
+
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "resources" / "samples"
 CHILD = textwrap.dedent("""
     import json, sys, threading
     from PySide6.QtCore import QSettings, QTimer

@@ -32,10 +32,10 @@ from PIL import Image
 
 from frcnn_core.data.dataset import BACKGROUND, DetectionDataset
 from frcnn_core.errors import InputError
+from frcnn_core.resources import SAMPLES
 
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "resources" / "samples"
 BCCD_ANNOTATIONS = ROOT.parent / "shared" / "data" / "bccd" / "Annotations"
 SEED_XML = [path.read_bytes() for path in sorted(SAMPLES.glob("*.xml")) + sorted(BCCD_ANNOTATIONS.glob("*.xml"))[:40]]
 

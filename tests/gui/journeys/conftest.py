@@ -17,10 +17,10 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings
 
+from frcnn_core.resources import SAMPLES
 from frcnn_gui.main_window import MainWindow
 from journeys_helpers import record_triggers
 
-SAMPLES = Path(__file__).resolve().parents[3] / "resources" / "samples"
 FAST_MODEL = "mobilenet-v3-320-fpn"  # random weights: fast, detects next to nothing
 TIMEOUT_MS = 60_000
 # target name -> bundled sample; "cells-2" sorts after "cells-10" by plain string order

@@ -12,11 +12,12 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
+from frcnn_core.resources import SAMPLES as BUNDLED_SAMPLES
 from frcnn_gui.panels.boxes_table import DIFFICULT_COLUMN
 from journeys_helpers import at, canvas_pixels, click, press
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
-BCCD_IMAGE = Path(__file__).resolve().parents[3] / "resources" / "samples" / "BloodImage_00002.jpg"
+BCCD_IMAGE = BUNDLED_SAMPLES / "BloodImage_00002.jpg"
 
 
 def sample_folder(tmp_path: Path) -> Path:
