@@ -87,7 +87,8 @@ def _show_stage(window, stage: str) -> None:
     dock = window_layout.dock_of(window.funnel_panel)
     dock.show()
     dock.raise_()
-    window.resizeDocks([dock], [FUNNEL_DOCK_HEIGHT], Qt.Vertical)
+    # after the first show, which gives the docks their default sizes
+    QTimer.singleShot(0, lambda: window.resizeDocks([dock], [FUNNEL_DOCK_HEIGHT], Qt.Vertical))
 
     def chosen(rows: list) -> None:
         missed = [index for index, row in enumerate(rows) if row.lost_at is not None]
