@@ -261,7 +261,7 @@ class MainWindow(QMainWindow):
         elif document.read_only_reason:
             line = f"nothing to save: no edits ({document.read_only_reason})"
         else:
-            line = f"nothing to save: {document.images[document.current_index].annotation_path.name} is up to date"
+            line = _up_to_date_line(document.images[document.current_index].annotation_path, document)
         self.log.add(line)
         self.statusBar().showMessage(line, MESSAGE_MS)
 
@@ -379,11 +379,20 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.Yes
 
 
+def _boxes_held(document: Document) -> str:
+    """"4 boxes", "1 box, verified": what the current image's annotation holds."""
+    count = len(document.boxes)
+    return f"{count} {'box' if count == 1 else 'boxes'}{', verified' if document.verified else ''}"
+
+
 def _saved_line(annotation: Path, document: Document) -> str:
     """"saved 4 boxes to raccoon-21.xml" for the current image's annotation file."""
-    count = len(document.boxes)
-    flag = ", verified" if document.verified else ""
-    return f"saved {count} {'box' if count == 1 else 'boxes'}{flag} to {annotation.name}"
+    return f"saved {_boxes_held(document)} to {annotation.name}"
+
+
+def _up_to_date_line(annotation: Path, document: Document) -> str:
+    """"raccoon-21.xml is up to date: 4 boxes" (the autosave wrote them already)."""
+    return f"{annotation.name} is up to date: {_boxes_held(document)}"
 
 
 def _problem_line(error: OSError | ValueError) -> str:

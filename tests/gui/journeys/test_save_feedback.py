@@ -32,7 +32,7 @@ def test_ctrl_s_says_what_it_wrote_and_when_nothing_needed_writing(qtbot, window
     assert wbc.findtext("bndbox/xmin") == "284"
 
     press(qtbot, window, Qt.Key_S, Qt.ControlModifier)
-    assert status(window) == "nothing to save: cells-2.xml is up to date"
+    assert status(window) == "cells-2.xml is up to date: 16 boxes"
     assert window.log.toPlainText().splitlines()[-1].endswith(f"  {status(window)}")
 
 
@@ -45,7 +45,7 @@ def test_ctrl_s_on_an_image_without_boxes_writes_an_empty_annotation(qtbot, wind
     assert saved_objects(xml) == [] and ElementTree.parse(xml).getroot().findtext("filename") == "photo-1.png"
     assert window.image_list.currentItem().text().startswith("●")
     press(qtbot, window, Qt.Key_S, Qt.ControlModifier)
-    assert status(window) == "nothing to save: photo-1.xml is up to date"
+    assert status(window) == "photo-1.xml is up to date: 0 boxes"
 
 
 def test_space_on_an_empty_image_writes_an_empty_verified_annotation(qtbot, window, journey_folder):
