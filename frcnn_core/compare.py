@@ -20,7 +20,6 @@ from frcnn_core.evaluate import relabel
 from frcnn_core.runs import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES  # noqa: F401  (re-exported)
 
 
-
 @dataclass(frozen=True)
 class ClassOverlap:
     """The classes a base model and the model a run trains from it can be compared on, by name.

@@ -25,7 +25,11 @@ import torch
 from frcnn_core.config import IGNORE, NEG, POS, DetectorConfig
 from frcnn_core.trace import Trace
 from frcnn_core.vocabulary import (  # noqa: F401  (re-exported: the explanations' words)
-    DEFAULT_SCORE_THRESH, FOUND, LOST_AT_WORDS, STAGE_TITLES, outcome_words,
+    DEFAULT_SCORE_THRESH,
+    FOUND,
+    LOST_AT_WORDS,
+    STAGE_TITLES,
+    outcome_words,
 )
 
 

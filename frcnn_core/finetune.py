@@ -23,8 +23,16 @@ import torch
 
 from frcnn_core.compare import ClassOverlap, Comparison, compare_detections, on_classes
 from frcnn_core.data.augment import AugmentConfig
-from frcnn_core.data.dataset import (CLIPPED, PROBLEM_KINDS, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset,
-                                     Sample, open_dataset, select_images)
+from frcnn_core.data.dataset import (
+    CLIPPED,
+    PROBLEM_KINDS,
+    SKIPPED_NO_ANNOTATION,
+    SKIPPED_NO_IMAGE,
+    DetectionDataset,
+    Sample,
+    open_dataset,
+    select_images,
+)
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import coco_detections, coco_ground_truth, coco_metrics, run_detections
 from frcnn_core.fileio import write_bytes_atomic

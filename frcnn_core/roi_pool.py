@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align, roi_pool
 
-
 _ROI_ALIGN_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="roi-align")
 _MIN_ROIS_TO_SPLIT = 64
 

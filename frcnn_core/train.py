@@ -29,8 +29,10 @@ import torch.distributed as dist
 from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.augment import Augment, AugmentConfig
 from frcnn_core.data.dataset import open_dataset, select_images
-from frcnn_core.devices import resolve_device
-from frcnn_core.devices import resolve_device as pick_device  # noqa: F401  (its old name, for its callers)
+from frcnn_core.devices import (
+    resolve_device,
+    resolve_device as pick_device,  # noqa: F401  (its old name, for its callers)
+)
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.model import FasterRCNN

@@ -9,6 +9,7 @@ import numpy as np
 
 from frcnn_core.data.dataset import BACKGROUND
 
+
 @dataclass(frozen=True)
 class Box:
     """One ground-truth box: corners in image pixels, a class name, VOC's difficult flag."""

@@ -6,7 +6,12 @@ from typing import Iterator
 
 from frcnn_core.data.coco import read_coco_json, write_coco_json
 from frcnn_core.data.dataset import (
-    BACKGROUND, SKIPPED_NO_ANNOTATION, DetectionDataset, RawObject, make_sample, problem_line,
+    BACKGROUND,
+    SKIPPED_NO_ANNOTATION,
+    DetectionDataset,
+    RawObject,
+    make_sample,
+    problem_line,
 )
 from frcnn_core.data.voc import VocAnnotation, read_voc_xml
 from frcnn_core.data.yolo import read_yolo_folder, write_yolo

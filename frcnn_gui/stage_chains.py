@@ -9,12 +9,20 @@ import torch
 from PySide6.QtGui import QColor
 from torchvision.ops import box_iou
 
-from frcnn_core.vocabulary import outcome_words
 from frcnn_core.follow import AnchorFate
 from frcnn_core.trace import ProposalsTrace
+from frcnn_core.vocabulary import outcome_words
 from frcnn_gui.canvas.layers import PALETTE, class_colour
-from frcnn_gui.stage_overlays import (NEGATIVE, POSITIVE, SAMPLE_POINT, SUPPRESSOR, Overlay, class_colour_of,
-                                      dimmed_part, overlay_of)
+from frcnn_gui.stage_overlays import (
+    NEGATIVE,
+    POSITIVE,
+    SAMPLE_POINT,
+    SUPPRESSOR,
+    Overlay,
+    class_colour_of,
+    dimmed_part,
+    overlay_of,
+)
 
 CHAIN_LAYER_Z = 25  # the funnel's chain: above the GT boxes, one of which it highlights
 CLASS_BOXES_SHOWN = 2  # a RoI's boxes for its next most likely classes, besides the detected one

@@ -16,8 +16,19 @@ import os
 from pathlib import Path
 
 from frcnn_core.data.dataset import (
-    SKIPPED_CROWD, SKIPPED_NO_IMAGE, SKIPPED_UNKNOWN_CLASS, SKIPPED_UNKNOWN_IMAGE, DetectionDataset, RawObject,
-    check_objects, is_file, make_sample, problem_line, sample_size, stated_side, with_background,
+    SKIPPED_CROWD,
+    SKIPPED_NO_IMAGE,
+    SKIPPED_UNKNOWN_CLASS,
+    SKIPPED_UNKNOWN_IMAGE,
+    DetectionDataset,
+    RawObject,
+    check_objects,
+    is_file,
+    make_sample,
+    problem_line,
+    sample_size,
+    stated_side,
+    with_background,
     with_background_from,
 )
 from frcnn_core.errors import InputError

@@ -20,9 +20,22 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException, DTDForbidden
 
 from frcnn_core.data.dataset import (
-    IMAGE_SUFFIXES, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset, RawObject, check_objects,
-    copy_images, first_appearance, is_file, make_sample, problem_line, read_class_file, sample_size,
-    stated_side, with_background, with_background_from,
+    IMAGE_SUFFIXES,
+    SKIPPED_NO_ANNOTATION,
+    SKIPPED_NO_IMAGE,
+    DetectionDataset,
+    RawObject,
+    check_objects,
+    copy_images,
+    first_appearance,
+    is_file,
+    make_sample,
+    problem_line,
+    read_class_file,
+    sample_size,
+    stated_side,
+    with_background,
+    with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic

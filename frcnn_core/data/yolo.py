@@ -12,8 +12,18 @@ import os
 from pathlib import Path
 
 from frcnn_core.data.dataset import (
-    IMAGE_SUFFIXES, SKIPPED_UNKNOWN_CLASS, DetectionDataset, RawObject, check_objects, copy_images, image_size,
-    make_sample, problem_line, read_class_file, with_background, with_background_from,
+    IMAGE_SUFFIXES,
+    SKIPPED_UNKNOWN_CLASS,
+    DetectionDataset,
+    RawObject,
+    check_objects,
+    copy_images,
+    image_size,
+    make_sample,
+    problem_line,
+    read_class_file,
+    with_background,
+    with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic

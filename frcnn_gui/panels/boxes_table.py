@@ -4,8 +4,15 @@ table cell), ticking a difficult cell sets VOC's difficult flag (each an undo co
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHeaderView, QMessageBox, QStyledItemDelegate,
-                               QTableWidget, QTableWidgetItem)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHeaderView,
+    QMessageBox,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from frcnn_gui.commands import RelabelCommand, SetDifficultCommand
 from frcnn_gui.document import Document

@@ -14,8 +14,16 @@ from typing import Callable
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QTransform, QUndoCommand
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFormLayout, QGridLayout, QLabel, QListWidget, QPushButton,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QWidget,
+)
 
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import BoxSetLayer, class_colour, device_boxes

@@ -20,8 +20,15 @@ from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import evaluate
 from frcnn_core.finetune import (
-    FinetunePlan, class_overlap, evaluate_run, load_plan, plan_finetune, run_finetune,
-    score_run, split_train_val, validation_dataset,
+    FinetunePlan,
+    class_overlap,
+    evaluate_run,
+    load_plan,
+    plan_finetune,
+    run_finetune,
+    score_run,
+    split_train_val,
+    validation_dataset,
 )
 from frcnn_core.runs import FINISHED, ap50_fell, list_runs, read_log
 from frcnn_core.train import TrainSettings, train

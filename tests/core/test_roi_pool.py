@@ -7,7 +7,14 @@ import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from frcnn_core.roi_pool import _roi_align, fpn_levels, infer_scale, multiscale_roi_align, single_level_roi_pool, to_roi_format
+from frcnn_core.roi_pool import (
+    _roi_align,
+    fpn_levels,
+    infer_scale,
+    multiscale_roi_align,
+    single_level_roi_pool,
+    to_roi_format,
+)
 
 
 def _square(side: float) -> list[float]:

@@ -3,15 +3,13 @@ anchor targets and the loss."""
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torchvision.models.detection import rpn as tv_rpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import batched_nms, box_iou, nms
 
 from frcnn_core.config import IGNORE, NEG, POS, RPNConfig
 from frcnn_core.rpn import RPNHead, anchor_targets, nms_suppressors, propose, rpn_loss
-
 
 
 def propose_one(objectness, deltas, anchors, levels, num_per_level, image_size, config):

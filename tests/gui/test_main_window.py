@@ -3,9 +3,9 @@ labelled image, an unlabelled one, a corrupt image and an image whose XML is mal
 files read back; a real (random-weight, fast) model in the worker thread."""
 from __future__ import annotations
 
+import json
 import time
 import xml.etree.ElementTree as ElementTree
-import json
 from pathlib import Path
 
 import pytest

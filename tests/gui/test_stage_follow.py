@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 
 from frcnn_core.follow import anchor_fate, roi_sample_rows
 from frcnn_gui.stage_overlays import ANCHORS_DRAWN, cell_anchor_idx, pre_nms_shown_idx
+
 from test_stages import TIMEOUT_MS, at, choose, shown_boxes, window  # noqa: F401 (window: a fixture)
 
 

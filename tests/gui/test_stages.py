@@ -18,6 +18,7 @@ from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
 from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx
 from frcnn_gui.stage_pictures import objectness_map
+
 from test_app import WINDOW_SIZE, run_gui
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"

@@ -24,12 +24,13 @@ from typing import Iterator
 import pytest
 import torch
 
-import crash_writer
 from frcnn_core.checkpoints import load_weights_file, save_checkpoint
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.fileio import temp_files, write_bytes_atomic
 from frcnn_core.zoo import build_model
 from frcnn_gui.document import Box, Document
+
+import crash_writer
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = {"annotation": 80, "checkpoint": 50}

@@ -8,8 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from frcnn_core.data.voc import BNDBOX_TAGS, format_coordinate
 from frcnn_gui.annotation_file import FileTree, annotation_bytes, read_annotation

@@ -18,6 +18,7 @@ import torch
 from PySide6.QtCore import QSettings
 
 from frcnn_gui.main_window import MainWindow
+
 from journeys_helpers import record_triggers
 
 SAMPLES = Path(__file__).resolve().parents[3] / "resources" / "samples"

@@ -13,6 +13,7 @@ from frcnn_core.explain import FOUND, outcome_words
 from frcnn_gui.canvas.layers import TOP_TAGS
 from frcnn_gui.panels.stages import STAGES
 from frcnn_gui.stage_layers import GT_EDITING_STAGES
+
 from journeys_helpers import at, canvas_pixels, changed_fraction, click, drag, wait_autosave
 
 TIMEOUT_MS = 60_000

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
 from frcnn_gui.panels.boxes_table import DIFFICULT_COLUMN
+
 from journeys_helpers import at, canvas_pixels, click, press
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
