@@ -10,8 +10,8 @@ base model with an untrained detection head (an ImageNet backbone) detects no cl
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torchvision.ops import box_iou

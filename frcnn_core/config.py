@@ -108,7 +108,7 @@ class DetectorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DetectorConfig":
+    def from_dict(cls, data: dict) -> DetectorConfig:
         def tuples(value):
             return tuple(tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 

@@ -28,8 +28,8 @@ suppressed by a box that covers the GT just as well — `best_kept_iou` and `bes
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Iterator
 
 import torch
 from torch import Tensor

@@ -18,7 +18,7 @@ detection" — in the funnel panel, the stage texts, `frcnn trace --gt` and `frc
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

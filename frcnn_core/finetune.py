@@ -15,9 +15,9 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
@@ -71,7 +71,7 @@ class FinetunePlan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FinetunePlan":
+    def from_dict(cls, data: dict) -> FinetunePlan:
         """The inverse of `to_dict`, also after a JSON round trip. KeyError/TypeError when damaged."""
         base_classes = data.get("base_classes")
         return cls(TrainSettings.from_dict(data["settings"]), tuple(data["val_images"]), list(data["class_names"]),

@@ -11,8 +11,8 @@ and "labels" (G,) int64 >= 1. Detections are dicts with "boxes" (D, 4) in origin
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -76,7 +76,7 @@ class FasterRCNN(nn.Module):
         self._anchor_cache: dict[tuple, LevelAnchors] = {}
         self.memory_format = torch.contiguous_format
 
-    def use_channels_last(self, enabled: bool = True) -> "FasterRCNN":
+    def use_channels_last(self, enabled: bool = True) -> FasterRCNN:
         """Run convolutions in channels-last layout: about 20% faster on this CPU (make bench), but the
         floats differ from torchvision's contiguous layout at the 1e-6 relative level, so near-tied
         scores can swap order. Off by default; `--fast` in the CLI."""

@@ -19,9 +19,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -76,7 +76,7 @@ class TrainSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainSettings":
+    def from_dict(cls, data: dict) -> TrainSettings:
         """The inverse of `to_dict`, also after a JSON round trip (which turns tuples into lists).
         TypeError for unknown or missing fields."""
         known = {f.name for f in fields(cls)}

@@ -56,7 +56,7 @@ class _Style:
     thick: int
 
     @classmethod
-    def for_size(cls, height: int, width: int) -> "_Style":
+    def for_size(cls, height: int, width: int) -> _Style:
         longest = max(height, width)
         return cls(ImageFont.load_default(size=max(14, round(longest / 40))), max(1, round(longest / 600)),
                    max(3, round(longest / 180)))

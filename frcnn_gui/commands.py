@@ -14,8 +14,8 @@ Saving is the caller's job (after each stack change); commands only edit the doc
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import replace
-from typing import Collection, Iterable
 
 from PySide6.QtGui import QUndoCommand
 

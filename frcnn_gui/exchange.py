@@ -1,8 +1,8 @@
 """COCO / YOLO import and export of the open folder, as a part of `Document` (Qt-free)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from frcnn_core.data.coco import read_coco_json, write_coco_json
 from frcnn_core.data.dataset import (

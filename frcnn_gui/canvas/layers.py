@@ -13,7 +13,7 @@ call of a void Qt method, which crashes the interpreter once None's count runs o
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt

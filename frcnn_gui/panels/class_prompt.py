@@ -8,7 +8,7 @@ case is that class (typing "Raccoon" gives "raccoon").
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QStringListModel, Qt
 from PySide6.QtWidgets import (

@@ -10,7 +10,7 @@ again. The queue itself (which suggestions, in which order) is review.ReviewQueu
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QTransform, QUndoCommand
