@@ -169,10 +169,7 @@ def recall_funnel(
     gt_boxes = gt_boxes.float().reshape(-1, 4)
     if len(gt_boxes) == 0:
         return []
-    if anchor_labels is None:
-        labels = _anchor_labels(inference_trace, gt_boxes, rpn_config)
-    else:
-        labels = anchor_labels.labels
+    labels = _anchor_labels(inference_trace, gt_boxes, rpn_config) if anchor_labels is None else anchor_labels.labels
     best_anchor_iou, best_anchor_idx = box_iou(gt_boxes, inference_trace.anchors.boxes).max(dim=1)
     proposal_fields = _proposal_fields(inference_trace.proposals, gt_boxes)
     scores = _detection_scores(inference_trace.detections, gt_boxes, gt_labels, iou)

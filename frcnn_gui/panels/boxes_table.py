@@ -75,7 +75,7 @@ class BoxesTable(QTableWidget):
         self.setRowCount(0)
         self.setRowCount(len(self.document.boxes))
         self._ids = list(self.document.boxes)
-        for row, (box_id, box) in enumerate(self.document.boxes.items()):
+        for row, box in enumerate(self.document.boxes.values()):
             cells = [box.label] + [f"{v:g}" for v in box.coords]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)

@@ -228,7 +228,7 @@ def test_train_settings_round_trip_through_json():
     assert TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
 
 
-def test_train_keeps_only_the_chosen_images(tiny_dataset, tmp_path):
+def test_train_keeps_only_the_chosen_images(tiny_dataset, tmp_path):  # noqa: F811
     run = train(train_settings(tiny_dataset, tmp_path / "run", images=("img0.png", "img2.png", "other.png")))
     started = next(run)
     run.close()
@@ -237,7 +237,7 @@ def test_train_keeps_only_the_chosen_images(tiny_dataset, tmp_path):
         next(train(train_settings(tiny_dataset, tmp_path / "none", images=("other.png",))))
 
 
-def test_preview_sees_the_model_in_eval_mode_and_leaves_training_bit_identical(tiny_dataset, tmp_path):
+def test_preview_sees_the_model_in_eval_mode_and_leaves_training_bit_identical(tiny_dataset, tmp_path):  # noqa: F811
     image = torch.rand(3, 96, 128)
     seen = []
 
@@ -259,7 +259,7 @@ def test_preview_sees_the_model_in_eval_mode_and_leaves_training_bit_identical(t
 
 # --- runs: train, resume, evaluate -------------------------------------------------------------
 
-def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):
+def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):  # noqa: F811
     runs = tmp_path / "runs"
     plan = plan_finetune(str(tiny_dataset), str(runs), "mobilenet-v2", "none", iters=2, batch_size=1,
                          val_fraction=0.34, device="cpu", name="tiny")
@@ -349,7 +349,7 @@ def test_ap50_fell_only_when_the_comparison_shows_it(before, after, fell):
     assert ap50_fell({}) is False
 
 
-def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dataset, tmp_path):
+def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dataset, tmp_path):  # noqa: F811
     def plan(name: str) -> FinetunePlan:  # the base model is itself a checkpoint: resume must not reload it
         return plan_finetune(str(tiny_dataset), str(tmp_path), "bccd-demo", iters=2, batch_size=1, lr=0.005,
                              val_fraction=0.34, device="cpu", name=name)
