@@ -52,7 +52,7 @@ class AnchorConfig:
 
     @property
     def num_anchors_per_location(self) -> list[int]:
-        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
+        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios, strict=True)]
 
 
 @dataclass(frozen=True)

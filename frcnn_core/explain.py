@@ -83,7 +83,7 @@ def _anchors(trace: Trace, config: DetectorConfig, gt_count: int | None, score_t
                 f"{_join(shapes.aspect_ratios[0])}.")
     levels = " + ".join(
         f"{h} x {w} x {count} (stride {stride_w})"
-        for (h, w), (_, stride_w), count in zip(anchors.grid_sizes, anchors.strides, anchors.shapes_per_cell)
+        for (h, w), (_, stride_w), count in zip(anchors.grid_sizes, anchors.strides, anchors.shapes_per_cell, strict=True)
     )
     sizes = "; ".join(f"level {index}: {_join(level_sizes)} px"
                       for index, level_sizes in enumerate(shapes.sizes[: len(anchors.grid_sizes)]))

@@ -139,11 +139,11 @@ class FasterRCNN(nn.Module):
             gt_boxes = [transform.to_input(t["boxes"].to(batch.tensor.device), batch, i) for i, t in enumerate(targets)]
             outputs.anchor_targets = [
                 anchor_targets(anchors.boxes, inside_mask(anchors.boxes, size), gt, rpn_config, generator)
-                for gt, size in zip(gt_boxes, batch.input_sizes)
+                for gt, size in zip(gt_boxes, batch.input_sizes, strict=True)
             ]
             outputs.roi_targets = [
                 roi_targets(r.detach(), gt, t["labels"].to(gt.device), roi_config, generator)
-                for r, gt, t in zip(rois, gt_boxes, targets)
+                for r, gt, t in zip(rois, gt_boxes, targets, strict=True)
             ]
             outputs.rois = [t.rois for t in outputs.roi_targets]
         outputs.pooled, outputs.pool_level = self.pooler(features, outputs.rois, batch.input_sizes)

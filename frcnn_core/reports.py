@@ -38,7 +38,7 @@ def detections_record(path: str, image: LoadedImage, detections: dict, class_nam
         "detections": [
             {"box": [float(v) for v in box], "score": float(score), "label": int(label),
              "label_name": class_names[int(label)] if int(label) < len(class_names) else str(int(label))}
-            for box, score, label in zip(detections["boxes"], detections["scores"], detections["labels"])
+            for box, score, label in zip(detections["boxes"], detections["scores"], detections["labels"], strict=True)
         ],
     }
 
@@ -169,12 +169,12 @@ def diagnose_text(diagnosis) -> str:
     outcomes = list(diagnosis.lost_at)
     words = [outcome_words(None if outcome == DETECTED else outcome) for outcome in outcomes]
     widths = [max(len(text), 16) for text in words]
-    header = f"{'':12s} " + " ".join(f"{text:>{width}s}" for text, width in zip(words, widths))
+    header = f"{'':12s} " + " ".join(f"{text:>{width}s}" for text, width in zip(words, widths, strict=True))
 
     def line(name: str, counts: dict[str, int]) -> str:
         total = max(sum(counts.values()), 1)
         return f"{name[:12]:12s} " + " ".join(f"{f'{counts[o]:7d} ({counts[o] / total:6.1%})':>{width}s}"
-                                              for o, width in zip(outcomes, widths))
+                                              for o, width in zip(outcomes, widths, strict=True))
 
     lines = [f"{diagnosis.images} images, {diagnosis.gt_boxes} GT boxes; lost at the first stage that misses "
              f"them (IoU >= {diagnosis.iou:g}, detection score >= {diagnosis.score_thresh:g})", header,

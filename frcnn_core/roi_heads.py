@@ -140,7 +140,7 @@ def postprocess(
     counts = [len(r) for r in rois]
     return [
         _detections_of_image(scores, box_ops.clip(boxes, size), config)
-        for scores, boxes, size in zip(all_scores.split(counts), all_boxes.split(counts), image_sizes)
+        for scores, boxes, size in zip(all_scores.split(counts), all_boxes.split(counts), image_sizes, strict=True)
     ]
 
 

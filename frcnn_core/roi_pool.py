@@ -72,7 +72,7 @@ def multiscale_roi_align(
     level = fpn_levels(rows[:, 1:], k_min, k_max)
     first = features[0]
     pooled = torch.zeros((len(rows), first.shape[1], output_size, output_size), dtype=first.dtype, device=first.device)
-    for level_id, (feature, scale) in enumerate(zip(features, scales)):
+    for level_id, (feature, scale) in enumerate(zip(features, scales, strict=True)):
         in_level = torch.nonzero(level == level_id).flatten()
         pooled[in_level] = _roi_align(feature, rows[in_level], output_size, scale, sampling_ratio).to(pooled.dtype)
     return pooled, level

@@ -183,7 +183,7 @@ def _object_element(box: Box, read: ReadObject | None, size: tuple[int, int]) ->
             _insert(element, list(element).index(bndbox), difficult, new=True)
         _set_text(difficult, str(int(box.difficult)))
     if box.coords != read.box.coords:
-        for tag, value in zip(BNDBOX_TAGS, box.coords):
+        for tag, value in zip(BNDBOX_TAGS, box.coords, strict=True):
             _set_text(bndbox.find(tag), format_coordinate(value))
     return element
 

@@ -231,7 +231,7 @@ class Document(FolderExchange):
             self.boxes = dict(seen)
         else:
             self.boxes = {self._new_box_id(): box for box in loaded}
-        self._read_objects.update(zip(self.boxes, read))
+        self._read_objects.update(zip(self.boxes, read, strict=True))
         ids = iter(self.boxes)
         slots = tuple(None if obj is None else (next(ids), obj.box) for obj in opened.objects)
         self._file = None if opened.data is None else FileTree(opened.data, slots)

@@ -25,7 +25,7 @@ NOT_IN_FOLDER = "skipped: not in the open folder"
 
 def _objects(annotation: VocAnnotation) -> Iterator[tuple[list[float], str, bool]]:
     """(coords, name, difficult) of each object that read_voc_xml kept."""
-    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist())
+    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist(), strict=True)
 
 
 class FolderExchange:
@@ -91,7 +91,7 @@ class FolderExchange:
                 continue
             flags = [False] * len(sample.labels) if sample.difficult is None else sample.difficult.tolist()
             boxes = []
-            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags):
+            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags, strict=True):
                 try:
                     boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag).whole_pixels(), *size))
                 except ValueError as error:

@@ -317,7 +317,7 @@ class MainWindow(QMainWindow):
         names, found = result.class_names, result.detections
         detections = [
             Detection(tuple(float(v) for v in box), float(score), names[int(label)])
-            for box, score, label in zip(found["boxes"].tolist(), found["scores"].tolist(), found["labels"].tolist())
+            for box, score, label in zip(found["boxes"].tolist(), found["scores"].tolist(), found["labels"].tolist(), strict=True)
         ]
         if self.document.current_path is not None and Path(result.image_path) == self.document.current_path:
             self.document.set_detections(detections)  # the layer applies the panel's threshold and filter

@@ -87,7 +87,7 @@ def detections_part(detections, shown: torch.Tensor, class_names: list[str]) -> 
     labels, scores = detections.labels[shown].tolist(), detections.scores[shown].tolist()
     names = [class_names[label] if label < len(class_names) else str(label) for label in labels]
     return dimmed_part((detections.boxes[shown], [class_colour_of(class_names, label) for label in labels], 1.0,
-                        None, [f"{name} {score:.2f}" for name, score in zip(names, scores)]))
+                        None, [f"{name} {score:.2f}" for name, score in zip(names, scores, strict=True)]))
 
 
 def class_parts(detections, detection: int, class_names: list[str], others: int = CLASS_BOXES_SHOWN) -> list:

@@ -383,7 +383,7 @@ class StageInspector(QObject):
                 return EMPTY
             provenance = self.inspection.provenance(self.selected_detection)
             scores = self.inspection.trace.detections.class_scores[provenance.roi_index].tolist()
-            self.panel.set_class_scores(list(zip(self.class_names, scores)), provenance.label)
+            self.panel.set_class_scores(list(zip(self.class_names, scores, strict=True)), provenance.label)
             detections, shown = self.inspection.trace.detections, self.shown_detections()
             under = [detections_part(detections, shown[shown != self.selected_detection], self.class_names),
                      *class_parts(detections, self.selected_detection, self.class_names)]

@@ -147,7 +147,7 @@ class FinetuneController(QObject):
         if document.current_path is None or Path(preview.image_path) != document.current_path:
             return
         document.set_detections([Detection(tuple(box), score, preview.class_names[label]) for box, label, score in
-                                 zip(preview.boxes.tolist(), preview.labels.tolist(), preview.scores.tolist())])
+                                 zip(preview.boxes.tolist(), preview.labels.tolist(), preview.scores.tolist(), strict=True)])
         self.window.status.show_stage(f"preview: iteration {preview.iteration}")
 
     def _finished(self, result) -> None:

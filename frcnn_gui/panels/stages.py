@@ -123,7 +123,7 @@ class StagesPanel(QWidget):
         self.pool_view = QWidget()
         grid = QGridLayout(self.pool_view)
         grid.setContentsMargins(0, 0, 0, 0)
-        for column, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions)):
+        for column, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions, strict=True)):
             picture.setFixedSize(FEATURE_PIXELS, FEATURE_PIXELS)
             caption.setAlignment(Qt.AlignHCenter)
             grid.addWidget(picture, 0, column, Qt.AlignHCenter)
@@ -233,7 +233,7 @@ class StagesPanel(QWidget):
     def set_feature_maps(self, maps: list[tuple[QImage, str]]) -> None:
         """The selected RoI's pooled features: up to four (picture, caption) pairs, drawn scaled
         without smoothing so that each pooled cell stays a square."""
-        for index, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions)):
+        for index, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions, strict=True)):
             image, text = maps[index] if index < len(maps) else (QImage(), "")
             picture.setPixmap(QPixmap.fromImage(image.scaled(FEATURE_PIXELS, FEATURE_PIXELS)) if not image.isNull()
                               else QPixmap())

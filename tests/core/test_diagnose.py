@@ -129,7 +129,7 @@ def expected_rows() -> list[FunnelRow]:
 
 def assert_rows_equal(rows: list[FunnelRow], expected: list[FunnelRow]) -> None:
     assert len(rows) == len(expected)
-    for got, want in zip(rows, expected):
+    for got, want in zip(rows, expected, strict=True):
         for name, value in vars(want).items():
             if isinstance(value, float):
                 assert getattr(got, name) == pytest.approx(value, abs=1e-6), (got.gt_index, name)
@@ -213,7 +213,7 @@ def test_summary_of_the_scene_counts_each_stage_once():
     record = diagnosis.to_json()
     assert record["stages"] == list(STAGES) and record["gt_boxes"] == 6
     assert [(m["image"], m["gt_index"], m["lost_at"]) for m in record["missed"]] == [
-        ("scene.png", index, stage) for index, stage in zip(range(1, 6), STAGES)]
+        ("scene.png", index, stage) for index, stage in zip(range(1, 6), STAGES, strict=True)]
     assert "funnels" not in record
     assert diagnosis.best_anchor_ious_by_class()["dog"] == pytest.approx([0.64, 1.0, 1.0])
 

@@ -98,7 +98,7 @@ def test_each_mode_loads_as_rgb_float(tmp_path, case):
     loaded = load_image(path)
     _assert_valid(loaded, height=1, width=len(expected))
     assert loaded.path == str(path)
-    for got, want in zip(_pixels(loaded), expected):
+    for got, want in zip(_pixels(loaded), expected, strict=True):
         assert got == pytest.approx(want, abs=1e-6)
 
 

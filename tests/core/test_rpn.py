@@ -263,7 +263,7 @@ def test_nms_suppressors_point_at_an_overlapping_better_kept_box(seed, count):
     removed = valid.clone()
     removed[keep] = False
     assert bool((suppressed_by[~removed] == -1).all())
-    for box, suppressor in zip(torch.nonzero(removed).flatten().tolist(), suppressed_by[removed].tolist()):
+    for box, suppressor in zip(torch.nonzero(removed).flatten().tolist(), suppressed_by[removed].tolist(), strict=True):
         assert suppressor in keep.tolist()
         assert int(groups[suppressor]) == int(groups[box])
         assert float(scores[suppressor]) >= float(scores[box])

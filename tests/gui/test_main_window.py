@@ -108,7 +108,7 @@ def wait_for_file(qtbot, path: Path, expected) -> None:
 
 def approx(boxes, expected, tolerance=1.0) -> bool:
     return len(boxes) == len(expected) and all(
-        abs(a - b) <= tolerance for box, want in zip(boxes, expected) for a, b in zip(box, want))
+        abs(a - b) <= tolerance for box, want in zip(boxes, expected, strict=True) for a, b in zip(box, want, strict=True))
 
 
 def log_text(window) -> str:

@@ -163,7 +163,7 @@ def test_annotation_survives_kills_mid_autosave(tmp_path):
 
     def check() -> None:
         annotation = read_voc_xml(xml)
-        saved = [(*coords, name) for coords, name in zip(annotation.boxes.tolist(), annotation.names)]
+        saved = [(*coords, name) for coords, name in zip(annotation.boxes.tolist(), annotation.names, strict=True)]
         assert saved in versions and annotation.problems == []
         listed = {path.name for path in xml.parent.iterdir()} - {path.name for path in temp_files(xml)}
         assert listed == {"image.png", "image.xml", "classes.txt"}
