@@ -312,7 +312,8 @@ def summarize(funnels: list[ImageFunnel], class_names: list[str], model_config, 
     outcome = [row.lost_at or DETECTED for row in rows]
     present = {row.label for row in rows}
     class_order = [name for name in class_names[1:] if name in present] + sorted(present - set(class_names))
-    by_class = {name: _counts([o for o, row in zip(outcome, rows, strict=True) if row.label == name]) for name in class_order}
+    by_class = {name: _counts([o for o, row in zip(outcome, rows, strict=True) if row.label == name])
+                for name in class_order}
     by_size = {bucket: _counts([o for o, row in zip(outcome, rows, strict=True) if _size_bucket(row.box) == bucket])
                for bucket in SIZE_BUCKETS}
     bg, fg = model_config.rpn_train.bg_iou_thresh, model_config.rpn_train.fg_iou_thresh

@@ -99,11 +99,13 @@ def trace_text(summary: dict) -> str:
     ]
     if "anchor_labels" in s:
         a = s["anchor_labels"]
-        lines.append(f"anchor labels: {a['positive']:,} positive, {a['negative']:,} negative, {a['ignored']:,} ignored; "
+        lines.append(f"anchor labels: {a['positive']:,} positive, {a['negative']:,} negative, "
+                     f"{a['ignored']:,} ignored; "
                      f"sampled {a['sampled_positive']} positive + {a['sampled_negative']} negative")
     lines.append(f"proposals: {s['proposals']['pre_nms']:,} before NMS, {s['proposals']['post_nms']:,} after")
     if "roi_samples" in s:
-        lines.append(f"RoI samples: {s['roi_samples']['positive']} foreground + {s['roi_samples']['negative']} background")
+        samples = s["roi_samples"]
+        lines.append(f"RoI samples: {samples['positive']} foreground + {samples['negative']} background")
     lines.append(f"RoI pooling output: {s['roi_pool']['output_shape']}")
     lines.append(f"detections: {s['detections']['count']}")
     return "\n".join(lines)
@@ -149,7 +151,8 @@ def funnel_text(rows: list) -> str:
     """The recall funnel (diagnose.FunnelRow per GT box) as a compact table."""
     lines = ["recall funnel: best anchor IoU (label) | best pre-NMS proposal IoU, score rank | NMS | "
              "post-NMS top-N | detection score | outcome",
-             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} {'det':>6s}  outcome"]
+             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} "
+             f"{'det':>6s}  outcome"]
     for row in rows:
         proposal = "-" if row.best_proposal_rank is None else f"{row.best_proposal_iou:.2f} #{row.best_proposal_rank}"
         if row.suppressed_by is not None:

@@ -41,7 +41,8 @@ def infer_scale(feature_size: tuple[int, int], input_size: tuple[int, int]) -> f
     return 2.0 ** round(math.log2(float(feature_size[0]) / float(input_size[0])))
 
 
-def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 224.0, canonical_level: int = 4) -> Tensor:
+def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 224.0,
+               canonical_level: int = 4) -> Tensor:
     """FPN paper's level rule, k = floor(4 + log2(sqrt(area) / 224)), clamped to [k_min, k_max].
 
     boxes: (R, 4). Returns (R,) int64 level offsets from k_min (0 = finest level).
@@ -52,8 +53,8 @@ def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 22
 
 
 def multiscale_roi_align(
-    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int, sampling_ratio: int,
-    num_levels: int | None = None,
+    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int,
+    sampling_ratio: int, num_levels: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """RoIAlign each RoI on the FPN level its size calls for.
 
@@ -78,7 +79,8 @@ def multiscale_roi_align(
     return pooled, level
 
 
-def single_level_roi_pool(feature: Tensor, rois: list[Tensor], spatial_scale: float, output_size: int) -> tuple[Tensor, Tensor]:
+def single_level_roi_pool(feature: Tensor, rois: list[Tensor], spatial_scale: float,
+                          output_size: int) -> tuple[Tensor, Tensor]:
     """The paper's RoI max pooling on one feature map. Returns pooled (R, C, h, w) and level zeros."""
     rows = to_roi_format(rois)
     pooled = roi_pool(feature, rows, output_size, spatial_scale)

@@ -180,7 +180,8 @@ def _filter_and_nms(pre_idx: Tensor, pre_boxes: Tensor, pre_scores: Tensor, pre_
     return Proposals(pre_idx, pre_boxes, pre_scores, pre_levels, valid, keep, keep[: config.post_nms_top_n])
 
 
-def nms_suppressors(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor, keep: Tensor, thresh: float) -> Tensor:
+def nms_suppressors(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor, keep: Tensor,
+                    thresh: float) -> Tensor:
     """For each box removed by greedy NMS, the kept box that removed it.
 
     boxes (P, 4), scores (P,), groups (P,) (NMS runs per group), valid (P,) bool (boxes that

@@ -255,7 +255,8 @@ class AddBoxesCommand(ImageCommand):
 
     def _apply(self) -> None:
         self._add_missing_classes(box.label for box in self.boxes)
-        self.box_ids = [self.document.add_box(box, box_id) for box, box_id in zip(self.boxes, self.box_ids, strict=True)]
+        self.box_ids = [self.document.add_box(box, box_id)
+                        for box, box_id in zip(self.boxes, self.box_ids, strict=True)]
 
     def _revert(self) -> None:
         for box_id in reversed(self.box_ids):

@@ -104,7 +104,8 @@ class BoxSetLayer(QGraphicsItem):
         widths = np.broadcast_to(np.asarray(widths, dtype=np.float64), (count,))
         # one pen per distinct (colour, width): drawRects then draws each group in one call
         halos = np.broadcast_to(np.asarray(halos, dtype=bool), (count,))
-        keys = [(colour.rgba(), float(width), bool(halo)) for colour, width, halo in zip(colours, widths, halos, strict=True)]
+        keys = [(colour.rgba(), float(width), bool(halo))
+                for colour, width, halo in zip(colours, widths, halos, strict=True)]
         unique_keys = list(dict.fromkeys(keys))
         self._pens = [self._pen(QColor.fromRgba(rgba), width, dashed) for rgba, width, _ in unique_keys]
         self._halo_pens = [self._pen(HALO, width + 2, False) if halo else None for _, width, halo in unique_keys]

@@ -1,8 +1,8 @@
 """Review mode: the model's suggestions one at a time, on the canvas and in the Review dock.
 
 The current suggestion is drawn tinted, in a white band, above everything on the canvas (the
-other detections dimmed) and selected in the dock's list. Keys on the canvas while reviewing: Enter accepts the suggestion as
-a ground-truth box, Delete (or Backspace) rejects it, Tab / Shift+Tab go to the next / previous,
+other detections dimmed) and selected in the dock's list. Keys on the canvas while reviewing: Enter accepts the
+suggestion as a ground-truth box, Delete (or Backspace) rejects it, Tab / Shift+Tab go to the next / previous,
 1-9 choose the class it will be accepted as (the dock's class list, in order), Escape ends the
 review. These keys mean nothing else then: Delete never deletes a selected GT box, 1 is not
 "actual size". Each accept or reject is one undo step; undoing it makes that suggestion current

@@ -60,7 +60,8 @@ class StagesPanel(QWidget):
         super().__init__(parent)
         self.stage_list = QListWidget()
         self.stage_list.addItems([STAGE_TITLES[name] for name in STAGES])
-        self.stage_list.setFixedHeight(self.stage_list.sizeHintForRow(0) * len(STAGES) + 2 * self.stage_list.frameWidth() + 2)
+        self.stage_list.setFixedHeight(self.stage_list.sizeHintForRow(0) * len(STAGES)
+                                       + 2 * self.stage_list.frameWidth() + 2)
         self.explanation = QLabel("Open an image to see its stages.")
         self.explanation.setWordWrap(True)
         self.explanation.setAlignment(Qt.AlignTop | Qt.AlignLeft)
@@ -113,7 +114,8 @@ class StagesPanel(QWidget):
         self.anchor_scope = QComboBox()
         for scope, text in ANCHOR_SCOPES.items():
             self.anchor_scope.addItem(text, scope)
-        self.anchor_scope.currentIndexChanged.connect(lambda: self.anchor_scope_chosen.emit(self.anchor_scope.currentData()))
+        self.anchor_scope.currentIndexChanged.connect(
+            lambda: self.anchor_scope_chosen.emit(self.anchor_scope.currentData()))
         anchor_form.addRow("anchors", self.anchor_scope)
         for name, combo in self.anchor_filters.items():
             anchor_form.addRow(name, combo)

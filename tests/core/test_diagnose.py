@@ -256,8 +256,9 @@ def test_funnel_of_a_bccd_val_image_is_consistent(bccd_demo):
         assert row.best_anchor_label == POS  # low-quality matches make every box's best anchor positive
     for score_thresh in (0.25, 0.5, 0.9):  # the GUI's score slider: the rows re-derived, not recomputed
         assert at_score_threshold(rows, score_thresh, bg_iou_thresh=bccd_demo.config.rpn_train.bg_iou_thresh) == \
-            recall_funnel(traces[0], truth.boxes, labels, bccd_demo.class_names, anchor_labels=training[0].anchor_labels,
-                          score_thresh=score_thresh, rpn_config=bccd_demo.config.rpn_train)
+            recall_funnel(traces[0], truth.boxes, labels, bccd_demo.class_names,
+                          anchor_labels=training[0].anchor_labels, score_thresh=score_thresh,
+                          rpn_config=bccd_demo.config.rpn_train)
 
 
 def test_image_funnels_skip_difficult_boxes_but_keep_their_indices(bccd_demo):

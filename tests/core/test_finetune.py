@@ -187,7 +187,8 @@ def test_fine_tuning_bccd_demo_on_other_classes_starts_a_new_predictor(tmp_path)
     model = trained_start(plan)
     assert model.class_names == ["__background__", "cat", "dog"]
     assert model.roi_heads["box_predictor"].cls_score.out_features == 3
-    assert class_overlap(plan).note() == "not comparable: the base model knows WBC, RBC, Platelets; this run trains cat, dog"
+    assert class_overlap(plan).note() == ("not comparable: the base model knows WBC, RBC, Platelets; "
+                                          "this run trains cat, dog")
 
 
 def test_a_plan_records_what_its_base_model_detects_and_reads_back(tmp_path):
@@ -364,7 +365,8 @@ def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dat
             log.write('{"event": "iter')  # as if killed while writing a record
         resumed = list(run_finetune(load_plan(tmp_path / "resumed"), resume=True))
         assert [r.iteration for r in resumed if r.event == "iteration"] == [2]
-        assert [r["event"] for r in read_log(tmp_path / "resumed")][-4:] == ["started", "iteration", "checkpoint", "done"]
+        events = [r["event"] for r in read_log(tmp_path / "resumed")]
+        assert events[-4:] == ["started", "iteration", "checkpoint", "done"]
     finally:
         restore()
     straight = build_model(str(tmp_path / "straight" / "final.pt")).state_dict()

@@ -94,9 +94,9 @@ def test_writing_back_without_an_edit_gives_the_same_bytes(folder, stem):
     assert annotation_bytes(FileTree(read.data, tuple(boxes)), folder / f"{stem}.png", size, boxes, {},
                             read.verified)[0] == read.data  # nothing to rewrite: not even the elements as read
 
-    tree = FileTree(read.data, tuple((i, obj.box) for i, obj in zip(ids, read.objects, strict=True)))
-    data, _ = annotation_bytes(tree, folder / f"{stem}.png", size, [(i, obj.box) for i, obj in zip(ids, read.objects, strict=True)],
-                               dict(zip(ids, read.objects, strict=True)), read.verified)
+    tree = FileTree(read.data, tuple(boxes))
+    data, _ = annotation_bytes(tree, folder / f"{stem}.png", size, boxes, dict(zip(ids, read.objects, strict=True)),
+                               read.verified)
     assert data == path.read_bytes()
 
 

@@ -183,7 +183,8 @@ class BackboneWatch:
 
     def __init__(self, window):
         self.calls = []
-        self._handle = window.engine._worker._engine.model.backbone.register_forward_hook(lambda *_: self.calls.append(1))
+        backbone = window.engine._worker._engine.model.backbone
+        self._handle = backbone.register_forward_hook(lambda *_: self.calls.append(1))
 
     def __enter__(self):
         return self
@@ -223,7 +224,8 @@ def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
         assert panel.shape.count() == shapes + 1
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
             panel.shape.setCurrentIndex(2)  # the second shape of the cell
-        start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level], strict=True))
+        start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:level],
+                                                   trace.anchors.shapes_per_cell[:level], strict=True))
         cells = other[0] * other[1]
         second = torch.sigmoid(trace.objectness.logits[start:start + cells * shapes].reshape(cells, shapes)[:, 1])
         assert np.allclose(objectness_map(trace, level, 1).reshape(-1), second.numpy())
