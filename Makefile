@@ -25,7 +25,13 @@ weights:
 run: $(VENV)/.installed weights
 	$(VENV)/bin/frcnn-gui
 
-test: $(VENV)/.installed weights
+# The style (ruff) and the layers (import-linter's contracts, in pyproject.toml) first: they fail in seconds.
+.PHONY: lint
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint weights
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 bench: $(VENV)/.installed weights

@@ -17,10 +17,10 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from common import BENCH_PHOTO, interleaved_timings, load_photo, summary
-
 from frcnn_core.inspect_stages import Inspection
 from frcnn_core.zoo import build_model
+
+from common import BENCH_PHOTO, interleaved_timings, load_photo, summary
 
 RELABEL_TARGET_MS, PROPOSALS_TARGET_MS = 30.0, 100.0
 NUM_GT_BOXES = 20

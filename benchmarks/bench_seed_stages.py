@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from common import interleaved_timings, summary
-
 from frcnn_core.anchors import inside_mask, make_anchors
 from frcnn_core.config import IGNORE, NEG, POS, AnchorConfig
 from frcnn_core.matching import match
 from frcnn_core.sampling import sample_balanced
+
+from common import interleaved_timings, summary
 
 IMAGE_SIZE = (800, 800)
 GRID = (50, 50)

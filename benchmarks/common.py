@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -112,7 +112,7 @@ def compare_detections(ours: list[dict], theirs: list[dict]) -> Comparison:
     scores within SCORE_TOLERANCE (detections in the order each model returns them)."""
     counts = ([len(d["scores"]) for d in ours], [len(d["scores"]) for d in theirs])
     box_diff = score_diff = 0.0
-    for index, (mine, other) in enumerate(zip(ours, theirs)):
+    for index, (mine, other) in enumerate(zip(ours, theirs, strict=True)):
         if len(mine["scores"]) != len(other["scores"]):
             return Comparison(False, counts, float("nan"), float("nan"), f"image {index}: counts differ")
         if not torch.equal(mine["labels"].cpu(), other["labels"].cpu()):

@@ -65,7 +65,7 @@ class LevelAnchors:
 
     @property
     def num_per_level(self) -> list[int]:
-        return [h * w * s for (h, w), s in zip(self.grid_sizes, self.shapes_per_cell)]
+        return [h * w * s for (h, w), s in zip(self.grid_sizes, self.shapes_per_cell, strict=True)]
 
 
 def make_anchors(config: AnchorConfig, grid_sizes: list[tuple[int, int]], padded_size: tuple[int, int]) -> LevelAnchors:
@@ -74,14 +74,14 @@ def make_anchors(config: AnchorConfig, grid_sizes: list[tuple[int, int]], padded
     The stride of a level is `padded_size // grid_size`, as in torchvision.
     """
     boxes, levels, strides = [], [], []
-    for level_id, (grid, sizes, ratios) in enumerate(zip(grid_sizes, config.sizes, config.aspect_ratios)):
+    for level_id, (grid, sizes, ratios) in enumerate(zip(grid_sizes, config.sizes, config.aspect_ratios, strict=True)):
         stride = (padded_size[0] // grid[0], padded_size[1] // grid[1])
         shapes = base_anchors(sizes, ratios, config.round_base)
         level_boxes = grid_anchors(shapes, grid, stride, config.center_offset)
         boxes.append(level_boxes)
         levels.append(torch.full((len(level_boxes),), level_id, dtype=torch.int64))
         strides.append(stride)
-    shapes_per_cell = config.num_anchors_per_location[: len(grid_sizes)]
+    shapes_per_cell = config.num_anchors_per_location
     return LevelAnchors(torch.cat(boxes), torch.cat(levels), list(grid_sizes), strides, shapes_per_cell)
 
 

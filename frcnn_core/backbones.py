@@ -64,9 +64,11 @@ def vgg16_conv5(pretrained: bool) -> tuple[nn.Module, nn.Module | None, int]:
     return FeatureList(features), vgg.classifier if pretrained else None, 512
 
 
-def resnet50_fpn(pretrained: bool, frozen_norm: bool, fpn_norm: bool, trainable_layers: int = 3) -> tuple[nn.Module, int]:
+def resnet50_fpn(pretrained: bool, frozen_norm: bool, fpn_norm: bool,
+                 trainable_layers: int = 3) -> tuple[nn.Module, int]:
     """ResNet-50 + FPN (strides 4-64), torchvision's `fasterrcnn_resnet50_fpn(_v2)` backbone."""
-    resnet = _imagenet(models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1, pretrained, norm_layer=_norm(frozen_norm))
+    resnet = _imagenet(models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1, pretrained,
+                       norm_layer=_norm(frozen_norm))
     if pretrained:
         _freeze(resnet, ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers])
     return_layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}

@@ -52,15 +52,18 @@ NON_NEGATIVE = _in_range(float, 0.0, math.inf, "a number >= 0")
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name ({', '.join(MODELS)}) or checkpoint file")
     parser.add_argument("--weights", default=None,
-                        help=f"{' | '.join(WEIGHT_CHOICES)} | PATH (default: coco where the model has it, else imagenet)")
+                        help=f"{' | '.join(WEIGHT_CHOICES)} | PATH "
+                             "(default: coco where the model has it, else imagenet)")
     parser.add_argument("--preset", choices=PRESETS, default=None, help="stage settings (default: the model's own)")
     parser.add_argument("--device", type=_device_name, default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--fast", action="store_true",
-                        help="channels-last convolutions: ~20%% faster on a CPU, floats no longer bit-equal to torchvision's")
+                        help="channels-last convolutions: ~20%% faster on a CPU, "
+                             "floats no longer bit-equal to torchvision's")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="frcnn", description="Faster R-CNN Studio: detect and look inside the detector")
+    parser = argparse.ArgumentParser(prog="frcnn",
+                                     description="Faster R-CNN Studio: detect and look inside the detector")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the model names")

@@ -10,15 +10,14 @@ base model with an untrained detection head (an ImageNet backbone) detects no cl
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torchvision.ops import box_iou
 
 from frcnn_core.evaluate import relabel
 from frcnn_core.runs import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES  # noqa: F401  (re-exported)
-
 
 
 @dataclass(frozen=True)
@@ -124,7 +123,7 @@ def compare_on_image(before_detections: dict, after_detections: dict, iou: float
     changed_entries = _listing(after, changed)
     if changed.any():
         best_before_idx = ious[changed].argmax(dim=1)  # every overlapping before box has another class
-        for entry, index in zip(changed_entries, best_before_idx.tolist()):
+        for entry, index in zip(changed_entries, best_before_idx.tolist(), strict=True):
             entry.update(before_label=int(before["labels"][index]), before_score=float(before["scores"][index]))
     entry = {"image": image, "gained": _listing(after, gained), "lost": _listing(before, lost),
              "changed": changed_entries}
@@ -159,4 +158,4 @@ def _confident(detections: dict, score_thresh: float) -> dict[str, torch.Tensor]
 def _listing(detections: dict[str, torch.Tensor], mask: torch.Tensor) -> list[dict]:
     return [{"box": box, "label": label, "score": score} for box, label, score in
             zip(detections["boxes"][mask].tolist(), detections["labels"][mask].tolist(),
-                detections["scores"][mask].tolist())]
+                detections["scores"][mask].tolist(), strict=True)]

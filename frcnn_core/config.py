@@ -52,7 +52,7 @@ class AnchorConfig:
 
     @property
     def num_anchors_per_location(self) -> list[int]:
-        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
+        return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class DetectorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DetectorConfig":
+    def from_dict(cls, data: dict) -> DetectorConfig:
         def tuples(value):
             return tuple(tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 

@@ -28,8 +28,8 @@ suppressed by a box that covers the GT just as well — `best_kept_iou` and `bes
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -169,15 +169,12 @@ def recall_funnel(
     gt_boxes = gt_boxes.float().reshape(-1, 4)
     if len(gt_boxes) == 0:
         return []
-    if anchor_labels is None:
-        labels = _anchor_labels(inference_trace, gt_boxes, rpn_config)
-    else:
-        labels = anchor_labels.labels
+    labels = _anchor_labels(inference_trace, gt_boxes, rpn_config) if anchor_labels is None else anchor_labels.labels
     best_anchor_iou, best_anchor_idx = box_iou(gt_boxes, inference_trace.anchors.boxes).max(dim=1)
     proposal_fields = _proposal_fields(inference_trace.proposals, gt_boxes)
     scores = _detection_scores(inference_trace.detections, gt_boxes, gt_labels, iou)
     rows = []
-    for gt_index, (proposal, score) in enumerate(zip(proposal_fields, scores)):
+    for gt_index, (proposal, score) in enumerate(zip(proposal_fields, scores, strict=True)):
         detected = score is not None and score >= score_thresh
         anchor_iou = float(best_anchor_iou[gt_index])
         lost_at = lost_stage(anchor_iou, proposal["best_proposal_iou"], proposal["best_kept_iou"],
@@ -315,8 +312,9 @@ def summarize(funnels: list[ImageFunnel], class_names: list[str], model_config, 
     outcome = [row.lost_at or DETECTED for row in rows]
     present = {row.label for row in rows}
     class_order = [name for name in class_names[1:] if name in present] + sorted(present - set(class_names))
-    by_class = {name: _counts([o for o, row in zip(outcome, rows) if row.label == name]) for name in class_order}
-    by_size = {bucket: _counts([o for o, row in zip(outcome, rows) if _size_bucket(row.box) == bucket])
+    by_class = {name: _counts([o for o, row in zip(outcome, rows, strict=True) if row.label == name])
+                for name in class_order}
+    by_size = {bucket: _counts([o for o, row in zip(outcome, rows, strict=True) if _size_bucket(row.box) == bucket])
                for bucket in SIZE_BUCKETS}
     bg, fg = model_config.rpn_train.bg_iou_thresh, model_config.rpn_train.fg_iou_thresh
     best = torch.tensor([row.best_anchor_iou for row in rows], dtype=torch.float64)

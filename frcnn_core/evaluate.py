@@ -111,7 +111,7 @@ def coco_ground_truth(dataset) -> dict:
             width, height = image_size(sample.image_path)
         images.append({"id": index, "file_name": sample.image_path, "width": width, "height": height})
         for box, label, difficult in zip(sample.boxes.double().tolist(), sample.labels.tolist(),
-                                         _difficult(sample).tolist()):
+                                         _difficult(sample).tolist(), strict=True):
             x1, y1, x2, y2 = box
             annotations.append({
                 "id": len(annotations) + 1, "image_id": index, "category_id": int(label),
@@ -129,7 +129,7 @@ def coco_detections(records: list[dict]) -> list[dict]:
     for record in records:
         boxes = torch.as_tensor(record["boxes"], dtype=torch.float64).reshape(-1, 4).tolist()
         for box, score, label in zip(boxes, torch.as_tensor(record["scores"]).tolist(),
-                                     torch.as_tensor(record["labels"]).tolist()):
+                                     torch.as_tensor(record["labels"]).tolist(), strict=True):
             x1, y1, x2, y2 = box
             results.append({"image_id": int(record["image_id"]), "category_id": int(label),
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
@@ -291,7 +291,7 @@ def run_detections(model, dataset, device, batch_size: int = 1, progress: bool =
             image_ids = range(start, min(start + batch_size, len(dataset)))
             outputs = model([dataset[i][0].to(device) for i in image_ids])
             records += [{"image_id": i, **{k: out[k].cpu() for k in ("boxes", "scores", "labels")}}
-                        for i, out in zip(image_ids, outputs)]
+                        for i, out in zip(image_ids, outputs, strict=True)]
     return records
 
 

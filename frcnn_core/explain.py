@@ -11,21 +11,26 @@ with RoI samples), else from the inference ones. Thresholds recorded in the trac
 the proposals) are quoted from the trace. `stage_counts(trace)` gives the stage list's short
 count beside each stage name.
 
-One vocabulary for every view (`frcnn_core.vocabulary`, torch-free): `STAGE_TITLES` names the stages as the Stages dock lists them, and
+One vocabulary for every view (`frcnn_core.vocabulary`, torch-free): `STAGE_TITLES` names the stages as the
+Stages dock lists them, and
 `outcome_words(lost_at)` names where the recall funnel (`frcnn_core.diagnose`) lost a GT box —
 "found", "lost at anchors", "lost before NMS", "lost at NMS", "lost at post-NMS top-N", "lost at
 detection" — in the funnel panel, the stage texts, `frcnn trace --gt` and `frcnn diagnose` alike.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from frcnn_core.config import IGNORE, NEG, POS, DetectorConfig
 from frcnn_core.trace import Trace
 from frcnn_core.vocabulary import (  # noqa: F401  (re-exported: the explanations' words)
-    DEFAULT_SCORE_THRESH, FOUND, LOST_AT_WORDS, STAGE_TITLES, outcome_words,
+    DEFAULT_SCORE_THRESH,
+    FOUND,
+    LOST_AT_WORDS,
+    STAGE_TITLES,
+    outcome_words,
 )
 
 
@@ -79,7 +84,8 @@ def _anchors(trace: Trace, config: DetectorConfig, gt_count: int | None, score_t
                 f"{_join(shapes.aspect_ratios[0])}.")
     levels = " + ".join(
         f"{h} x {w} x {count} (stride {stride_w})"
-        for (h, w), (_, stride_w), count in zip(anchors.grid_sizes, anchors.strides, anchors.shapes_per_cell)
+        for (h, w), (_, stride_w), count in zip(anchors.grid_sizes, anchors.strides, anchors.shapes_per_cell,
+                                                strict=True)
     )
     sizes = "; ".join(f"level {index}: {_join(level_sizes)} px"
                       for index, level_sizes in enumerate(shapes.sizes[: len(anchors.grid_sizes)]))

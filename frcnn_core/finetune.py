@@ -15,16 +15,24 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
 from frcnn_core.compare import ClassOverlap, Comparison, compare_detections, on_classes
 from frcnn_core.data.augment import AugmentConfig
-from frcnn_core.data.dataset import (CLIPPED, PROBLEM_KINDS, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset,
-                                     Sample, open_dataset, select_images)
+from frcnn_core.data.dataset import (
+    CLIPPED,
+    PROBLEM_KINDS,
+    SKIPPED_NO_ANNOTATION,
+    SKIPPED_NO_IMAGE,
+    DetectionDataset,
+    Sample,
+    open_dataset,
+    select_images,
+)
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import coco_detections, coco_ground_truth, coco_metrics, run_detections
 from frcnn_core.fileio import write_bytes_atomic
@@ -63,7 +71,7 @@ class FinetunePlan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FinetunePlan":
+    def from_dict(cls, data: dict) -> FinetunePlan:
         """The inverse of `to_dict`, also after a JSON round trip. KeyError/TypeError when damaged."""
         base_classes = data.get("base_classes")
         return cls(TrainSettings.from_dict(data["settings"]), tuple(data["val_images"]), list(data["class_names"]),
@@ -162,7 +170,8 @@ def _check_numbers(iters: int, lr: float, batch_size: int, val_fraction: float) 
     for wrong, problem in ((iters < 1, f"iterations must be at least 1, not {iters}"),
                            (not lr > 0, f"the learning rate must be above 0, not {lr}"),
                            (batch_size < 1, f"the batch size must be at least 1, not {batch_size}"),
-                           (not 0 <= val_fraction < 1, f"the validation fraction must be in [0, 1), not {val_fraction}")):
+                           (not 0 <= val_fraction < 1,
+                            f"the validation fraction must be in [0, 1), not {val_fraction}")):
         if wrong:
             raise InputError(None, problem)
 
@@ -268,7 +277,8 @@ def load_plan(run_dir: str | os.PathLike) -> FinetunePlan:
 
 
 def run_finetune(plan: FinetunePlan, cancel: Callable[[], bool] = lambda: False, resume: bool = False,
-                 preview: Callable[[FasterRCNN, int], None] | None = None, preview_every: int = 0) -> Iterator[Progress]:
+                 preview: Callable[[FasterRCNN, int], None] | None = None,
+                 preview_every: int = 0) -> Iterator[Progress]:
     """Write plan.json into the run folder, then train (or resume) the run: `train()`'s records.
 
     Evaluation is separate: call `evaluate_run` after the "done" record. InputError when a fresh
@@ -315,7 +325,8 @@ def score_run(plan_or_run_dir: FinetunePlan | str | os.PathLike,
     checkpoint = next((run / name for name in (FINAL_CHECKPOINT, LAST_CHECKPOINT) if (run / name).exists()), None)
     if checkpoint is None:
         raise InputError(run, "nothing to evaluate yet: no final.pt or last.pt")
-    val, target, overlap, run_names = validation_dataset(plan), pick_device(device), class_overlap(plan), plan.class_names
+    val, target, overlap = validation_dataset(plan), pick_device(device), class_overlap(plan)
+    run_names = plan.class_names
     after = _detections(build_model(str(checkpoint), score_thresh=0.0), val, target, run_names, run_names[1:])
     before_after = {"base_model": plan.base_model, "verdict": overlap.verdict, "note": overlap.note(),
                     "base_classes": list(overlap.base_classes), "classes": list(overlap.shared),
@@ -325,7 +336,8 @@ def score_run(plan_or_run_dir: FinetunePlan | str | os.PathLike,
         before = _detections(base_model(plan, score_thresh=0.0), val, target, run_names, overlap.shared)
         after_shared = on_classes(after, run_names, run_names, overlap.shared)
         comparison = compare_detections(before, after_shared)
-        before_after.update(before=_scores(val, before, overlap.shared), after=_scores(val, after_shared, overlap.shared),
+        before_after.update(before=_scores(val, before, overlap.shared),
+                            after=_scores(val, after_shared, overlap.shared),
                             changes={"gained": comparison.gained, "lost": comparison.lost,
                                      "changed_class": comparison.changed_class, "kept": comparison.kept})
     metrics = {**_scores(val, after, run_names[1:]), "val_images": len(val), "checkpoint": checkpoint.name,

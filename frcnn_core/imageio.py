@@ -14,9 +14,10 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -85,7 +86,7 @@ def _opened(path: str | os.PathLike, max_pixels: int) -> Iterator[Image.Image]:
     """The image at `path` with its header read and its size checked against `max_pixels`;
     every failure, inside the block too, becomes an `InputError`."""
     try:
-        file = open(path, "rb")
+        file = open(path, "rb")  # noqa: SIM115 (the `with` below closes it; opened apart to word the OSError)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise InputError(path, f"cannot open file ({reason})") from error

@@ -114,7 +114,7 @@ class Inspection:
 
     @classmethod
     def run(cls, model: FasterRCNN, image: Tensor, gt_boxes: Tensor | None = None, gt_labels: Tensor | None = None,
-            generator_seed: int = 0) -> "Inspection":
+            generator_seed: int = 0) -> Inspection:
         """Run `model` (as it is: call `eval()` first) once on `image` (3, H, W) float in [0, 1].
 
         gt_boxes (G, 4) in original pixels add the anchor labels to `trace`; with gt_labels (G,)

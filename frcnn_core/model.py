@@ -11,8 +11,8 @@ and "labels" (G,) int64 >= 1. Detections are dicts with "boxes" (D, 4) in origin
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -76,7 +76,7 @@ class FasterRCNN(nn.Module):
         self._anchor_cache: dict[tuple, LevelAnchors] = {}
         self.memory_format = torch.contiguous_format
 
-    def use_channels_last(self, enabled: bool = True) -> "FasterRCNN":
+    def use_channels_last(self, enabled: bool = True) -> FasterRCNN:
         """Run convolutions in channels-last layout: about 20% faster on this CPU (make bench), but the
         floats differ from torchvision's contiguous layout at the 1e-6 relative level, so near-tied
         scores can swap order. Off by default; `--fast` in the CLI."""
@@ -139,11 +139,11 @@ class FasterRCNN(nn.Module):
             gt_boxes = [transform.to_input(t["boxes"].to(batch.tensor.device), batch, i) for i, t in enumerate(targets)]
             outputs.anchor_targets = [
                 anchor_targets(anchors.boxes, inside_mask(anchors.boxes, size), gt, rpn_config, generator)
-                for gt, size in zip(gt_boxes, batch.input_sizes)
+                for gt, size in zip(gt_boxes, batch.input_sizes, strict=True)
             ]
             outputs.roi_targets = [
                 roi_targets(r.detach(), gt, t["labels"].to(gt.device), roi_config, generator)
-                for r, gt, t in zip(rois, gt_boxes, targets)
+                for r, gt, t in zip(rois, gt_boxes, targets, strict=True)
             ]
             outputs.rois = [t.rois for t in outputs.roi_targets]
         outputs.pooled, outputs.pool_level = self.pooler(features, outputs.rois, batch.input_sizes)

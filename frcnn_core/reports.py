@@ -38,7 +38,7 @@ def detections_record(path: str, image: LoadedImage, detections: dict, class_nam
         "detections": [
             {"box": [float(v) for v in box], "score": float(score), "label": int(label),
              "label_name": class_names[int(label)] if int(label) < len(class_names) else str(int(label))}
-            for box, score, label in zip(detections["boxes"], detections["scores"], detections["labels"])
+            for box, score, label in zip(detections["boxes"], detections["scores"], detections["labels"], strict=True)
         ],
     }
 
@@ -99,11 +99,13 @@ def trace_text(summary: dict) -> str:
     ]
     if "anchor_labels" in s:
         a = s["anchor_labels"]
-        lines.append(f"anchor labels: {a['positive']:,} positive, {a['negative']:,} negative, {a['ignored']:,} ignored; "
+        lines.append(f"anchor labels: {a['positive']:,} positive, {a['negative']:,} negative, "
+                     f"{a['ignored']:,} ignored; "
                      f"sampled {a['sampled_positive']} positive + {a['sampled_negative']} negative")
     lines.append(f"proposals: {s['proposals']['pre_nms']:,} before NMS, {s['proposals']['post_nms']:,} after")
     if "roi_samples" in s:
-        lines.append(f"RoI samples: {s['roi_samples']['positive']} foreground + {s['roi_samples']['negative']} background")
+        samples = s["roi_samples"]
+        lines.append(f"RoI samples: {samples['positive']} foreground + {samples['negative']} background")
     lines.append(f"RoI pooling output: {s['roi_pool']['output_shape']}")
     lines.append(f"detections: {s['detections']['count']}")
     return "\n".join(lines)
@@ -149,7 +151,8 @@ def funnel_text(rows: list) -> str:
     """The recall funnel (diagnose.FunnelRow per GT box) as a compact table."""
     lines = ["recall funnel: best anchor IoU (label) | best pre-NMS proposal IoU, score rank | NMS | "
              "post-NMS top-N | detection score | outcome",
-             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} {'det':>6s}  outcome"]
+             f"{'gt':>3s} {'class':12s} {'anchor':>10s} {'proposal':>12s} {'NMS':>15s} {'top-N':>5s} "
+             f"{'det':>6s}  outcome"]
     for row in rows:
         proposal = "-" if row.best_proposal_rank is None else f"{row.best_proposal_iou:.2f} #{row.best_proposal_rank}"
         if row.suppressed_by is not None:
@@ -169,12 +172,12 @@ def diagnose_text(diagnosis) -> str:
     outcomes = list(diagnosis.lost_at)
     words = [outcome_words(None if outcome == DETECTED else outcome) for outcome in outcomes]
     widths = [max(len(text), 16) for text in words]
-    header = f"{'':12s} " + " ".join(f"{text:>{width}s}" for text, width in zip(words, widths))
+    header = f"{'':12s} " + " ".join(f"{text:>{width}s}" for text, width in zip(words, widths, strict=True))
 
     def line(name: str, counts: dict[str, int]) -> str:
         total = max(sum(counts.values()), 1)
         return f"{name[:12]:12s} " + " ".join(f"{f'{counts[o]:7d} ({counts[o] / total:6.1%})':>{width}s}"
-                                              for o, width in zip(outcomes, widths))
+                                              for o, width in zip(outcomes, widths, strict=True))
 
     lines = [f"{diagnosis.images} images, {diagnosis.gt_boxes} GT boxes; lost at the first stage that misses "
              f"them (IoU >= {diagnosis.iou:g}, detection score >= {diagnosis.score_thresh:g})", header,

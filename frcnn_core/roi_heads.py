@@ -45,7 +45,8 @@ class TwoMLPHead(nn.Module):
 class ConvFCHead(nn.Sequential):
     """The v2 head: four 3x3 conv + BatchNorm + ReLU, flatten, Linear 12544->1024, ReLU."""
 
-    def __init__(self, channels: int, pooled_size: int, conv_channels: int = 256, num_convs: int = 4, hidden: int = 1024):
+    def __init__(self, channels: int, pooled_size: int, conv_channels: int = 256, num_convs: int = 4,
+                 hidden: int = 1024):
         blocks: list[nn.Module] = []
         previous = channels
         for _ in range(num_convs):
@@ -140,7 +141,7 @@ def postprocess(
     counts = [len(r) for r in rois]
     return [
         _detections_of_image(scores, box_ops.clip(boxes, size), config)
-        for scores, boxes, size in zip(all_scores.split(counts), all_boxes.split(counts), image_sizes)
+        for scores, boxes, size in zip(all_scores.split(counts), all_boxes.split(counts), image_sizes, strict=True)
     ]
 
 

@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align, roi_pool
 
-
 _ROI_ALIGN_WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="roi-align")
 _MIN_ROIS_TO_SPLIT = 64
 
@@ -42,7 +41,8 @@ def infer_scale(feature_size: tuple[int, int], input_size: tuple[int, int]) -> f
     return 2.0 ** round(math.log2(float(feature_size[0]) / float(input_size[0])))
 
 
-def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 224.0, canonical_level: int = 4) -> Tensor:
+def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 224.0,
+               canonical_level: int = 4) -> Tensor:
     """FPN paper's level rule, k = floor(4 + log2(sqrt(area) / 224)), clamped to [k_min, k_max].
 
     boxes: (R, 4). Returns (R,) int64 level offsets from k_min (0 = finest level).
@@ -53,8 +53,8 @@ def fpn_levels(boxes: Tensor, k_min: int, k_max: int, canonical_size: float = 22
 
 
 def multiscale_roi_align(
-    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int, sampling_ratio: int,
-    num_levels: int | None = None,
+    features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]], output_size: int,
+    sampling_ratio: int, num_levels: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """RoIAlign each RoI on the FPN level its size calls for.
 
@@ -73,13 +73,14 @@ def multiscale_roi_align(
     level = fpn_levels(rows[:, 1:], k_min, k_max)
     first = features[0]
     pooled = torch.zeros((len(rows), first.shape[1], output_size, output_size), dtype=first.dtype, device=first.device)
-    for level_id, (feature, scale) in enumerate(zip(features, scales)):
+    for level_id, (feature, scale) in enumerate(zip(features, scales, strict=True)):
         in_level = torch.nonzero(level == level_id).flatten()
         pooled[in_level] = _roi_align(feature, rows[in_level], output_size, scale, sampling_ratio).to(pooled.dtype)
     return pooled, level
 
 
-def single_level_roi_pool(feature: Tensor, rois: list[Tensor], spatial_scale: float, output_size: int) -> tuple[Tensor, Tensor]:
+def single_level_roi_pool(feature: Tensor, rois: list[Tensor], spatial_scale: float,
+                          output_size: int) -> tuple[Tensor, Tensor]:
     """The paper's RoI max pooling on one feature map. Returns pooled (R, C, h, w) and level zeros."""
     rows = to_roi_format(rois)
     pooled = roi_pool(feature, rows, output_size, spatial_scale)

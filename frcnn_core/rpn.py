@@ -96,9 +96,9 @@ def rpn_loss(
     normalised by the number of sampled anchors in the batch (as torchvision). Per image lists of
     (A,) logits, (A, 4) deltas and targets. Returns (loss_objectness, loss_rpn_box_reg)."""
     sampled = [torch.cat([t.sampled_pos_idx, t.sampled_neg_idx]) for t in targets]
-    logits = torch.cat([o[idx] for o, idx in zip(objectness, sampled)])
-    labels = torch.cat([(t.match.labels[idx] == POS).to(logits.dtype) for t, idx in zip(targets, sampled)])
-    pred = torch.cat([d[t.sampled_pos_idx] for d, t in zip(deltas, targets)])
+    logits = torch.cat([o[idx] for o, idx in zip(objectness, sampled, strict=True)])
+    labels = torch.cat([(t.match.labels[idx] == POS).to(logits.dtype) for t, idx in zip(targets, sampled, strict=True)])
+    pred = torch.cat([d[t.sampled_pos_idx] for d, t in zip(deltas, targets, strict=True)])
     wanted = torch.cat([t.regression_targets[t.sampled_pos_idx] for t in targets])
     num_sampled = max(labels.numel(), 1)
     box_loss = F.smooth_l1_loss(pred, wanted, beta=beta, reduction="sum") / num_sampled
@@ -180,7 +180,8 @@ def _filter_and_nms(pre_idx: Tensor, pre_boxes: Tensor, pre_scores: Tensor, pre_
     return Proposals(pre_idx, pre_boxes, pre_scores, pre_levels, valid, keep, keep[: config.post_nms_top_n])
 
 
-def nms_suppressors(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor, keep: Tensor, thresh: float) -> Tensor:
+def nms_suppressors(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor, keep: Tensor,
+                    thresh: float) -> Tensor:
     """For each box removed by greedy NMS, the kept box that removed it.
 
     boxes (P, 4), scores (P,), groups (P,) (NMS runs per group), valid (P,) bool (boxes that

@@ -32,7 +32,7 @@ def _cpu(tensor: Tensor) -> Tensor:
     return tensor.detach().cpu()
 
 
-def build_trace(outputs: "StageOutputs", index: int, keep_pooled: bool) -> Trace:
+def build_trace(outputs: StageOutputs, index: int, keep_pooled: bool) -> Trace:
     """The Trace of image `index` of the batch."""
     batch = outputs.batch
 
@@ -63,7 +63,7 @@ def build_trace(outputs: "StageOutputs", index: int, keep_pooled: bool) -> Trace
     )
 
 
-def proposals_trace(outputs: "StageOutputs", index: int, original) -> ProposalsTrace:
+def proposals_trace(outputs: StageOutputs, index: int, original) -> ProposalsTrace:
     proposals = outputs.proposals[index]
     config = outputs.rpn_config  # the settings that produced these proposals
     suppressed_by = nms_suppressors(
@@ -110,7 +110,7 @@ def _roi_targets_trace(targets, original) -> RoiTargetsTrace:
     )
 
 
-def _roi_pool_trace(outputs: "StageOutputs", index: int, original, keep_pooled: bool) -> RoiPoolTrace:
+def _roi_pool_trace(outputs: StageOutputs, index: int, original, keep_pooled: bool) -> RoiPoolTrace:
     start = sum(len(r) for r in outputs.rois[:index])
     stop = start + len(outputs.rois[index])
     pooled = outputs.pooled[start:stop]

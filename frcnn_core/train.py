@@ -19,9 +19,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,8 +29,10 @@ import torch.distributed as dist
 from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.augment import Augment, AugmentConfig
 from frcnn_core.data.dataset import open_dataset, select_images
-from frcnn_core.devices import resolve_device
-from frcnn_core.devices import resolve_device as pick_device  # noqa: F401  (its old name, for its callers)
+from frcnn_core.devices import (
+    resolve_device,
+    resolve_device as pick_device,  # noqa: F401  (its old name, for its callers)
+)
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
 from frcnn_core.model import FasterRCNN
@@ -74,7 +76,7 @@ class TrainSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainSettings":
+    def from_dict(cls, data: dict) -> TrainSettings:
         """The inverse of `to_dict`, also after a JSON round trip (which turns tuples into lists).
         TypeError for unknown or missing fields."""
         known = {f.name for f in fields(cls)}

@@ -54,7 +54,7 @@ def pad_batch(images: list[Tensor], size_divisible: int) -> Tensor:
     height = int(math.ceil(max(i.shape[1] for i in images) / size_divisible) * size_divisible)
     width = int(math.ceil(max(i.shape[2] for i in images) / size_divisible) * size_divisible)
     batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for slot, image in zip(batch, images):
+    for slot, image in zip(batch, images, strict=True):
         slot[:, : image.shape[1], : image.shape[2]].copy_(image)
     return batch
 

@@ -56,7 +56,7 @@ class _Style:
     thick: int
 
     @classmethod
-    def for_size(cls, height: int, width: int) -> "_Style":
+    def for_size(cls, height: int, width: int) -> _Style:
         longest = max(height, width)
         return cls(ImageFont.load_default(size=max(14, round(longest / 40))), max(1, round(longest / 600)),
                    max(3, round(longest / 180)))
@@ -87,7 +87,7 @@ def _tag(draw: ImageDraw.ImageDraw, box: list[float], text: str, colour, font) -
     x = max(0.0, min(box[0], draw.im.size[0] - width))
     y = box[1] - height if box[1] >= height else box[1]
     draw.rectangle((x, y, x + width, y + height), fill=colour)
-    ink = (0, 0, 0) if sum(c * w for c, w in zip(colour, (0.299, 0.587, 0.114))) > 140 else (255, 255, 255)
+    ink = (0, 0, 0) if sum(c * w for c, w in zip(colour, (0.299, 0.587, 0.114), strict=True)) > 140 else (255, 255, 255)
     draw.text((x + 3, y + 2 - top), text, fill=ink, font=font)
 
 
@@ -111,7 +111,7 @@ def _draw_anchors(image: Image.Image, trace: Trace, style: _Style, class_names, 
     _boxes(draw, anchors.boxes[inside_idx[::step]], _SAMPLE_COLOUR, 1)
     centre = torch.tensor([trace.image_size[1] / 2, trace.image_size[0] / 2])
     level_start, names = 0, []
-    for level, ((rows, cols), shapes) in enumerate(zip(anchors.grid_sizes, anchors.shapes_per_cell)):
+    for level, ((rows, cols), shapes) in enumerate(zip(anchors.grid_sizes, anchors.shapes_per_cell, strict=True)):
         # Level `level` holds rows*cols*shapes anchors, ordered (row, col, shape).
         level_boxes = anchors.boxes[level_start:level_start + rows * cols * shapes]
         distance = ((level_boxes[:, :2] + level_boxes[:, 2:]) / 2 - centre).norm(dim=1)

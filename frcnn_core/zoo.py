@@ -8,9 +8,9 @@ and never runs.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -88,7 +88,8 @@ def class_names_for(num_classes: int) -> list[str]:
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
 
 
-def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool, num_classes: int) -> dict[str, nn.Module | Callable]:
+def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool,
+                  num_classes: int) -> dict[str, nn.Module | Callable]:
     """Backbone, RPN head, pooler, box head and predictor of a model name."""
     spec = MODELS[name]
     shapes = spec.anchors.num_anchors_per_location[0]
@@ -181,7 +182,8 @@ def _resolve(model: str, weights: str):
         if source.model_name is None:
             raise InputError(model, "a plain state_dict names no model; pass --model NAME --weights FILE")
         if source.model_name not in MODELS:
-            raise InputError(model, f"checkpoint names an unknown model {source.model_name!r}; known: {', '.join(MODELS)}")
+            raise InputError(model, f"checkpoint names an unknown model {source.model_name!r}; "
+                                    f"known: {', '.join(MODELS)}")
         return source.model_name, source
     if weights in WEIGHT_CHOICES:
         return model, None

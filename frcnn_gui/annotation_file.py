@@ -34,9 +34,9 @@ from __future__ import annotations
 import copy
 import re
 import xml.etree.ElementTree as ElementBuilder
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from frcnn_core.data.dataset import check_objects
 from frcnn_core.data.voc import BNDBOX_TAGS, format_coordinate, labelimg_object, parse_voc_xml, voc_xml_bytes
@@ -183,7 +183,7 @@ def _object_element(box: Box, read: ReadObject | None, size: tuple[int, int]) ->
             _insert(element, list(element).index(bndbox), difficult, new=True)
         _set_text(difficult, str(int(box.difficult)))
     if box.coords != read.box.coords:
-        for tag, value in zip(BNDBOX_TAGS, box.coords):
+        for tag, value in zip(BNDBOX_TAGS, box.coords, strict=True):
             _set_text(bndbox.find(tag), format_coordinate(value))
     return element
 

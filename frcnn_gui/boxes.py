@@ -9,6 +9,7 @@ import numpy as np
 
 from frcnn_core.data.dataset import BACKGROUND
 
+
 @dataclass(frozen=True)
 class Box:
     """One ground-truth box: corners in image pixels, a class name, VOC's difficult flag."""
@@ -39,7 +40,7 @@ class Box:
     def whole_pixels(self) -> Box:
         """Each corner rounded to the nearest whole pixel, halves up (VOC files hold integers)."""
         return replace(self, **{name: float(math.floor(value + 0.5)) if math.isfinite(value) else value
-                                for name, value in zip(("x1", "y1", "x2", "y2"), self.coords)})
+                                for name, value in zip(("x1", "y1", "x2", "y2"), self.coords, strict=True)})
 
     def clipped(self, width: float, height: float) -> Box:
         """Each x clamped to [0, width], each y to [0, height]."""

@@ -14,8 +14,8 @@ Saving is the caller's job (after each stack change); commands only edit the doc
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import replace
-from typing import Collection, Iterable
 
 from PySide6.QtGui import QUndoCommand
 
@@ -255,7 +255,8 @@ class AddBoxesCommand(ImageCommand):
 
     def _apply(self) -> None:
         self._add_missing_classes(box.label for box in self.boxes)
-        self.box_ids = [self.document.add_box(box, box_id) for box, box_id in zip(self.boxes, self.box_ids)]
+        self.box_ids = [self.document.add_box(box, box_id)
+                        for box, box_id in zip(self.boxes, self.box_ids, strict=True)]
 
     def _revert(self) -> None:
         for box_id in reversed(self.box_ids):

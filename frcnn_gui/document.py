@@ -24,10 +24,10 @@ valid.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 from defusedxml import ElementTree
 
@@ -231,7 +231,7 @@ class Document(FolderExchange):
             self.boxes = dict(seen)
         else:
             self.boxes = {self._new_box_id(): box for box in loaded}
-        self._read_objects.update(zip(self.boxes, read))
+        self._read_objects.update(zip(self.boxes, read, strict=True))
         ids = iter(self.boxes)
         slots = tuple(None if obj is None else (next(ids), obj.box) for obj in opened.objects)
         self._file = None if opened.data is None else FileTree(opened.data, slots)

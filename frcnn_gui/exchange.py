@@ -1,12 +1,17 @@
 """COCO / YOLO import and export of the open folder, as a part of `Document` (Qt-free)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from frcnn_core.data.coco import read_coco_json, write_coco_json
 from frcnn_core.data.dataset import (
-    BACKGROUND, SKIPPED_NO_ANNOTATION, DetectionDataset, RawObject, make_sample, problem_line,
+    BACKGROUND,
+    SKIPPED_NO_ANNOTATION,
+    DetectionDataset,
+    RawObject,
+    make_sample,
+    problem_line,
 )
 from frcnn_core.data.voc import VocAnnotation, read_voc_xml
 from frcnn_core.data.yolo import read_yolo_folder, write_yolo
@@ -20,7 +25,7 @@ NOT_IN_FOLDER = "skipped: not in the open folder"
 
 def _objects(annotation: VocAnnotation) -> Iterator[tuple[list[float], str, bool]]:
     """(coords, name, difficult) of each object that read_voc_xml kept."""
-    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist())
+    return zip(annotation.boxes.tolist(), annotation.names, annotation.difficult.tolist(), strict=True)
 
 
 class FolderExchange:
@@ -86,7 +91,7 @@ class FolderExchange:
                 continue
             flags = [False] * len(sample.labels) if sample.difficult is None else sample.difficult.tolist()
             boxes = []
-            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags):
+            for coords, label, flag in zip(sample.boxes.tolist(), sample.labels.tolist(), flags, strict=True):
                 try:
                     boxes.append(fit_box(Box(*coords, dataset.class_names[label], flag).whole_pixels(), *size))
                 except ValueError as error:

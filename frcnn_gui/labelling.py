@@ -14,8 +14,8 @@ The box actions act on the canvas selection; a refused edit is reported in one l
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from PySide6.QtCore import QObject, QPoint, QSettings
 from PySide6.QtGui import QAction

@@ -317,7 +317,8 @@ class MainWindow(QMainWindow):
         names, found = result.class_names, result.detections
         detections = [
             Detection(tuple(float(v) for v in box), float(score), names[int(label)])
-            for box, score, label in zip(found["boxes"].tolist(), found["scores"].tolist(), found["labels"].tolist())
+            for box, score, label in zip(found["boxes"].tolist(), found["scores"].tolist(), found["labels"].tolist(),
+                                         strict=True)
         ]
         if self.document.current_path is not None and Path(result.image_path) == self.document.current_path:
             self.document.set_detections(detections)  # the layer applies the panel's threshold and filter
@@ -352,7 +353,8 @@ class MainWindow(QMainWindow):
         shown = self.canvas.detection_layer.shown
         chosen = shown if rows is None else [self._best_first[row] for row in rows if row < len(self._best_first)]
         try:
-            command = AcceptDetectionsCommand(self.document, chosen, self.review.rejections.of(self.document.current_path))
+            rejected = self.review.rejections.of(self.document.current_path)
+            command = AcceptDetectionsCommand(self.document, chosen, rejected)
         except ValueError as error:
             self.report(str(error))
             return

@@ -6,15 +6,16 @@ the box it would be accepted as: rounded to whole pixels (VOC files hold integer
 and clipped to the image. The rule that every way of accepting shares (plan_accept): a suggestion
 is skipped when a ground-truth box of its class already covers it (IoU >= SAME_BOX_IOU), when a
 better-scored suggestion of its class covers it, when it was decided in review on this image
-(rejected, or accepted as another class), or when nothing of it lies inside the image. So accepting never stacks a box on a box of the same class.
+(rejected, or accepted as another class), or when nothing of it lies inside the image. So accepting never stacks a
+box on a box of the same class.
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Sequence
 
 import numpy as np
 

@@ -9,12 +9,20 @@ import torch
 from PySide6.QtGui import QColor
 from torchvision.ops import box_iou
 
-from frcnn_core.vocabulary import outcome_words
 from frcnn_core.follow import AnchorFate
 from frcnn_core.trace import ProposalsTrace
+from frcnn_core.vocabulary import outcome_words
 from frcnn_gui.canvas.layers import PALETTE, class_colour
-from frcnn_gui.stage_overlays import (NEGATIVE, POSITIVE, SAMPLE_POINT, SUPPRESSOR, Overlay, class_colour_of,
-                                      dimmed_part, overlay_of)
+from frcnn_gui.stage_overlays import (
+    NEGATIVE,
+    POSITIVE,
+    SAMPLE_POINT,
+    SUPPRESSOR,
+    Overlay,
+    class_colour_of,
+    dimmed_part,
+    overlay_of,
+)
 
 CHAIN_LAYER_Z = 25  # the funnel's chain: above the GT boxes, one of which it highlights
 CLASS_BOXES_SHOWN = 2  # a RoI's boxes for its next most likely classes, besides the detected one
@@ -79,7 +87,7 @@ def detections_part(detections, shown: torch.Tensor, class_names: list[str]) -> 
     labels, scores = detections.labels[shown].tolist(), detections.scores[shown].tolist()
     names = [class_names[label] if label < len(class_names) else str(label) for label in labels]
     return dimmed_part((detections.boxes[shown], [class_colour_of(class_names, label) for label in labels], 1.0,
-                        None, [f"{name} {score:.2f}" for name, score in zip(names, scores)]))
+                        None, [f"{name} {score:.2f}" for name, score in zip(names, scores, strict=True)]))
 
 
 def class_parts(detections, detection: int, class_names: list[str], others: int = CLASS_BOXES_SHOWN) -> list:

@@ -30,11 +30,29 @@ from frcnn_core.follow import roi_sample_rows
 from frcnn_gui.canvas.layers import BoxSetLayer
 from frcnn_gui.panels.stages import SHOWN_DEFAULT
 from frcnn_gui.stage_chains import (
-    CHAIN_LAYER_Z, chain_overlay, class_parts, detections_part, forward_parts, proposal_chain, provenance_overlay,
+    CHAIN_LAYER_Z,
+    chain_overlay,
+    class_parts,
+    detections_part,
+    forward_parts,
+    proposal_chain,
+    provenance_overlay,
 )
 from frcnn_gui.stage_overlays import (
-    EMPTY, SAMPLE, STAGE_LAYER_Z, Overlay, anchor_labels_overlay, anchor_shape_mask, anchors_overlay, box_at,
-    cell_fates, pooling_overlay, pre_nms_shown_idx, proposals_overlay, proposals_pre_nms_overlay, roi_samples_overlay,
+    EMPTY,
+    SAMPLE,
+    STAGE_LAYER_Z,
+    Overlay,
+    anchor_labels_overlay,
+    anchor_shape_mask,
+    anchors_overlay,
+    box_at,
+    cell_fates,
+    pooling_overlay,
+    pre_nms_shown_idx,
+    proposals_overlay,
+    proposals_pre_nms_overlay,
+    roi_samples_overlay,
 )
 from frcnn_gui.stage_pictures import HeatmapLayer, feature_maps, liveliest_level, objectness_heatmap, shape_names
 from frcnn_gui.stage_texts import stage_text
@@ -365,7 +383,7 @@ class StageInspector(QObject):
                 return EMPTY
             provenance = self.inspection.provenance(self.selected_detection)
             scores = self.inspection.trace.detections.class_scores[provenance.roi_index].tolist()
-            self.panel.set_class_scores(list(zip(self.class_names, scores)), provenance.label)
+            self.panel.set_class_scores(list(zip(self.class_names, scores, strict=True)), provenance.label)
             detections, shown = self.inspection.trace.detections, self.shown_detections()
             under = [detections_part(detections, shown[shown != self.selected_detection], self.class_names),
                      *class_parts(detections, self.selected_detection, self.class_names)]

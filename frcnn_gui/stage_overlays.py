@@ -95,7 +95,7 @@ def cell_anchor_idx(anchors: AnchorsTrace, x: float, y: float) -> list[torch.Ten
     centres = (anchors.boxes[:, :2] + anchors.boxes[:, 2:]) / 2  # (A, 2)
     distance = ((centres - torch.tensor([x, y], dtype=centres.dtype)) ** 2).sum(dim=1)
     cells, start = [], 0
-    for (height, width), shapes in zip(anchors.grid_sizes, anchors.shapes_per_cell):
+    for (height, width), shapes in zip(anchors.grid_sizes, anchors.shapes_per_cell, strict=True):
         count = height * width * shapes
         nearest = int(distance[start: start + count].argmin())
         cells.append(start + (nearest // shapes) * shapes + torch.arange(shapes))
@@ -109,7 +109,7 @@ def anchor_shape_mask(anchors: AnchorsTrace, config, level: int | None = None, s
     model's AnchorConfig; shapes within a cell are ratio-major, then size (frcnn_core.anchors)."""
     masks = []
     for index, ((height, width), sizes, ratios) in enumerate(zip(anchors.grid_sizes, config.sizes,
-                                                                 config.aspect_ratios)):
+                                                                 config.aspect_ratios, strict=True)):
         # (len(ratios), len(sizes)) -> (shapes,), ratio-major as the cell's shapes
         shape_keep = (torch.tensor([size is None or size == value for value in sizes])[None, :]
                       & torch.tensor([ratio is None or ratio == value for value in ratios])[:, None]).reshape(-1)

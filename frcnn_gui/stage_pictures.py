@@ -17,7 +17,7 @@ def objectness_map(trace, level: int, shape: int | None = None) -> np.ndarray:
     """(H, W) float32 in [0, 1]: per feature cell of `level`, the objectness probability of anchor
     shape `shape` (ratio-major, then size), or the highest over the cell's shapes when None."""
     start = sum(height * width * shapes for (height, width), shapes
-                in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level]))
+                in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level], strict=True))
     (height, width), shapes = trace.anchors.grid_sizes[level], trace.anchors.shapes_per_cell[level]
     logits = trace.objectness.logits[start: start + height * width * shapes]
     # (H*W*shapes,) -> (H, W, shapes): anchors are laid out cell by cell, shapes within a cell

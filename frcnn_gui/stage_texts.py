@@ -7,8 +7,13 @@ from __future__ import annotations
 from frcnn_core.explain import explain
 from frcnn_core.follow import fate_text
 from frcnn_gui.stage_chains import class_text, proposal_chain, provenance_text
-from frcnn_gui.stage_overlays import (anchor_shape_mask, cell_fates, roi_samples_text, scoped_anchor_idx,
-                                      suppression_text)
+from frcnn_gui.stage_overlays import (
+    anchor_shape_mask,
+    cell_fates,
+    roi_samples_text,
+    scoped_anchor_idx,
+    suppression_text,
+)
 from frcnn_gui.stage_pictures import likely_per_level, liveliest_level, shape_names
 
 

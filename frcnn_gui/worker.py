@@ -27,13 +27,19 @@ import itertools
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from frcnn_core.errors import InputError
 from frcnn_gui.messages import (  # noqa: F401  (re-exported: the worker's public messages)
-    DetectRequest, InspectRequest, LoadModelRequest, DetectResult, InspectResult, ModelLoaded, WorkerError,
+    DetectRequest,
+    DetectResult,
+    InspectRequest,
+    InspectResult,
+    LoadModelRequest,
+    ModelLoaded,
+    WorkerError,
 )
 
 DEVICES = ("auto", "cpu", "cuda")

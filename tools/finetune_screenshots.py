@@ -27,10 +27,11 @@ sys.path.insert(0, str(ROOT / "tools"))
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from finetune_report import make_folder, print_scores, split_ids  # noqa: E402
 from frcnn_core.data.augment import AugmentConfig  # noqa: E402
 from frcnn_core.finetune import plan_finetune  # noqa: E402
 from frcnn_gui.main_window import MainWindow  # noqa: E402
+
+from finetune_report import make_folder, print_scores, split_ids  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
 AFTER_ITERS = 30  # the second, short run (from bccd-demo) whose before / after the last picture shows

@@ -16,8 +16,19 @@ import os
 from pathlib import Path
 
 from frcnn_core.data.dataset import (
-    SKIPPED_CROWD, SKIPPED_NO_IMAGE, SKIPPED_UNKNOWN_CLASS, SKIPPED_UNKNOWN_IMAGE, DetectionDataset, RawObject,
-    check_objects, is_file, make_sample, problem_line, sample_size, stated_side, with_background,
+    SKIPPED_CROWD,
+    SKIPPED_NO_IMAGE,
+    SKIPPED_UNKNOWN_CLASS,
+    SKIPPED_UNKNOWN_IMAGE,
+    DetectionDataset,
+    RawObject,
+    check_objects,
+    is_file,
+    make_sample,
+    problem_line,
+    sample_size,
+    stated_side,
+    with_background,
     with_background_from,
 )
 from frcnn_core.errors import InputError
@@ -158,7 +169,7 @@ def write_coco_json(path: str | os.PathLike, dataset: DetectionDataset) -> None:
         images.append({"id": image_id, "file_name": _file_name(Path(sample.image_path), path.parent),
                        "width": width, "height": height})
         # float32 -> float64 is exact, and so is the difference of two float32 values in float64.
-        for (x1, y1, x2, y2), label in zip(sample.boxes.double().tolist(), sample.labels.tolist()):
+        for (x1, y1, x2, y2), label in zip(sample.boxes.double().tolist(), sample.labels.tolist(), strict=True):
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
     categories = [{"id": label, "name": name} for label, name in enumerate(dataset.class_names) if label > 0]

@@ -14,9 +14,10 @@ import math
 import os
 from array import array
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic

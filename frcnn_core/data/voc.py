@@ -20,9 +20,22 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException, DTDForbidden
 
 from frcnn_core.data.dataset import (
-    IMAGE_SUFFIXES, SKIPPED_NO_ANNOTATION, SKIPPED_NO_IMAGE, DetectionDataset, RawObject, check_objects,
-    copy_images, first_appearance, is_file, make_sample, problem_line, read_class_file, sample_size,
-    stated_side, with_background, with_background_from,
+    IMAGE_SUFFIXES,
+    SKIPPED_NO_ANNOTATION,
+    SKIPPED_NO_IMAGE,
+    DetectionDataset,
+    RawObject,
+    check_objects,
+    copy_images,
+    first_appearance,
+    is_file,
+    make_sample,
+    problem_line,
+    read_class_file,
+    sample_size,
+    stated_side,
+    with_background,
+    with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
@@ -297,7 +310,7 @@ def labelimg_object(name: str, coords, difficult: bool, width: int, height: int)
     _sub(obj, "truncated", str(int(x1 <= 0 or y1 <= 0 or x2 >= width or y2 >= height)))
     _sub(obj, "difficult", str(int(difficult)))
     bndbox = _sub(obj, "bndbox")
-    for tag, value in zip(BNDBOX_TAGS, (x1, y1, x2, y2)):
+    for tag, value in zip(BNDBOX_TAGS, (x1, y1, x2, y2), strict=True):
         _sub(bndbox, tag, format_coordinate(value))
     return obj
 
@@ -307,7 +320,7 @@ def write_voc(folder: str | os.PathLike, dataset: DetectionDataset, split: str =
     classes.txt (so that the class order, unused classes included, survives the round trip)."""
     folder = Path(folder)
     images = copy_images(dataset.samples, folder / "JPEGImages")
-    for sample, image in zip(dataset.samples, images):
+    for sample, image in zip(dataset.samples, images, strict=True):
         width, height = sample_size(sample)
         names = [dataset.class_names[label] for label in sample.labels.tolist()]
         write_voc_xml(folder / "Annotations" / f"{image.stem}.xml", image, width, height,

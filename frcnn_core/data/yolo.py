@@ -12,8 +12,18 @@ import os
 from pathlib import Path
 
 from frcnn_core.data.dataset import (
-    IMAGE_SUFFIXES, SKIPPED_UNKNOWN_CLASS, DetectionDataset, RawObject, check_objects, copy_images, image_size,
-    make_sample, problem_line, read_class_file, with_background, with_background_from,
+    IMAGE_SUFFIXES,
+    SKIPPED_UNKNOWN_CLASS,
+    DetectionDataset,
+    RawObject,
+    check_objects,
+    copy_images,
+    image_size,
+    make_sample,
+    problem_line,
+    read_class_file,
+    with_background,
+    with_background_from,
 )
 from frcnn_core.errors import InputError
 from frcnn_core.fileio import write_bytes_atomic
@@ -75,10 +85,10 @@ def write_yolo(folder: str | os.PathLike, dataset: DetectionDataset) -> None:
     """Write a YOLO folder: image copies, one <stem>.txt each (empty for no objects), classes.txt."""
     folder = Path(folder)
     images = copy_images(dataset.samples, folder)
-    for sample, image in zip(dataset.samples, images):
+    for sample, image in zip(dataset.samples, images, strict=True):
         width, height = image_size(image)
         lines = []
-        for (x1, y1, x2, y2), label in zip(sample.boxes.double().tolist(), sample.labels.tolist()):
+        for (x1, y1, x2, y2), label in zip(sample.boxes.double().tolist(), sample.labels.tolist(), strict=True):
             centre_size = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
             lines.append(" ".join([str(label - 1), *map(repr, centre_size)]) + "\n")
         write_bytes_atomic(image.with_suffix(".txt"), "".join(lines).encode("utf-8"))

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
-    QColor, QCursor, QImage, QImageReader, QKeyEvent, QMouseEvent, QPixmap, QTransform, QWheelEvent,
+    QColor,
+    QCursor,
+    QImage,
+    QImageReader,
+    QKeyEvent,
+    QMouseEvent,
+    QPixmap,
+    QTransform,
+    QWheelEvent,
 )
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 

@@ -13,7 +13,7 @@ call of a void Qt method, which crashes the interpreter once None's count runs o
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -104,7 +104,8 @@ class BoxSetLayer(QGraphicsItem):
         widths = np.broadcast_to(np.asarray(widths, dtype=np.float64), (count,))
         # one pen per distinct (colour, width): drawRects then draws each group in one call
         halos = np.broadcast_to(np.asarray(halos, dtype=bool), (count,))
-        keys = [(colour.rgba(), float(width), bool(halo)) for colour, width, halo in zip(colours, widths, halos)]
+        keys = [(colour.rgba(), float(width), bool(halo))
+                for colour, width, halo in zip(colours, widths, halos, strict=True)]
         unique_keys = list(dict.fromkeys(keys))
         self._pens = [self._pen(QColor.fromRgba(rgba), width, dashed) for rgba, width, _ in unique_keys]
         self._halo_pens = [self._pen(HALO, width + 2, False) if halo else None for _, width, halo in unique_keys]
@@ -209,7 +210,7 @@ class BoxSetLayer(QGraphicsItem):
         crowded = np.count_nonzero(wide_enough & self._tagged[indices]) > MAX_TAGS
         drawn = (wide_enough & ~crowded) | (indices == (-1 if self._hovered is None else self._hovered))
         tags_by_pen: dict[int, list[tuple[QRectF, str]]] = {}
-        for index, (x1, y1, _, y2) in zip(indices[drawn].tolist(), device[drawn].tolist()):
+        for index, (x1, y1, _, y2) in zip(indices[drawn].tolist(), device[drawn].tolist(), strict=True):
             text = self._labels[index] or (self.hovered_label() if index == self._hovered else "")
             if not text:
                 continue
@@ -281,7 +282,7 @@ class GroundTruthLayer(BoxSetLayer):
         if self._preview is not None and self._preview[0] is None:
             self._widths[-1] = SELECTED_WIDTH
         self._difficult_rows = np.flatnonzero(difficult)
-        tags = [label + DIFFICULT_TAG * flag for label, flag in zip(labels, difficult)]
+        tags = [label + DIFFICULT_TAG * flag for label, flag in zip(labels, difficult, strict=True)]
         self.set_boxes(coords, [self._colour(label) for label in labels], self._widths, tags)
 
     def _colour(self, label: str) -> QColor:
@@ -314,7 +315,7 @@ class GroundTruthLayer(BoxSetLayer):
     def handle_at(self, x: float, y: float, tolerance: float) -> tuple[int, tuple[int, int]] | None:
         """(box id, handle) of the selected box's handle within `tolerance` image pixels of (x, y)."""
         for row in self._selected_rows():
-            for handle, (hx, hy) in zip(HANDLES, handle_points(tuple(self._boxes[row]))):
+            for handle, (hx, hy) in zip(HANDLES, handle_points(tuple(self._boxes[row])), strict=True):
                 if abs(hx - x) <= tolerance and abs(hy - y) <= tolerance:
                     return self.box_ids[row], handle
         return None
@@ -394,5 +395,5 @@ class DetectionLayer(BoxSetLayer):
         widths = [PICKED_WIDTH if detection in picked else DETECTION_WIDTH for detection in self.shown]
         texts = [f"{detection.label} {detection.score:.2f}" for detection in self.shown]
         labels = [text if detection in picked or detection in best else ""
-                  for text, detection in zip(texts, self.shown)]
+                  for text, detection in zip(texts, self.shown, strict=True)]
         self.set_boxes(coords, colours, np.array(widths), labels, dashed=True, hover_labels=texts)

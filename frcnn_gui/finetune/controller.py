@@ -146,8 +146,9 @@ class FinetuneController(QObject):
         document = self.window.document
         if document.current_path is None or Path(preview.image_path) != document.current_path:
             return
-        document.set_detections([Detection(tuple(box), score, preview.class_names[label]) for box, label, score in
-                                 zip(preview.boxes.tolist(), preview.labels.tolist(), preview.scores.tolist())])
+        rows = zip(preview.boxes.tolist(), preview.labels.tolist(), preview.scores.tolist(), strict=True)
+        document.set_detections([Detection(tuple(box), score, preview.class_names[label])
+                                 for box, label, score in rows])
         self.window.status.show_stage(f"preview: iteration {preview.iteration}")
 
     def _finished(self, result) -> None:
@@ -249,7 +250,8 @@ class FinetuneController(QObject):
             return names[label] if label < len(names) else str(label)
 
         drawn = ([(item, LOST, f"lost: {name(item['label'])}") for item in entry["lost"]]
-                 + [(item, CHANGED, f"{name(item['before_label'])} → {name(item['label'])}") for item in entry["changed"]]
+                 + [(item, CHANGED, f"{name(item['before_label'])} → {name(item['label'])}")
+                    for item in entry["changed"]]
                  + [(item, GAINED, f"gained: {name(item['label'])}") for item in entry["gained"]])
         boxes = np.array([item["box"] for item, _, _ in drawn], dtype=np.float64).reshape(-1, 4)
         self.compare_layer.set_boxes(boxes, [colour for _, colour, _ in drawn], 2.5,

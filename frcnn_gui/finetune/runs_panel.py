@@ -1,6 +1,6 @@
 """The Runs panel: every run folder of the runs folder, newest first, with its base model, state,
-iterations, AP50 before -> after (or why there is no before) and when it began. Double-click (or Open) asks the window to
-show a run's curves and metrics; "Use this model" hands over its best checkpoint.
+iterations, AP50 before -> after (or why there is no before) and when it began. Double-click (or Open)
+asks the window to show a run's curves and metrics; "Use this model" hands over its best checkpoint.
 
 A run whose files cannot be read still gets its row, with the reason in red; it can be opened
 (its log may still be readable) but offers no model unless it has a checkpoint.
@@ -12,8 +12,17 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from frcnn_core.runs import RunSummary, list_runs
 from frcnn_gui.finetune.text import ap50_before_after, counted

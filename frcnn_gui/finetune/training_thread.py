@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -189,5 +190,5 @@ def _detached(detections: dict) -> dict[str, torch.Tensor]:
 
 def _seconds_per_iteration(ticks: list[float]) -> float | None:
     """The median time between iteration records after the first WARMUP_ITERATIONS; None when too few."""
-    gaps = [later - earlier for earlier, later in zip(ticks[WARMUP_ITERATIONS:], ticks[WARMUP_ITERATIONS + 1:])]
+    gaps = [later - earlier for earlier, later in pairwise(ticks[WARMUP_ITERATIONS:])]
     return statistics.median(gaps) if gaps else None

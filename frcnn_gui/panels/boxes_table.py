@@ -4,8 +4,15 @@ table cell), ticking a difficult cell sets VOC's difficult flag (each an undo co
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHeaderView, QMessageBox, QStyledItemDelegate,
-                               QTableWidget, QTableWidgetItem)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHeaderView,
+    QMessageBox,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+)
 
 from frcnn_gui.commands import RelabelCommand, SetDifficultCommand
 from frcnn_gui.document import Document
@@ -68,7 +75,7 @@ class BoxesTable(QTableWidget):
         self.setRowCount(0)
         self.setRowCount(len(self.document.boxes))
         self._ids = list(self.document.boxes)
-        for row, (box_id, box) in enumerate(self.document.boxes.items()):
+        for row, box in enumerate(self.document.boxes.values()):
             cells = [box.label] + [f"{v:g}" for v in box.coords]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)

@@ -1,8 +1,8 @@
 """Review mode: the model's suggestions one at a time, on the canvas and in the Review dock.
 
 The current suggestion is drawn tinted, in a white band, above everything on the canvas (the
-other detections dimmed) and selected in the dock's list. Keys on the canvas while reviewing: Enter accepts the suggestion as
-a ground-truth box, Delete (or Backspace) rejects it, Tab / Shift+Tab go to the next / previous,
+other detections dimmed) and selected in the dock's list. Keys on the canvas while reviewing: Enter accepts the
+suggestion as a ground-truth box, Delete (or Backspace) rejects it, Tab / Shift+Tab go to the next / previous,
 1-9 choose the class it will be accepted as (the dock's class list, in order), Escape ends the
 review. These keys mean nothing else then: Delete never deletes a selected GT box, 1 is not
 "actual size". Each accept or reject is one undo step; undoing it makes that suggestion current
@@ -10,12 +10,20 @@ again. The queue itself (which suggestions, in which order) is review.ReviewQueu
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QTransform, QUndoCommand
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFormLayout, QGridLayout, QLabel, QListWidget, QPushButton,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QWidget,
+)
 
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import BoxSetLayer, class_colour, device_boxes

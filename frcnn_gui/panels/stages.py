@@ -6,9 +6,26 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGridLayout,
-                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton, QScrollArea, QSlider,
-                               QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from frcnn_core.vocabulary import STAGE_TITLES
 
@@ -43,7 +60,8 @@ class StagesPanel(QWidget):
         super().__init__(parent)
         self.stage_list = QListWidget()
         self.stage_list.addItems([STAGE_TITLES[name] for name in STAGES])
-        self.stage_list.setFixedHeight(self.stage_list.sizeHintForRow(0) * len(STAGES) + 2 * self.stage_list.frameWidth() + 2)
+        self.stage_list.setFixedHeight(self.stage_list.sizeHintForRow(0) * len(STAGES)
+                                       + 2 * self.stage_list.frameWidth() + 2)
         self.explanation = QLabel("Open an image to see its stages.")
         self.explanation.setWordWrap(True)
         self.explanation.setAlignment(Qt.AlignTop | Qt.AlignLeft)
@@ -96,7 +114,8 @@ class StagesPanel(QWidget):
         self.anchor_scope = QComboBox()
         for scope, text in ANCHOR_SCOPES.items():
             self.anchor_scope.addItem(text, scope)
-        self.anchor_scope.currentIndexChanged.connect(lambda: self.anchor_scope_chosen.emit(self.anchor_scope.currentData()))
+        self.anchor_scope.currentIndexChanged.connect(
+            lambda: self.anchor_scope_chosen.emit(self.anchor_scope.currentData()))
         anchor_form.addRow("anchors", self.anchor_scope)
         for name, combo in self.anchor_filters.items():
             anchor_form.addRow(name, combo)
@@ -106,7 +125,7 @@ class StagesPanel(QWidget):
         self.pool_view = QWidget()
         grid = QGridLayout(self.pool_view)
         grid.setContentsMargins(0, 0, 0, 0)
-        for column, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions)):
+        for column, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions, strict=True)):
             picture.setFixedSize(FEATURE_PIXELS, FEATURE_PIXELS)
             caption.setAlignment(Qt.AlignHCenter)
             grid.addWidget(picture, 0, column, Qt.AlignHCenter)
@@ -216,7 +235,7 @@ class StagesPanel(QWidget):
     def set_feature_maps(self, maps: list[tuple[QImage, str]]) -> None:
         """The selected RoI's pooled features: up to four (picture, caption) pairs, drawn scaled
         without smoothing so that each pooled cell stays a square."""
-        for index, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions)):
+        for index, (picture, caption) in enumerate(zip(self.feature_maps, self.feature_captions, strict=True)):
             image, text = maps[index] if index < len(maps) else (QImage(), "")
             picture.setPixmap(QPixmap.fromImage(image.scaled(FEATURE_PIXELS, FEATURE_PIXELS)) if not image.isNull()
                               else QPixmap())

@@ -73,7 +73,7 @@ def test_trace_with_gt_has_one_funnel_row_per_box(tmp_path, capsys):
     assert "recall funnel" in screen
     table = screen[screen.index("recall funnel"):].splitlines()[2:]
     assert [line.split(maxsplit=2)[:2] for line in table] == [[str(row["gt_index"]), row["label"]] for row in funnel]
-    assert all(line.endswith("  " + outcome_words(row["lost_at"])) for line, row in zip(table, funnel))
+    assert all(line.endswith("  " + outcome_words(row["lost_at"])) for line, row in zip(table, funnel, strict=True))
 
 
 def test_trace_without_gt_has_no_funnel(tmp_path):

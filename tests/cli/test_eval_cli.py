@@ -59,7 +59,7 @@ def write_xml(path: Path, image: Path, objects: list[tuple]) -> None:
         ElementTree.SubElement(obj, "name").text = name
         ElementTree.SubElement(obj, "difficult").text = "1" if difficult else "0"
         bndbox = ElementTree.SubElement(obj, "bndbox")
-        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2)):
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2), strict=True):
             ElementTree.SubElement(bndbox, tag).text = str(value)
     ElementTree.ElementTree(root).write(path)
 
@@ -86,7 +86,7 @@ def voc_and_detections(tmp_path_factory):
     assert cli.main(argv) == 0
     detected = json.loads(detect_json.read_text())
     (root / "voc" / "Annotations").mkdir()
-    for image, entry, hand in zip(images, detected["images"], HAND_BOXES.values()):
+    for image, entry, hand in zip(images, detected["images"], HAND_BOXES.values(), strict=True):
         write_xml(root / "voc" / "Annotations" / f"{image.stem}.xml", image, hand + objects_near_detections(entry, 6))
     (root / "voc" / "ImageSets" / "Main").mkdir(parents=True)
     (root / "voc" / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{p.stem}\n" for p in images))

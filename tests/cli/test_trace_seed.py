@@ -13,7 +13,8 @@ from reference import SAMPLES
 
 VOC_TEMPLATE = """<annotation><filename>walk.png</filename>
 <size><width>800</width><height>800</height><depth>3</depth></size>{objects}</annotation>"""
-OBJECT = "<object><name>{name}</name><bndbox><xmin>{0}</xmin><ymin>{1}</ymin><xmax>{2}</xmax><ymax>{3}</ymax></bndbox></object>"
+OBJECT = ("<object><name>{name}</name>"
+          "<bndbox><xmin>{0}</xmin><ymin>{1}</ymin><xmax>{2}</xmax><ymax>{3}</ymax></bndbox></object>")
 
 
 def write_voc(path, boxes, name="person"):

@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frcnn_core.compare import (COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES, ClassOverlap,
-                                compare_detections, compare_on_image, on_classes)
+from frcnn_core.compare import (
+    COMPARABLE,
+    NO_DETECTOR,
+    NOT_COMPARABLE,
+    SHARED_CLASSES,
+    ClassOverlap,
+    compare_detections,
+    compare_on_image,
+    on_classes,
+)
 
 BCCD_DEMO = ["__background__", "WBC", "RBC", "Platelets"]  # the bundled model's label order
 

@@ -127,7 +127,7 @@ def expected_rows() -> list[FunnelRow]:
 
 def assert_rows_equal(rows: list[FunnelRow], expected: list[FunnelRow]) -> None:
     assert len(rows) == len(expected)
-    for got, want in zip(rows, expected):
+    for got, want in zip(rows, expected, strict=True):
         for name, value in vars(want).items():
             if isinstance(value, float):
                 assert getattr(got, name) == pytest.approx(value, abs=1e-6), (got.gt_index, name)
@@ -211,7 +211,7 @@ def test_summary_of_the_scene_counts_each_stage_once():
     record = diagnosis.to_json()
     assert record["stages"] == list(STAGES) and record["gt_boxes"] == 6
     assert [(m["image"], m["gt_index"], m["lost_at"]) for m in record["missed"]] == [
-        ("scene.png", index, stage) for index, stage in zip(range(1, 6), STAGES)]
+        ("scene.png", index, stage) for index, stage in zip(range(1, 6), STAGES, strict=True)]
     assert "funnels" not in record
     assert diagnosis.best_anchor_ious_by_class()["dog"] == pytest.approx([0.64, 1.0, 1.0])
 
@@ -254,8 +254,9 @@ def test_funnel_of_a_bccd_val_image_is_consistent(bccd_demo):
         assert row.best_anchor_label == POS  # low-quality matches make every box's best anchor positive
     for score_thresh in (0.25, 0.5, 0.9):  # the GUI's score slider: the rows re-derived, not recomputed
         assert at_score_threshold(rows, score_thresh, bg_iou_thresh=bccd_demo.config.rpn_train.bg_iou_thresh) == \
-            recall_funnel(traces[0], truth.boxes, labels, bccd_demo.class_names, anchor_labels=training[0].anchor_labels,
-                          score_thresh=score_thresh, rpn_config=bccd_demo.config.rpn_train)
+            recall_funnel(traces[0], truth.boxes, labels, bccd_demo.class_names,
+                          anchor_labels=training[0].anchor_labels, score_thresh=score_thresh,
+                          rpn_config=bccd_demo.config.rpn_train)
 
 
 def test_image_funnels_skip_difficult_boxes_but_keep_their_indices(bccd_demo):

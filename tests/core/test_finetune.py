@@ -20,8 +20,15 @@ from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.evaluate import evaluate
 from frcnn_core.finetune import (
-    FinetunePlan, class_overlap, evaluate_run, load_plan, plan_finetune, run_finetune,
-    score_run, split_train_val, validation_dataset,
+    FinetunePlan,
+    class_overlap,
+    evaluate_run,
+    load_plan,
+    plan_finetune,
+    run_finetune,
+    score_run,
+    split_train_val,
+    validation_dataset,
 )
 from frcnn_core.resources import SAMPLES
 from frcnn_core.runs import FINISHED, ap50_fell, list_runs, read_log
@@ -181,7 +188,8 @@ def test_fine_tuning_bccd_demo_on_other_classes_starts_a_new_predictor(tmp_path)
     model = trained_start(plan)
     assert model.class_names == ["__background__", "cat", "dog"]
     assert model.roi_heads["box_predictor"].cls_score.out_features == 3
-    assert class_overlap(plan).note() == "not comparable: the base model knows WBC, RBC, Platelets; this run trains cat, dog"
+    assert class_overlap(plan).note() == ("not comparable: the base model knows WBC, RBC, Platelets; "
+                                          "this run trains cat, dog")
 
 
 def test_a_plan_records_what_its_base_model_detects_and_reads_back(tmp_path):
@@ -222,7 +230,7 @@ def test_train_settings_round_trip_through_json():
     assert TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
 
 
-def test_train_keeps_only_the_chosen_images(tiny_dataset, tmp_path):
+def test_train_keeps_only_the_chosen_images(tiny_dataset, tmp_path):  # noqa: F811
     run = train(train_settings(tiny_dataset, tmp_path / "run", images=("img0.png", "img2.png", "other.png")))
     started = next(run)
     run.close()
@@ -231,7 +239,7 @@ def test_train_keeps_only_the_chosen_images(tiny_dataset, tmp_path):
         next(train(train_settings(tiny_dataset, tmp_path / "none", images=("other.png",))))
 
 
-def test_preview_sees_the_model_in_eval_mode_and_leaves_training_bit_identical(tiny_dataset, tmp_path):
+def test_preview_sees_the_model_in_eval_mode_and_leaves_training_bit_identical(tiny_dataset, tmp_path):  # noqa: F811
     image = torch.rand(3, 96, 128)
     seen = []
 
@@ -253,7 +261,7 @@ def test_preview_sees_the_model_in_eval_mode_and_leaves_training_bit_identical(t
 
 # --- runs: train, resume, evaluate -------------------------------------------------------------
 
-def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):
+def test_a_run_trains_evaluates_and_lists_as_finished(tiny_dataset, tmp_path):  # noqa: F811
     runs = tmp_path / "runs"
     plan = plan_finetune(str(tiny_dataset), str(runs), "mobilenet-v2", "none", iters=2, batch_size=1,
                          val_fraction=0.34, device="cpu", name="tiny")
@@ -340,7 +348,7 @@ def test_ap50_fell_only_when_the_comparison_shows_it(before, after, fell):
     assert ap50_fell({}) is False
 
 
-def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dataset, tmp_path):
+def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dataset, tmp_path):  # noqa: F811
     def plan(name: str) -> FinetunePlan:  # the base model is itself a checkpoint: resume must not reload it
         return plan_finetune(str(tiny_dataset), str(tmp_path), "bccd-demo", iters=2, batch_size=1, lr=0.005,
                              val_fraction=0.34, device="cpu", name=name)
@@ -355,7 +363,8 @@ def test_resuming_a_fine_tune_from_a_checkpoint_model_continues_exactly(tiny_dat
             log.write('{"event": "iter')  # as if killed while writing a record
         resumed = list(run_finetune(load_plan(tmp_path / "resumed"), resume=True))
         assert [r.iteration for r in resumed if r.event == "iteration"] == [2]
-        assert [r["event"] for r in read_log(tmp_path / "resumed")][-4:] == ["started", "iteration", "checkpoint", "done"]
+        events = [r["event"] for r in read_log(tmp_path / "resumed")]
+        assert events[-4:] == ["started", "iteration", "checkpoint", "done"]
     finally:
         restore()
     straight = build_model(str(tmp_path / "straight" / "final.pt")).state_dict()

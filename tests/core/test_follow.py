@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from frcnn_core import boxes as box_ops
-from frcnn_core.follow import (FILTERED, NOT_IN_TOP_N, POST_NMS_TOP_N, SUPPRESSED, anchor_fate, fate_text,
-                               roi_sample_rows)
+from frcnn_core.follow import (
+    FILTERED,
+    NOT_IN_TOP_N,
+    POST_NMS_TOP_N,
+    SUPPRESSED,
+    anchor_fate,
+    fate_text,
+    roi_sample_rows,
+)
 from frcnn_core.trace import AnchorsTrace, ObjectnessTrace, ProposalsTrace, RoiPoolTrace, RoiTargetsTrace, Trace
 
 from test_inspect_stages import bccd  # noqa: F401 (a fixture: bccd-demo inspecting a BCCD image with its GT)

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFile
 
@@ -99,7 +98,7 @@ def test_each_mode_loads_as_rgb_float(tmp_path, case):
     loaded = load_image(path)
     _assert_valid(loaded, height=1, width=len(expected))
     assert loaded.path == str(path)
-    for got, want in zip(_pixels(loaded), expected):
+    for got, want in zip(_pixels(loaded), expected, strict=True):
         assert got == pytest.approx(want, abs=1e-6)
 
 

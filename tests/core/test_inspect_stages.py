@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align, roi_pool
 
-from frcnn_core import boxes as box_ops
-from frcnn_core import transform
+from frcnn_core import boxes as box_ops, transform
 from frcnn_core.config import NEG
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.imageio import load_image

@@ -46,7 +46,7 @@ def test_the_whole_engine_imports_no_qt():
 
 
 def test_the_annotation_document_and_what_it_imports_load_no_qt():
-    walked, loaded = imported_by("frcnn_gui.document", "frcnn_gui.boxes", "frcnn_gui.exchange", "frcnn_gui.annotation_file",
-                                 "frcnn_gui.review", "frcnn_gui.natural_sort")
+    walked, loaded = imported_by("frcnn_gui.document", "frcnn_gui.boxes", "frcnn_gui.exchange",
+                                 "frcnn_gui.annotation_file", "frcnn_gui.review", "frcnn_gui.natural_sort")
     assert "frcnn_gui.document" in loaded
     assert not qt_modules(loaded), qt_modules(loaded)[:5]

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torchvision.models.detection._utils import Matcher
 
 from frcnn_core.config import IGNORE, NEG, POS

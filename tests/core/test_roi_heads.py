@@ -161,7 +161,7 @@ def test_two_mlp_head_and_predictor_load_torchvision_state_dicts():
 
     features = head(pooled)
     assert torch.equal(features, reference_head(pooled))
-    for ours, theirs in zip(predictor(features), reference_predictor(features)):
+    for ours, theirs in zip(predictor(features), reference_predictor(features), strict=True):
         assert torch.equal(ours, theirs)
 
 

@@ -7,7 +7,14 @@ import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from frcnn_core.roi_pool import _roi_align, fpn_levels, infer_scale, multiscale_roi_align, single_level_roi_pool, to_roi_format
+from frcnn_core.roi_pool import (
+    _roi_align,
+    fpn_levels,
+    infer_scale,
+    multiscale_roi_align,
+    single_level_roi_pool,
+    to_roi_format,
+)
 
 
 def _square(side: float) -> list[float]:
@@ -122,5 +129,5 @@ def test_fpn_models_pool_from_torchvisions_levels_only(name, names):
     features = [torch.randn(1, 4, s, s, generator=generator) for s in sizes.values()]
     rois = [torch.tensor([[0.0, 0.0, 1500.0, 1500.0], [10.0, 20.0, 60.0, 90.0]])]  # sqrt(area) 1500: "level 6"
     pooled, _ = model.pooler(features, rois, [(1600, 1600)])
-    expected = MultiScaleRoIAlign(names, 7, 2)(OrderedDict(zip(sizes, features)), rois, [(1600, 1600)])
+    expected = MultiScaleRoIAlign(names, 7, 2)(OrderedDict(zip(sizes, features, strict=True)), rois, [(1600, 1600)])
     assert torch.allclose(pooled, expected)

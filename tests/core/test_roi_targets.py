@@ -4,8 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from frcnn_core.config import RoIConfig
 from frcnn_core.roi_targets import roi_targets

@@ -3,15 +3,13 @@ anchor targets and the loss."""
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torchvision.models.detection import rpn as tv_rpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import batched_nms, box_iou, nms
 
 from frcnn_core.config import IGNORE, NEG, POS, RPNConfig
 from frcnn_core.rpn import RPNHead, anchor_targets, nms_suppressors, propose, rpn_loss
-
 
 
 def propose_one(objectness, deltas, anchors, levels, num_per_level, image_size, config):
@@ -265,7 +263,7 @@ def test_nms_suppressors_point_at_an_overlapping_better_kept_box(seed, count):
     removed = valid.clone()
     removed[keep] = False
     assert bool((suppressed_by[~removed] == -1).all())
-    for box, suppressor in zip(torch.nonzero(removed).flatten().tolist(), suppressed_by[removed].tolist()):
+    for box, suppressor in zip(torch.nonzero(removed).flatten().tolist(), suppressed_by[removed].tolist(), strict=True):
         assert suppressor in keep.tolist()
         assert int(groups[suppressor]) == int(groups[box])
         assert float(scores[suppressor]) >= float(scores[box])

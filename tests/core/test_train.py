@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.checkpoints import save_checkpoint
+from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.voc import write_voc_xml
 from frcnn_core.errors import InputError
 from frcnn_core.model import FasterRCNN

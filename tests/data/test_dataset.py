@@ -64,7 +64,7 @@ def make_synthetic_voc(root: Path) -> Path:
 def assert_same(dataset: DetectionDataset, again: DetectionDataset) -> None:
     assert again.class_names == dataset.class_names and again.problems == []
     assert [Path(s.image_path).name for s in again.samples] == [Path(s.image_path).name for s in dataset.samples]
-    for sample, read_back in zip(dataset.samples, again.samples):
+    for sample, read_back in zip(dataset.samples, again.samples, strict=True):
         assert torch.equal(read_back.boxes, sample.boxes) and torch.equal(read_back.labels, sample.labels)
 
 

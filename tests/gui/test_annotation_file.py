@@ -67,7 +67,7 @@ def nth_object(root: ElementTree.Element, index: int) -> ElementTree.Element:
 
 
 def set_bndbox(obj: ElementTree.Element, numbers: tuple[str, ...]) -> None:
-    for tag, number in zip(("xmin", "ymin", "xmax", "ymax"), numbers):
+    for tag, number in zip(("xmin", "ymin", "xmax", "ymax"), numbers, strict=True):
         obj.find(f"bndbox/{tag}").text = number
 
 
@@ -81,7 +81,7 @@ def changed_lines(stem: str, document: Document) -> list[tuple[str, str]]:
         if kind != "equal":
             assert kind == "replace" and old_end - old_start == new_end - new_start, (old[old_start:old_end],
                                                                                      new[new_start:new_end])
-            pairs += zip(old[old_start:old_end], new[new_start:new_end])
+            pairs += zip(old[old_start:old_end], new[new_start:new_end], strict=True)
     return pairs
 
 
@@ -90,13 +90,13 @@ def test_writing_back_without_an_edit_gives_the_same_bytes(folder, stem):
     path, size = folder / f"{stem}.xml", SIZES[stem]
     read = read_annotation(path, *size)
     ids = list(range(1, len(read.objects) + 1))
-    boxes = [(i, obj.box) for i, obj in zip(ids, read.objects)]
+    boxes = [(i, obj.box) for i, obj in zip(ids, read.objects, strict=True)]
     assert annotation_bytes(FileTree(read.data, tuple(boxes)), folder / f"{stem}.png", size, boxes, {},
                             read.verified)[0] == read.data  # nothing to rewrite: not even the elements as read
 
-    tree = FileTree(read.data, tuple((i, obj.box) for i, obj in zip(ids, read.objects)))
-    data, _ = annotation_bytes(tree, folder / f"{stem}.png", size, [(i, obj.box) for i, obj in zip(ids, read.objects)],
-                               dict(zip(ids, read.objects)), read.verified)
+    tree = FileTree(read.data, tuple(boxes))
+    data, _ = annotation_bytes(tree, folder / f"{stem}.png", size, boxes, dict(zip(ids, read.objects, strict=True)),
+                               read.verified)
     assert data == path.read_bytes()
 
 

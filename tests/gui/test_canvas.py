@@ -269,7 +269,8 @@ def test_a_thousand_boxes_paint_and_select_smoothly(qtbot, tmp_path, stack):
     corners = rng.uniform(0, 1500, (1000, 2)) * (1, 0.75)
     sizes = rng.uniform(12, 90, (1000, 2))
     with doc.batch():
-        for number, ((x, y), (w, h)) in enumerate(zip(corners, sizes)):  # a tenth difficult (dotted), as in VOC
+        # a tenth difficult (dotted), as in VOC
+        for number, ((x, y), (w, h)) in enumerate(zip(corners, sizes, strict=True)):
             doc.add_box(Box(x, y, x + w, y + h, ("RBC", "WBC")[int(w) % 2], difficult=number % 10 == 0))
     view = shown_canvas(qtbot, doc, stack, (1200, 900))
     assert len(view.scene().items()) <= 4  # image + one item per layer, not one per box

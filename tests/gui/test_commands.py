@@ -8,8 +8,16 @@ from PySide6.QtGui import QUndoStack
 
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_gui.commands import (
-    AcceptDetectionsCommand, AddBoxCommand, AddClassCommand, DeleteBoxesCommand, EditBoxCommand, PasteBoxesCommand,
-    RelabelCommand, RenameClassCommand, SetDifficultCommand, SetVerifiedCommand,
+    AcceptDetectionsCommand,
+    AddBoxCommand,
+    AddClassCommand,
+    DeleteBoxesCommand,
+    EditBoxCommand,
+    PasteBoxesCommand,
+    RelabelCommand,
+    RenameClassCommand,
+    SetDifficultCommand,
+    SetVerifiedCommand,
 )
 from frcnn_gui.document import Box, Detection, Document
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QTimer, Qt
+from PySide6.QtCore import Qt, QTimer
 
 from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.compare import COMPARABLE, NO_DETECTOR, Comparison

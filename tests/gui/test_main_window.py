@@ -3,9 +3,9 @@ labelled image, an unlabelled one, a corrupt image and an image whose XML is mal
 files read back; a real (random-weight, fast) model in the worker thread."""
 from __future__ import annotations
 
+import json
 import time
 import xml.etree.ElementTree as ElementTree
-import json
 from pathlib import Path
 
 import pytest
@@ -108,7 +108,8 @@ def wait_for_file(qtbot, path: Path, expected) -> None:
 
 def approx(boxes, expected, tolerance=1.0) -> bool:
     return len(boxes) == len(expected) and all(
-        abs(a - b) <= tolerance for box, want in zip(boxes, expected) for a, b in zip(box, want))
+        abs(a - b) <= tolerance
+        for box, want in zip(boxes, expected, strict=True) for a, b in zip(box, want, strict=True))
 
 
 def log_text(window) -> str:
@@ -207,7 +208,8 @@ def test_score_slider_filters_without_the_engine_and_accept_is_one_undo_step(qtb
 
     slider.setValue(0)
     before, undo_steps = len(window.document.boxes), window.stack.count()
-    accept_shown = next(b for b in window.detections_panel.findChildren(QPushButton) if b.text() == "Accept shown as GT")
+    accept_shown = next(button for button in window.detections_panel.findChildren(QPushButton)
+                        if button.text() == "Accept shown as GT")
     qtbot.mouseClick(accept_shown, Qt.LeftButton)
     assert len(window.document.boxes) == before + len(detections)
     assert window.stack.count() == undo_steps + 1

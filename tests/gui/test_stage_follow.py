@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 
 from frcnn_core.follow import anchor_fate, roi_sample_rows
 from frcnn_gui.stage_overlays import ANCHORS_DRAWN, cell_anchor_idx, pre_nms_shown_idx
+
 from test_stages import TIMEOUT_MS, at, choose, shown_boxes, window  # noqa: F401 (window: a fixture)
 
 
@@ -53,12 +54,14 @@ def test_roi_samples_are_listed_with_their_gt_box_and_targets(qtbot, window):  #
     gt_box = inspector.gt_labels()[0][first.gt_index].double().numpy()
     assert np.allclose(shown_boxes(window)[-1], gt_box)
     # the RoI tagged; its GT box (whose corner lies close) tagged under the mouse
-    assert inspector.layer._labels[-2:] == ["RoI #0", ""] and inspector.layer._hover_labels[-1] == f"GT {first.gt_index}"
+    assert inspector.layer._labels[-2:] == ["RoI #0", ""]
+    assert inspector.layer._hover_labels[-1] == f"GT {first.gt_index}"
     # a click on a background RoI's centre (away from every other sampled RoI's centre) selects its row
     background = [row.index for row in rows if not row.foreground]
     rois = targets.rois
     centres = (rois[:, :2] + rois[:, 2:]) / 2
-    containing = ((rois[:, None, :2] <= centres[None]) & (centres[None] <= rois[:, None, 2:])).all(dim=2)  # (roi, point)
+    # (roi, point): whether the RoI contains the point
+    containing = ((rois[:, None, :2] <= centres[None]) & (centres[None] <= rois[:, None, 2:])).all(dim=2)
     distance = ((centres[:, None] - centres[None]) ** 2).sum(dim=2)
     picked = torch.where(containing, distance, torch.inf).argmin(dim=0)  # what a click at each centre picks
     chosen = next(i for i in background if int(picked[i]) == i)

@@ -12,6 +12,7 @@ from frcnn_gui.canvas.layers import DETECTION_WIDTH, PICKED_WIDTH, TOP_TAGS, det
 from frcnn_gui.document import Detection
 from frcnn_gui.stage_overlays import dimmed_part, overlay_of
 from frcnn_gui.stage_pictures import likely_per_level, liveliest_level
+
 from test_canvas import add, at, canvas, doc, drag, stack  # noqa: F401 (fixtures)
 
 

@@ -18,6 +18,7 @@ from frcnn_gui.main_window import MainWindow
 from frcnn_gui.panels.stages import STAGES
 from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx
 from frcnn_gui.stage_pictures import objectness_map
+
 from test_app import WINDOW_SIZE, run_gui
 
 IMAGE = "BloodImage_00014"  # 640 x 480 with 19 GT boxes; its WBC box is (236, 211, 379, 353)
@@ -181,7 +182,8 @@ class BackboneWatch:
 
     def __init__(self, window):
         self.calls = []
-        self._handle = window.engine._worker._engine.model.backbone.register_forward_hook(lambda *_: self.calls.append(1))
+        backbone = window.engine._worker._engine.model.backbone
+        self._handle = backbone.register_forward_hook(lambda *_: self.calls.append(1))
 
     def __enter__(self):
         return self
@@ -203,7 +205,7 @@ def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
         height, width = trace.anchors.grid_sizes[opened]
         assert (heatmap.image.height(), heatmap.image.width()) == (height, width)
         start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:opened],
-                                                    trace.anchors.shapes_per_cell[:opened]))
+                                                    trace.anchors.shapes_per_cell[:opened], strict=True))
         scores = objectness_map(trace, opened)
         logits = trace.objectness.logits[start:start + height * width * trace.anchors.shapes_per_cell[opened]]
         assert scores.max() == pytest.approx(float(torch.sigmoid(logits).max()))
@@ -221,7 +223,8 @@ def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
         assert panel.shape.count() == shapes + 1
         with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):
             panel.shape.setCurrentIndex(2)  # the second shape of the cell
-        start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:level], trace.anchors.shapes_per_cell[:level]))
+        start = sum(h * w * n for (h, w), n in zip(trace.anchors.grid_sizes[:level],
+                                                   trace.anchors.shapes_per_cell[:level], strict=True))
         cells = other[0] * other[1]
         second = torch.sigmoid(trace.objectness.logits[start:start + cells * shapes].reshape(cells, shapes)[:, 1])
         assert np.allclose(objectness_map(trace, level, 1).reshape(-1), second.numpy())
@@ -278,7 +281,7 @@ def test_a_click_selects_a_roi_and_shows_its_pooling(qtbot, window):
         boxes = shown_boxes(window)
         # under them, dimmed: the other RoIs the shown detections came from
         detections = inspector.inspection.trace.detections
-        behind = {int(roi) for roi, score in zip(detections.roi_idx, detections.scores) if score >= 0.5}
+        behind = {int(roi) for roi, score in zip(detections.roi_idx, detections.scores, strict=True) if score >= 0.5}
         behind.discard(inspector.selected_roi)
         points = 0 if grid.sample_points is None else grid.sample_points.reshape(-1, 2).shape[0]
         assert len(boxes) == len(behind) + 50 + points

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from PySide6.QtCore import QTimer, Qt
+from PySide6.QtCore import Qt, QTimer
 
 from frcnn_core.model import FasterRCNN
 from frcnn_gui.worker import DetectResult, EngineClient

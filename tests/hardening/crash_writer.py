@@ -60,7 +60,7 @@ def _annotation_saver(folder: Path):
 
     def save(version: list[tuple]) -> None:
         with document.batch():
-            for box_id, coords in zip(box_ids, version):
+            for box_id, coords in zip(box_ids, version, strict=True):
                 document.replace_box(box_id, Box(*coords))
         document.save()
 

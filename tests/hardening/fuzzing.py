@@ -26,14 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, settings, strategies as st
 from PIL import Image
 
 from frcnn_core.data.dataset import BACKGROUND, DetectionDataset
 from frcnn_core.errors import InputError
 from frcnn_core.resources import SAMPLES
-
 
 ROOT = Path(__file__).resolve().parents[2]
 BCCD_ANNOTATIONS = ROOT.parent / "shared" / "data" / "bccd" / "Annotations"

@@ -114,7 +114,7 @@ def test_one_pixel_image_opens_and_detects_nothing_in_the_window(qtbot, window, 
         assert 0 <= detection.box[0] <= detection.box[2] <= 1 and 0 <= detection.box[1] <= detection.box[3] <= 1
 
 
-# -- a 20,000 x 20,000 (and a 10,000 x 10,000) image -----------------------------------------------------------------------
+# -- a 20,000 x 20,000 (and a 10,000 x 10,000) image ----------------------------------------------------------------
 
 def test_generated_png_is_a_real_image(tmp_path):
     with Image.open(gray_png(tmp_path / "small.png", 19, 7)) as image:

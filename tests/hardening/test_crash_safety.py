@@ -17,19 +17,20 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
 
-import crash_writer
 from frcnn_core.checkpoints import load_weights_file, save_checkpoint
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.fileio import temp_files, write_bytes_atomic
 from frcnn_core.zoo import build_model
 from frcnn_gui.document import Box, Document
+
+import crash_writer
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = {"annotation": 80, "checkpoint": 50}
@@ -162,7 +163,7 @@ def test_annotation_survives_kills_mid_autosave(tmp_path):
 
     def check() -> None:
         annotation = read_voc_xml(xml)
-        saved = [(*coords, name) for coords, name in zip(annotation.boxes.tolist(), annotation.names)]
+        saved = [(*coords, name) for coords, name in zip(annotation.boxes.tolist(), annotation.names, strict=True)]
         assert saved in versions and annotation.problems == []
         listed = {path.name for path in xml.parent.iterdir()} - {path.name for path in temp_files(xml)}
         assert listed == {"image.png", "image.xml", "classes.txt"}

@@ -8,19 +8,36 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
+from hypothesis import example, given, strategies as st
 
 from frcnn_core.data.coco import read_coco_json
 from frcnn_core.data.voc import read_labelimg_folder, read_voc_folder, read_voc_xml
 from frcnn_core.data.yolo import read_yolo_folder
 
 from fuzzing import (
-    CORNERS, FILE_NAMES, JSON_VALUES, NAMES, NUMBER_TEXTS, PNG, SEED_XML, SIDE_TEXTS, TEXT, XML_TOKENS,
-    check_boxes, check_dataset, entries, folder_with, fuzz, mostly, mutated, now_and_then, outcome, png,
-    rarely, voc,
+    CORNERS,
+    FILE_NAMES,
+    JSON_VALUES,
+    NAMES,
+    NUMBER_TEXTS,
+    PNG,
+    SEED_XML,
+    SIDE_TEXTS,
+    TEXT,
+    XML_TOKENS,
+    check_boxes,
+    check_dataset,
+    entries,
+    folder_with,
+    fuzz,
+    mostly,
+    mutated,
+    now_and_then,
+    outcome,
+    png,
+    rarely,
+    voc,
 )
-
 
 # --- VOC XML ----------------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ from unittest import mock
 
 import pytest
 import torch
-from hypothesis import example, given
-from hypothesis import strategies as st
+from hypothesis import example, given, strategies as st
 from PIL import Image
 
 from frcnn_core import cli
@@ -24,10 +23,22 @@ from frcnn_core.imageio import load_image
 from frcnn_core.zoo import MODELS, build_model
 
 from fuzzing import (
-    JSON_VALUES, NAMES, ODD_NUMBER_TEXTS, SAMPLES, TEXT, entries, fuzz, mostly, mutated, now_and_then,
-    outcome, png, rarely, voc, within,
+    JSON_VALUES,
+    NAMES,
+    ODD_NUMBER_TEXTS,
+    SAMPLES,
+    TEXT,
+    entries,
+    fuzz,
+    mostly,
+    mutated,
+    now_and_then,
+    outcome,
+    png,
+    rarely,
+    voc,
+    within,
 )
-
 
 # --- checkpoints -------------------------------------------------------------------------------
 

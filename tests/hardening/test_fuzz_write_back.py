@@ -8,8 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from frcnn_core.data.voc import BNDBOX_TAGS, format_coordinate
 from frcnn_gui.annotation_file import FileTree, annotation_bytes, read_annotation
@@ -109,7 +108,7 @@ def edit_by_hand(element: ET.Element, parent: ET.Element, old: Box, new: Box, ed
             element.insert(list(element).index(element.find("bndbox")), flag)
         set_text(flag, str(int(new.difficult)))
     elif edit == "nudge" and new.coords != old.coords:
-        for tag, value in zip(BNDBOX_TAGS, new.coords):
+        for tag, value in zip(BNDBOX_TAGS, new.coords, strict=True):
             set_text(element.find("bndbox").find(tag), format_coordinate(value))
 
 

@@ -89,8 +89,9 @@ def test_stepping_through_a_big_folder_keeps_memory_threads_and_files_flat(qtbot
 
     assert window.document.current_index == SESSION_IMAGES - 1
     growth = end["rss_mb"] - warm["rss_mb"]
-    print(f"\nlong session: {SESSION_IMAGES} of {FOLDER_IMAGES} images, {seconds / (SESSION_IMAGES - WARM_UP_IMAGES) * 1000:.0f}"
-          f" ms each; RSS {warm['rss_mb']:.0f} -> {end['rss_mb']:.0f} MB ({growth:+.1f}); native threads "
+    milliseconds_each = seconds / (SESSION_IMAGES - WARM_UP_IMAGES) * 1000
+    print(f"\nlong session: {SESSION_IMAGES} of {FOLDER_IMAGES} images, {milliseconds_each:.0f} ms each; "
+          f"RSS {warm['rss_mb']:.0f} -> {end['rss_mb']:.0f} MB ({growth:+.1f}); native threads "
           f"{len(warm['threads'])} -> {len(end['threads'])} {end['threads']}; Python threads "
           f"{warm['python_threads']} -> {end['python_threads']}; fds {warm['fds']} -> {end['fds']}")
     assert growth < RSS_GROWTH_LIMIT_MB

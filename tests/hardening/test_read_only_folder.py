@@ -54,7 +54,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
 
 
-def test_read_only_folder_keeps_the_edit_in_memory_and_writes_nothing(qtbot, window, tmp_path, make_read_only):
+def test_read_only_folder_keeps_the_edit_in_memory_and_writes_nothing(qtbot, window, tmp_path, make_read_only):  # noqa: F811
     folder = tmp_path / "images"
     folder.mkdir()
     for name in ("a.png", "b.png"):
@@ -87,7 +87,7 @@ def test_read_only_folder_keeps_the_edit_in_memory_and_writes_nothing(qtbot, win
 
 
 @pytest.mark.parametrize("answer", [QMessageBox.No, QMessageBox.Yes])
-def test_closing_with_edits_a_read_only_folder_refuses_asks_first(qtbot, window, tmp_path, make_read_only,
+def test_closing_with_edits_a_read_only_folder_refuses_asks_first(qtbot, window, tmp_path, make_read_only,  # noqa: F811
                                                                    monkeypatch, answer):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -19,6 +19,7 @@ from PySide6.QtCore import QSettings
 
 from frcnn_core.resources import SAMPLES
 from frcnn_gui.main_window import MainWindow
+
 from journeys_helpers import record_triggers
 
 FAST_MODEL = "mobilenet-v3-320-fpn"  # random weights: fast, detects next to nothing

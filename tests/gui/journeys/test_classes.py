@@ -10,9 +10,20 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication, QComboBox
 
 from frcnn_gui.labelling import USE_DEFAULT_CLASS_KEY
+
 from journeys_helpers import canvas_pixels, changed_fraction, click, drag, press, wait_autosave
-from labelling_helpers import (answer, box_hit_at, centre, closed, draw_box, drawn_coords, prompt_opens, saved_objects,
-                               table_labels, through_the_window)
+from labelling_helpers import (
+    answer,
+    box_hit_at,
+    centre,
+    closed,
+    draw_box,
+    drawn_coords,
+    prompt_opens,
+    saved_objects,
+    table_labels,
+    through_the_window,
+)
 
 FREE = ((10, 10), (90, 90))  # an empty corner of cells-2.jpg: no GT box there
 FREE_LOW = ((10, 370), (110, 470))

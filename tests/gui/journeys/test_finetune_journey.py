@@ -146,7 +146,8 @@ def test_a_run_whose_validation_ap50_fell_asks_before_switching(qtbot, window, t
     scores = ({"AP": 0.01, "AP50": 0.020, "AP75": 0.0, "per_class_AP50": {"RBC": 0.020}},
               {"AP": 0.01, "AP50": 0.016, "AP75": 0.0, "per_class_AP50": {"RBC": 0.016}})
     metrics = {**scores[1], "val_images": 3, "checkpoint": "final.pt",
-               "before_after": {"base_model": "bccd-demo", "verdict": "comparable", "note": "compared on every class: RBC",
+               "before_after": {"base_model": "bccd-demo", "verdict": "comparable",
+                                "note": "compared on every class: RBC",
                                 "base_classes": ["RBC"], "classes": ["RBC"], "before": scores[0], "after": scores[1],
                                 "changes": {"gained": 0, "lost": 2, "changed_class": 0, "kept": 5}}}
     result = FinetuneResult(Progress("done", 5, 5, 0, {}, 0.01, 1.0, 0.0), run, metrics, None, None, "cpu")

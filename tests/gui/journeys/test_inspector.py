@@ -13,6 +13,7 @@ from frcnn_core.explain import FOUND, outcome_words
 from frcnn_gui.canvas.layers import TOP_TAGS
 from frcnn_gui.panels.stages import STAGES
 from frcnn_gui.stage_layers import GT_EDITING_STAGES
+
 from journeys_helpers import at, canvas_pixels, changed_fraction, click, drag, wait_autosave
 
 TIMEOUT_MS = 60_000
@@ -72,7 +73,7 @@ def test_the_objectness_stage_opens_on_the_level_with_the_most_anchors_above_one
     choose_stage(qtbot, window, "objectness")
     trace = window.inspector.inspection.trace
     likely, start = [], 0
-    for (height, width), shapes in zip(trace.anchors.grid_sizes, trace.anchors.shapes_per_cell):
+    for (height, width), shapes in zip(trace.anchors.grid_sizes, trace.anchors.shapes_per_cell, strict=True):
         count = height * width * shapes  # the anchors of one level: cell by cell, shapes within a cell
         likely.append(int((torch.sigmoid(trace.objectness.logits[start:start + count]) > 0.5).sum()))
         start += count

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from frcnn_core.data.voc import read_voc_xml
+
 from journeys_helpers import canvas_pixels, changed_fraction, press
 
 TIMEOUT_MS = 60_000

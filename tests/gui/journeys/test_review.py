@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QPushButton
 from torchvision.ops import box_iou
 
 from frcnn_gui.boxes import Box
+
 from journeys_helpers import action_names, canvas_pixels, changed_fraction, press, wait_autosave
 
 DETECTIONS_TIMEOUT_MS = 60_000

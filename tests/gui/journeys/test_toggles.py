@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from PySide6.QtCore import QTimer, Qt
+from PySide6.QtCore import Qt, QTimer
 
 from frcnn_gui import excepthook
+
 from journeys_helpers import canvas_pixels, changed_fraction, press
 
 

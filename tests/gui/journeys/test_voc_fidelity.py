@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
 from frcnn_core.resources import SAMPLES as BUNDLED_SAMPLES
 from frcnn_gui.panels.boxes_table import DIFFICULT_COLUMN
+
 from journeys_helpers import at, canvas_pixels, click, press
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
@@ -66,7 +67,7 @@ def select(qtbot, window, box_id: int) -> None:
 def changed_lines(original: Path, written: Path) -> list[tuple[str, str]]:
     old, new = original.read_text().splitlines(), written.read_text().splitlines()
     assert len(old) == len(new)
-    return [(a, b) for a, b in zip(old, new) if a != b]
+    return [(a, b) for a, b in zip(old, new, strict=True) if a != b]
 
 
 def test_nudging_a_box_with_the_arrow_key_changes_only_its_bndbox(qtbot, make_window, tmp_path):
@@ -87,7 +88,7 @@ def test_nudging_a_box_with_the_arrow_key_changes_only_its_bndbox(qtbot, make_wi
     press(qtbot, window, Qt.Key_S, Qt.ControlModifier)
 
     def nudged(root):  # 10.43 40.01 90.99 95.18, one pixel right, in whole pixels
-        for tag, number in zip(("xmin", "ymin", "xmax", "ymax"), ("11", "40", "92", "95")):
+        for tag, number in zip(("xmin", "ymin", "xmax", "ymax"), ("11", "40", "92", "95"), strict=True):
             root.find(f"object/bndbox/{tag}").text = number
     assert shape(folder / "b_cvat.xml") == sample_shape("cvat_voc11_frame", nudged)
 

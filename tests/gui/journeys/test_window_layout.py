@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QTabBar
 
 from frcnn_gui.canvas.image_view import WHEEL_ZOOM
 from frcnn_gui.window_layout import BEHIND, COLUMN, STRIP
+
 from journeys_helpers import canvas_pixels, changed_fraction, press
 
 ROOT = Path(__file__).resolve().parents[3]
