@@ -106,7 +106,8 @@ def test_the_installed_commands_work_away_from_the_checkout(installed, tmp_path)
     image = tmp_path / "cells.jpg"
     shutil.copyfile(Path(where[2]) / "BloodImage_00002.jpg", image)
 
-    run([str(installed / "frcnn"), "detect", str(image), "--device", "cpu", "--json", "out.json"], cwd=tmp_path, env=env)
+    run([str(installed / "frcnn"), "detect", str(image), "--device", "cpu", "--json", "out.json"],
+        cwd=tmp_path, env=env)
     found = json.loads((tmp_path / "out.json").read_text())
     names = [detection["label_name"] for detection in found["images"][0]["detections"]]
     assert names.count("RBC") >= 5 and set(names) <= {"RBC", "WBC", "Platelets"}, names  # the bundled bccd-demo
