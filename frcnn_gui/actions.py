@@ -15,12 +15,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar
 
+from frcnn_core.devices import DEVICES
 from frcnn_core.errors import InputError
 from frcnn_core.names import default_weights, model_choices
 from frcnn_gui.canvas.image_view import WHEEL_ZOOM
 from frcnn_gui.icons import icon
 from frcnn_gui.panels.status import model_title
-from frcnn_gui.worker import DEVICES
 
 CHECKPOINT_ITEM = "checkpoint file…"
 TOOLBAR = (("open_folder", "previous", "next"), ("draw", "undo", "redo"), ("zoom_in", "zoom_out", "fit", "actual"),

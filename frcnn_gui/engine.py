@@ -16,13 +16,14 @@ from contextlib import contextmanager
 import torch
 
 from frcnn_core.checkpoints import cached_weights
+from frcnn_core.devices import resolve_device
 from frcnn_core.errors import InputError
 from frcnn_core.imageio import load_image
 from frcnn_core.inspect_stages import Inspection
 from frcnn_core.model import FasterRCNN
 from frcnn_core.zoo import MODELS, build_model
 from frcnn_gui.messages import DetectRequest, DetectResult, InspectRequest, InspectResult, LoadModelRequest, ModelLoaded
-from frcnn_gui.worker import DEVICES, detached_cpu
+from frcnn_gui.worker import detached_cpu
 
 
 class Engine:
@@ -35,7 +36,7 @@ class Engine:
 
     def load(self, request: LoadModelRequest, enter: Callable[[str], None]) -> ModelLoaded:
         """Build and move the model; on failure the previous model stays loaded."""
-        device = _resolve_device(request.device)
+        device = resolve_device(request.device)
         enter(_load_stage(request))
         start = time.perf_counter()
         model = build_model(request.model, request.weights, score_thresh=0.0).to(device)
@@ -89,16 +90,6 @@ def _stage_hooks(model: FasterRCNN, on_stage: Callable[[str], None]) -> Iterator
     finally:
         for handle in handles:
             handle.remove()
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device not in DEVICES:
-        raise InputError(None, f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "CUDA is not available on this machine; choose cpu or auto")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _load_stage(request: LoadModelRequest) -> str:

@@ -42,7 +42,6 @@ from frcnn_gui.messages import (  # noqa: F401  (re-exported: the worker's publi
     WorkerError,
 )
 
-DEVICES = ("auto", "cpu", "cuda")
 SHUTDOWN_WAIT_S = 5.0
 # imported in the worker thread with the engine: the stage inspector, which the window builds once
 # the engine is ready (imported in the UI thread, its torch-using modules would stall it)

@@ -121,7 +121,7 @@ def test_a_cuda_device_this_machine_lacks_is_one_line_in_every_command(command, 
         "diagnose": ["diagnose", "--data", str(data), *FAST],
     }[command]
     assert main([*argv, "--device", device]) == 2
-    assert error_line(capsys) == f"error: --device {device}: CUDA is not available on this machine; use cpu or auto"
+    assert error_line(capsys) == f"error: device {device}: CUDA is not available on this machine; use cpu or auto"
     assert not (tmp_path / "run").exists()
 
 

@@ -174,6 +174,21 @@ def test_unknown_model_fails_and_keeps_the_loaded_one(qtbot, client, image_path)
         client.detect(image_path)
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:3", "tpu"])
+def test_a_device_this_machine_lacks_is_one_line_and_keeps_the_loaded_model(qtbot, client, image_path, device,
+                                                                             monkeypatch):
+    load(qtbot, client)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with qtbot.waitSignal(client.failed, timeout=TIMEOUT_MS) as failed:
+        client.load_model(FAST_MODEL, "none", device=device)
+    error = failed.args[0]
+    expected = ("CUDA is not available on this machine; use cpu or auto" if device.startswith("cuda")
+                else "unknown device; choose one of auto, cpu, cuda")
+    assert error.message == f"device {device}: {expected}" and error.traceback == ""
+    with qtbot.waitSignal(client.result, timeout=TIMEOUT_MS):
+        client.detect(image_path)
+
+
 def test_shutdown_during_detect_returns_quickly_and_drops_the_result(qtbot, client, image_path):
     load(qtbot, client)
     results = collect(client.result)
