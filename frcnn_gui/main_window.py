@@ -37,6 +37,7 @@ from frcnn_gui.panels.log import LogPanel
 from frcnn_gui.panels.review import ReviewController, ReviewPanel
 from frcnn_gui.panels.stages import StagesPanel
 from frcnn_gui.panels.status import StatusPanel
+from frcnn_gui.save_lines import problem_line, saved_line, up_to_date_line
 from frcnn_gui.worker import EngineClient
 
 AUTOSAVE_DELAY_MS = 300
@@ -241,7 +242,7 @@ class MainWindow(QMainWindow):
         except (OSError, ValueError) as error:
             return self._not_saved(error)
         if saved:
-            self.statusBar().showMessage(_saved_line(saved, self.document), 1500)
+            self.statusBar().showMessage(saved_line(saved, self.document), 1500)
         return None
 
     def save_now(self) -> None:
@@ -257,16 +258,16 @@ class MainWindow(QMainWindow):
             self._not_saved(error)
             return
         if saved:
-            line = _saved_line(saved, document)
+            line = saved_line(saved, document)
         elif document.read_only_reason:
             line = f"nothing to save: no edits ({document.read_only_reason})"
         else:
-            line = _up_to_date_line(document.images[document.current_index].annotation_path, document)
+            line = up_to_date_line(document.images[document.current_index].annotation_path, document)
         self.log.add(line)
         self.statusBar().showMessage(line, MESSAGE_MS)
 
     def _not_saved(self, error: OSError | ValueError) -> str:
-        problem = _problem_line(error)
+        problem = problem_line(error)
         self.report(f"not saved: {problem}; the edits are kept in memory")
         return problem
 
@@ -379,27 +380,3 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, "Edits not saved", "This image's edits could not be saved (see the "
                                       "log). Close and lose them?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
-
-
-def _boxes_held(document: Document) -> str:
-    """"4 boxes", "1 box, verified": what the current image's annotation holds."""
-    count = len(document.boxes)
-    return f"{count} {'box' if count == 1 else 'boxes'}{', verified' if document.verified else ''}"
-
-
-def _saved_line(annotation: Path, document: Document) -> str:
-    """"saved 4 boxes to raccoon-21.xml" for the current image's annotation file."""
-    return f"saved {_boxes_held(document)} to {annotation.name}"
-
-
-def _up_to_date_line(annotation: Path, document: Document) -> str:
-    """"raccoon-21.xml is up to date: 4 boxes" (the autosave wrote them already)."""
-    return f"{annotation.name} is up to date: {_boxes_held(document)}"
-
-
-def _problem_line(error: OSError | ValueError) -> str:
-    """"<file>: <reason>" for an OSError that names its file (PermissionError: "/a/b.xml:
-    permission denied"), else the error's own first line."""
-    if isinstance(error, OSError) and error.filename and error.strerror:
-        return f"{error.filename}: {error.strerror.lower()}"
-    return next(iter(str(error).splitlines()), type(error).__name__)
