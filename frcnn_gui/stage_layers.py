@@ -107,7 +107,7 @@ class StageInspector(QObject):
         panel.proposal_knobs_changed.connect(self.rerun_proposals)
         panel.level_chosen.connect(self._level_chosen)
         panel.shape_chosen.connect(self._shape_chosen)
-        panel.anchor_filter_changed.connect(self._anchor_filter_chosen)
+        panel.anchor_filter_changed.connect(lambda anchor_filter: self._choose("anchor_filter", anchor_filter))
         panel.anchor_scope_chosen.connect(lambda scope: self._choose("anchor_scope", scope))
         panel.shown_changed.connect(lambda count: self._choose("drawn", count))
         panel.sample_chosen.connect(lambda index: self._choose("selected_sample", index))
@@ -243,10 +243,6 @@ class StageInspector(QObject):
 
     def _shape_chosen(self, shape: int) -> None:
         self.shape = None if shape < 0 else shape
-        self._show()
-
-    def _anchor_filter_chosen(self, anchor_filter: dict) -> None:
-        self.anchor_filter = anchor_filter
         self._show()
 
     def _choose(self, attribute: str, value) -> None:
