@@ -21,7 +21,7 @@ import tempfile
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from frcnn_core.transform import prepare
+from frcnn_core.modeling.transform import prepare
 
 from common import (
     BENCH_PHOTO,

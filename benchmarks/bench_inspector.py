@@ -17,8 +17,8 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from frcnn_core.inspect_stages import Inspection
-from frcnn_core.zoo import build_model
+from frcnn_core.inspect.inspection import Inspection
+from frcnn_core.modeling.zoo import build_model
 
 from common import BENCH_PHOTO, interleaved_timings, load_photo, summary
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from frcnn_core.anchors import inside_mask, make_anchors
-from frcnn_core.config import IGNORE, NEG, POS, AnchorConfig
-from frcnn_core.matching import match
-from frcnn_core.sampling import sample_balanced
+from frcnn_core.modeling.anchors import inside_mask, make_anchors
+from frcnn_core.modeling.config import IGNORE, NEG, POS, AnchorConfig
+from frcnn_core.modeling.matching import match
+from frcnn_core.modeling.sampling import sample_balanced
 
 from common import interleaved_timings, summary
 

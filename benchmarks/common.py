@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from frcnn_core.fileio import write_bytes_atomic
-from frcnn_core.imageio import load_image
-from frcnn_core.zoo import build_model
+from frcnn_core.io.atomic import write_bytes_atomic
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.zoo import build_model
 
 SAMPLES_DIR = Path(os.environ.get("FRCNN_SAMPLES", Path(__file__).resolve().parents[1].parent / "shared" / "samples"))
 BENCH_PHOTO = "astronaut.png"  # 512x512: both models resize it to 800x800

@@ -1,7 +1,7 @@
 """Model names, the bundled model's file and the weights a name gets by default, without torch:
 the window lists them in its model picker before the engine has imported.
 
-`frcnn_core.zoo` says what each name builds; tests/core/test_names.py checks that its `MODELS`
+`frcnn_core.modeling.zoo` says what each name builds; tests/core/test_names.py checks that its `MODELS`
 lists exactly `MODEL_NAMES`, and that those with COCO weights are exactly `COCO_TRAINED`.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage STAGE] [--screenshot OUT.png]`; STAGE is one of
-the stages the stage panel shows (`frcnn_gui.panels.stages.STAGES`), or "funnel": the recall funnel
+the stages the stage panel shows (`frcnn_core.vocabulary.STAGES`), or "funnel": the recall funnel
 dock raised, its first missed GT box (else the first) chosen and its chain drawn."""
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from frcnn_core.devices import DEVICES
 from frcnn_core.names import default_model, default_weights
 from frcnn_core.resources import SAMPLES
+from frcnn_core.vocabulary import FUNNEL, STAGES
 from frcnn_gui import excepthook, window_layout
-from frcnn_gui.panels.stages import STAGES
 
 SCREENSHOT_TIMEOUT_MS = 180_000
-FUNNEL = "funnel"
 FUNNEL_DOCK_HEIGHT = 260  # room for eight rows of the table
 SCREENSHOT_SETTLE_MS = 200  # after the result: let the canvas paint it
 SCREENSHOT_SIZE = (1400, 900)  # the window's size in a screenshot, whatever the screen
@@ -29,7 +29,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("path", nargs="?", default=str(SAMPLES), help="an image or a folder (default: the samples)")
     parser.add_argument("--model", default=None, help="model name or checkpoint (default: bccd-demo)")
     parser.add_argument("--weights", default=None, help="coco | imagenet | none | PATH for a model name")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--stage", choices=(*STAGES, FUNNEL), default="detections",
                         help="the stage the canvas shows, or the recall funnel")
     parser.add_argument("--screenshot", metavar="OUT.png",

@@ -23,22 +23,22 @@ from frcnn_core.errors import InputError
 from frcnn_gui import actions, window_layout
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import class_colour
-from frcnn_gui.commands import AcceptDetectionsCommand, SetVerifiedCommand
-from frcnn_gui.document import Detection, Document
+from frcnn_gui.document.document import Detection, Document
+from frcnn_gui.document.save_lines import problem_line, saved_line, up_to_date_line
+from frcnn_gui.editing.commands import AcceptDetectionsCommand, SetVerifiedCommand
+from frcnn_gui.editing.history import ImageHistories
+from frcnn_gui.editing.labelling import Labelling
+from frcnn_gui.engine.worker import EngineClient
 from frcnn_gui.finetune.controller import FinetuneController
-from frcnn_gui.history import ImageHistories
-from frcnn_gui.labelling import Labelling
+from frcnn_gui.inspector.funnel_panel import FunnelPanel
+from frcnn_gui.inspector.stage_panel import StagesPanel
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel
-from frcnn_gui.panels.funnel import FunnelPanel
 from frcnn_gui.panels.image_list import ImageListPanel
 from frcnn_gui.panels.log import LogPanel
 from frcnn_gui.panels.review import ReviewController, ReviewPanel
-from frcnn_gui.panels.stages import StagesPanel
 from frcnn_gui.panels.status import StatusPanel
-from frcnn_gui.save_lines import problem_line, saved_line, up_to_date_line
-from frcnn_gui.worker import EngineClient
 
 AUTOSAVE_DELAY_MS = 300
 MESSAGE_MS = 10_000  # how long a problem stays in the status bar
@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
 
     def _build_inspector(self, import_seconds: float) -> None:
         """The stage inspector, once the engine is ready (the worker imported its modules)."""
-        from frcnn_gui.stage_layers import StageInspector
+        from frcnn_gui.inspector.controller import StageInspector
 
         self.inspector = StageInspector(self.stages_panel, self.canvas, self.document, self.engine, self)
         self.inspector.set_score_threshold(self.detections_panel.threshold())

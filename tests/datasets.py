@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from frcnn_core.data.dataset import DetectionDataset, Sample
+from frcnn_core.data.samples import DetectionDataset, Sample
 from frcnn_core.data.voc import write_voc_xml
 
 from reference import PHOTO

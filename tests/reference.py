@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torchvision.models import detection
 
-from frcnn_core.imageio import load_image
+from frcnn_core.io.images import load_image
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 PHOTO = SAMPLES / "chelsea.png"

@@ -24,14 +24,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from frcnn_core.checkpoints import load_weights_file, save_checkpoint  # noqa: E402
+from frcnn_core.analysis.evaluate import evaluate  # noqa: E402
 from frcnn_core.data.augment import AugmentConfig  # noqa: E402
-from frcnn_core.data.dataset import open_dataset  # noqa: E402
-from frcnn_core.evaluate import evaluate  # noqa: E402
-from frcnn_core.fileio import write_bytes_atomic  # noqa: E402
+from frcnn_core.data.formats import open_dataset  # noqa: E402
+from frcnn_core.io.atomic import write_bytes_atomic  # noqa: E402
+from frcnn_core.modeling.checkpoints import load_weights_file, save_checkpoint  # noqa: E402
+from frcnn_core.modeling.zoo import build_model  # noqa: E402
 from frcnn_core.names import BUNDLED  # noqa: E402
-from frcnn_core.train import TrainSettings, train  # noqa: E402
-from frcnn_core.zoo import build_model  # noqa: E402
+from frcnn_core.training.train import TrainSettings, train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bccd"
 TARGET = BUNDLED["bccd-demo"]  # frcnn_core/resources/models/bccd-demo.pt of this checkout

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from frcnn_core.data.augment import AugmentConfig  # noqa: E402
-from frcnn_core.finetune import evaluate_run, plan_finetune, run_finetune  # noqa: E402
+from frcnn_core.training.finetune import evaluate_run, plan_finetune, run_finetune  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bccd"
 

@@ -28,7 +28,7 @@ from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from frcnn_core.data.augment import AugmentConfig  # noqa: E402
-from frcnn_core.finetune import plan_finetune  # noqa: E402
+from frcnn_core.training.finetune import plan_finetune  # noqa: E402
 from frcnn_gui.main_window import MainWindow  # noqa: E402
 
 from finetune_report import make_folder, print_scores, split_ids  # noqa: E402

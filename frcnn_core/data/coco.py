@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-from frcnn_core.data.dataset import (
+from frcnn_core.data.samples import (
     SKIPPED_CROWD,
     SKIPPED_NO_IMAGE,
     SKIPPED_UNKNOWN_CLASS,
@@ -32,7 +32,7 @@ from frcnn_core.data.dataset import (
     with_background_from,
 )
 from frcnn_core.errors import InputError
-from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.io.atomic import write_bytes_atomic
 
 
 def _load(path: Path) -> dict:

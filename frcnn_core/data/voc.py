@@ -19,7 +19,7 @@ import numpy as np
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException, DTDForbidden
 
-from frcnn_core.data.dataset import (
+from frcnn_core.data.samples import (
     IMAGE_SUFFIXES,
     SKIPPED_NO_ANNOTATION,
     SKIPPED_NO_IMAGE,
@@ -38,7 +38,7 @@ from frcnn_core.data.dataset import (
     with_background_from,
 )
 from frcnn_core.errors import InputError
-from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.io.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:
     import torch

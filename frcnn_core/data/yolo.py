@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from frcnn_core.data.dataset import (
+from frcnn_core.data.samples import (
     IMAGE_SUFFIXES,
     SKIPPED_UNKNOWN_CLASS,
     DetectionDataset,
@@ -26,7 +26,7 @@ from frcnn_core.data.dataset import (
     with_background_from,
 )
 from frcnn_core.errors import InputError
-from frcnn_core.fileio import write_bytes_atomic
+from frcnn_core.io.atomic import write_bytes_atomic
 
 
 def _parse_line(path: Path, number: int, line: str) -> tuple[int, tuple[float, float, float, float]]:

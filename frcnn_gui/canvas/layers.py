@@ -21,7 +21,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QTransfo
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from frcnn_gui.canvas.geometry import HANDLES, handle_points
-from frcnn_gui.document import Detection, Document
+from frcnn_gui.document.document import Detection, Document
 
 # The saturated ones of Trubetskoy's 20 distinct colours: the dark ones vanish on dark images,
 # the pale ones on bright images (BCCD's smears).

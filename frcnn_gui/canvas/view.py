@@ -27,8 +27,8 @@ from PySide6.QtWidgets import QWidget
 from frcnn_gui.canvas.geometry import Coords, drawn_box, grown, moved_inside, resized
 from frcnn_gui.canvas.image_view import ImageView
 from frcnn_gui.canvas.layers import DetectionLayer, GroundTruthLayer
-from frcnn_gui.commands import AddBoxCommand, DeleteBoxesCommand, EditBoxCommand
-from frcnn_gui.document import Box, Document
+from frcnn_gui.document.document import Box, Document
+from frcnn_gui.editing.commands import AddBoxCommand, DeleteBoxesCommand, EditBoxCommand
 
 MODES = ("select", "draw")
 DEFAULT_LABEL = "object"  # class of drawn boxes while there is neither current_label nor a class

@@ -23,9 +23,9 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QDialog, QMessageBox
 
 from frcnn_core.errors import InputError
-from frcnn_core.runs import FINAL_CHECKPOINT, ap50_fell, read_log, summarize_run
+from frcnn_core.training.runs import FINAL_CHECKPOINT, ap50_fell, read_log, summarize_run
 from frcnn_gui.canvas.layers import BoxSetLayer
-from frcnn_gui.document import Detection
+from frcnn_gui.document.document import Detection
 from frcnn_gui.finetune.run_panel import RunPanel
 from frcnn_gui.finetune.runner import FinetuneRunner
 from frcnn_gui.finetune.runs_panel import RunsPanel
@@ -34,7 +34,7 @@ from frcnn_gui.panels.status import model_title
 from frcnn_gui.window_layout import dock_of
 
 if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
-    from frcnn_core.finetune import FinetunePlan
+    from frcnn_core.training.finetune import FinetunePlan
     from frcnn_gui.finetune.dialog import FinetuneDialog
 
 DEFAULT_RUNS_DIR = Path.home() / "frcnn-studio" / "runs"
@@ -117,7 +117,7 @@ class FinetuneController(QObject):
         self.runs_panel.refresh()
 
     def resume(self, run_dir: Path) -> None:
-        from frcnn_core.finetune import load_plan  # torch: imported when first needed, not with the window
+        from frcnn_core.training.finetune import load_plan  # torch: imported when first needed, not with the window
 
         try:
             plan = load_plan(run_dir)
@@ -128,7 +128,7 @@ class FinetuneController(QObject):
 
     def open_run(self, run_dir: Path) -> None:
         """Show a past run: its curves, state and metrics; its model is compared on the image shown."""
-        from frcnn_core.finetune import load_plan  # torch: imported when first needed, not with the window
+        from frcnn_core.training.finetune import load_plan  # torch: imported when first needed, not with the window
 
         self.run_panel.show_run(summarize_run(run_dir), _log(run_dir, self.window))
         self._raise(self.run_panel)

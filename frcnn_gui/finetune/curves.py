@@ -75,7 +75,7 @@ class LossCurves(QWidget):
         self._redraw_timer = QTimer(self, singleShot=True, interval=REDRAW_MS, timeout=self._redraw)
 
     def add(self, progress) -> None:
-        """Append a `frcnn_core.train.Progress`; other events than "iteration" are ignored."""
+        """Append a `frcnn_core.training.train.Progress`; other events than "iteration" are ignored."""
         if progress.event == "iteration":
             self._append(progress.iteration, progress.losses, progress.lr)
             if not self._redraw_timer.isActive():

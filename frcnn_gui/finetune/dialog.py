@@ -7,7 +7,7 @@ annotation problems by name ("10 images have no annotation file: not used for tr
 With a QSettings the dialog opens with the settings last checked or started (every field but the
 run name, which is new for each run; the runs folder is the window's).
 
-`plan_kwargs()` is the keyword dict for `frcnn_core.finetune.plan_finetune`. After `exec()`
+`plan_kwargs()` is the keyword dict for `frcnn_core.training.finetune.plan_finetune`. After `exec()`
 returns Accepted, `plan` is the FinetunePlan and `preview_every()` how often to preview.
 """
 from __future__ import annotations
@@ -38,8 +38,8 @@ from PySide6.QtWidgets import (
 
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.errors import InputError
-from frcnn_core.finetune import FinetunePlan, class_overlap, plan_finetune
-from frcnn_core.zoo import MODELS
+from frcnn_core.modeling.zoo import MODELS
+from frcnn_core.training.finetune import FinetunePlan, class_overlap, plan_finetune
 from frcnn_gui.finetune.text import counted, format_duration
 
 DEFAULT_ITERATIONS, DEFAULT_BATCH, DEFAULT_LR, DEFAULT_PREVIEW_EVERY = 100, 2, 0.01, 25

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
     import torch
 
-    from frcnn_core.compare import ClassOverlap, Comparison
-    from frcnn_core.train import Progress
+    from frcnn_core.analysis.compare_models import ClassOverlap, Comparison
+    from frcnn_core.training.train import Progress
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
-from frcnn_core.runs import CANCELLED, FINISHED, STOPPED, RunSummary
-from frcnn_gui.finetune.compare import ComparisonView
+from frcnn_core.training.runs import CANCELLED, FINISHED, STOPPED, RunSummary
+from frcnn_gui.finetune.before_after import ComparisonView
 from frcnn_gui.finetune.curves import LossCurves
 from frcnn_gui.finetune.text import before_after, format_duration
 
@@ -110,8 +110,10 @@ class RunPanel(QWidget):
 
     # --- a past run -------------------------------------------------------------------------
     def show_run(self, run: RunSummary, records: list[dict]) -> None:
-        """A run folder as `frcnn_core.runs` reads it: its summary and its log records."""
-        from frcnn_core.compare import Comparison  # torch: imported when first needed, not with the window
+        """A run folder as `frcnn_core.training.runs` reads it: its summary and its log records."""
+        from frcnn_core.analysis.compare_models import (
+            Comparison,  # torch: imported when first needed, not with the window
+        )
 
         self.run_dir = Path(run.path)
         self.curves.set_records(records)

@@ -4,7 +4,7 @@ touches; `training_thread.RunWorker` trains, scores and compares in a QThread.
 Iteration records are coalesced here, in the UI thread: at most one per PROGRESS_INTERVAL_MS
 reaches `progress`, the newest; every other event ("started", "checkpoint", "done", "cancelled",
 "stopped") always does, in order. The curves of the whole run come from its log afterwards
-(`frcnn_core.runs.read_log`).
+(`frcnn_core.training.runs.read_log`).
 
 Cancelling sets a flag that the training loop reads before each iteration, so a run stops within
 one iteration and saves a consistent last.pt; a run that has reached evaluation skips what is
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 
+from frcnn_gui.engine.worker import LINGERING  # one shutdown rule for both worker threads
 from frcnn_gui.finetune.training_thread import Job, RunWorker
-from frcnn_gui.worker import LINGERING  # one shutdown rule for both worker threads
 
 if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
-    from frcnn_core.finetune import FinetunePlan
-    from frcnn_core.train import Progress
+    from frcnn_core.training.finetune import FinetunePlan
+    from frcnn_core.training.train import Progress
     from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
 
 PROGRESS_INTERVAL_MS = 50  # at most 20 iteration records a second reach the UI

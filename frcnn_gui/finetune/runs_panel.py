@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from frcnn_core.runs import RunSummary, list_runs
+from frcnn_core.training.runs import RunSummary, list_runs
 from frcnn_gui.finetune.text import ap50_before_after, counted
 
 COLUMNS = ("name", "base", "state", "iterations", "AP50 before → after", "created")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from frcnn_core.runs import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE
+from frcnn_core.vocabulary import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE
 
 NO_VALUE = "—"
 

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal, Slot
 
 from frcnn_core.errors import InputError
-from frcnn_core.imageio import load_image
-from frcnn_core.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT
+from frcnn_core.io.images import load_image
+from frcnn_core.training.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT
+from frcnn_gui.engine.worker import detached_cpu, one_line  # one way to detach results and to word errors, both workers
 from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
-from frcnn_gui.worker import detached_cpu, one_line  # one way to detach results and to word errors, both workers
 
 if TYPE_CHECKING:  # torch and the training code load in this thread when first needed, not with the window
     import torch
 
-    from frcnn_core.finetune import FinetunePlan
-    from frcnn_core.model import FasterRCNN
+    from frcnn_core.modeling.model import FasterRCNN
+    from frcnn_core.training.finetune import FinetunePlan
 
 WARMUP_ITERATIONS = 3  # the first iterations are slow (allocation, kernel choice): left out of the timing
 
@@ -67,7 +67,7 @@ class RunWorker(QObject):
             answer, value = self.failed, one_line(str(error))
         except Exception as error:
             if out_of_memory(error):
-                from frcnn_core.train import pick_device  # torch: see the imports
+                from frcnn_core.training.train import pick_device  # torch: see the imports
 
                 settings = job.plan.settings
                 answer, value = self.failed, (
@@ -81,8 +81,8 @@ class RunWorker(QObject):
         answer.emit(value)
 
     def _run(self, job: Job) -> FinetuneResult:
-        from frcnn_core.finetune import run_finetune, score_run  # torch: see the imports
-        from frcnn_core.train import pick_device
+        from frcnn_core.training.finetune import run_finetune, score_run  # torch: see the imports
+        from frcnn_core.training.train import pick_device
 
         self._pair = None  # training needs the memory more than a comparison cache
         plan = job.plan
@@ -128,9 +128,9 @@ class RunWorker(QObject):
         the base model has no trained head, the answer carries only the reason (no detection runs)."""
         import torch  # see the imports
 
-        from frcnn_core.compare import compare_on_image, on_classes
-        from frcnn_core.finetune import class_overlap
-        from frcnn_core.train import pick_device
+        from frcnn_core.analysis.compare_models import compare_on_image, on_classes
+        from frcnn_core.training.finetune import class_overlap
+        from frcnn_core.training.train import pick_device
 
         try:
             overlap = class_overlap(plan)
@@ -155,8 +155,8 @@ class RunWorker(QObject):
 
     def _models(self, plan: FinetunePlan, device: torch.device) -> tuple[FasterRCNN, FasterRCNN]:
         """The base model (its own classes) and the run's best checkpoint, kept while the checkpoint is unchanged."""
-        from frcnn_core.finetune import base_model  # torch: see the imports
-        from frcnn_core.zoo import build_model
+        from frcnn_core.modeling.zoo import build_model
+        from frcnn_core.training.finetune import base_model  # torch: see the imports
 
         checkpoint = _best_checkpoint(Path(plan.settings.out))
         key = (str(checkpoint), checkpoint.stat().st_mtime_ns, str(device))

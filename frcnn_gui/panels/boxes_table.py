@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
-from frcnn_gui.commands import RelabelCommand, SetDifficultCommand
-from frcnn_gui.document import Document
+from frcnn_gui.document.document import Document
+from frcnn_gui.editing.commands import RelabelCommand, SetDifficultCommand
 
 COLUMNS = ("class", "x1", "y1", "x2", "y2", "difficult")
 DIFFICULT_COLUMN = COLUMNS.index("difficult")

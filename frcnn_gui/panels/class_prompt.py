@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from frcnn_gui.boxes import check_class_name
+from frcnn_gui.document.boxes import check_class_name
 
 WARNING_STYLE = "color: #c0392b;"
 

@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from frcnn_gui.commands import AddClassCommand, RenameClassCommand
-from frcnn_gui.document import Document
+from frcnn_gui.document.document import Document
+from frcnn_gui.editing.commands import AddClassCommand, RenameClassCommand
 
 
 def swatch(colour: QColor) -> QIcon:

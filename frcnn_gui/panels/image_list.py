@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
-from frcnn_gui.document import Document
+from frcnn_gui.document.document import Document
 
 STATUS_MARK = {"none": "○", "annotated": "●", "verified": "✔", "error": "✖"}
 STATUS_COLOUR = {"none": None, "annotated": "#1f6feb", "verified": "#1a7f37", "error": "#cf222e"}  # None: text colour

@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 
 from frcnn_gui.canvas import Canvas
 from frcnn_gui.canvas.layers import BoxSetLayer, class_colour, device_boxes
-from frcnn_gui.commands import ReviewDecisionCommand
-from frcnn_gui.document import Document
-from frcnn_gui.review import Rejections, ReviewQueue, plan_accept
+from frcnn_gui.document.document import Document
+from frcnn_gui.document.suggestions import Rejections, ReviewQueue, plan_accept
+from frcnn_gui.editing.commands import ReviewDecisionCommand
 from frcnn_gui.window_layout import show_behind
 
 HIGHLIGHT_Z = 25  # above the ground truth (20): the suggestion under review is never hidden

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.cli import main
-from frcnn_core.zoo import build_model
+from frcnn_core.cli.main import main
+from frcnn_core.modeling.zoo import build_model
 
 from reference import PHOTO
 

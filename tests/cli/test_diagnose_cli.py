@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from frcnn_core.cli import main
-from frcnn_core.diagnose import OUTCOMES, STAGES
-from frcnn_core.explain import FOUND, LOST_AT_WORDS, outcome_words
+from frcnn_core.cli.main import main
+from frcnn_core.inspect.describe import FOUND, LOST_AT_WORDS, outcome_words
+from frcnn_core.inspect.funnel import OUTCOMES
 from frcnn_core.resources import SAMPLES
+from frcnn_core.vocabulary import FUNNEL_STAGES as STAGES
 
 IMAGE_IDS = ("BloodImage_00002", "BloodImage_00014", "BloodImage_00028")  # val images, bundled as samples
 

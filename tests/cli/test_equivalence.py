@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from frcnn_core.cli import main
-from frcnn_core.imageio import load_image
-from frcnn_core.transform import to_original
-from frcnn_core.zoo import build_model
+from frcnn_core.cli.main import main
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.transform import to_original
+from frcnn_core.modeling.zoo import build_model
 
 from reference import BUILDERS, PHOTO, save_reference
 

@@ -19,9 +19,10 @@ from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from frcnn_core import cli, evaluate
-from frcnn_core.data.dataset import open_dataset
-from frcnn_core.zoo import COCO_CLASS_NAMES, build_model
+from frcnn_core.analysis import evaluate
+from frcnn_core.cli import main as cli
+from frcnn_core.data.formats import open_dataset
+from frcnn_core.modeling.zoo import COCO_CLASS_NAMES, build_model
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
 MODEL = "mobilenet-v3-320-fpn"

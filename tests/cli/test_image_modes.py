@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.cli import main
+from frcnn_core.cli.main import main
 
 from reference import PHOTO
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from frcnn_core.cli import main
+from frcnn_core.cli.main import main
 
 from reference import SAMPLES
 

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.anchors: base shapes, torchvision equality, the seed convention, order."""
+"""Tests for frcnn_core.modeling.anchors: base shapes, torchvision equality, the seed convention, order."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from frcnn_core.anchors import base_anchors, inside_mask, make_anchors
-from frcnn_core.config import AnchorConfig
+from frcnn_core.modeling.anchors import base_anchors, inside_mask, make_anchors
+from frcnn_core.modeling.config import AnchorConfig
 
 SEED_ANCHORS = AnchorConfig(
     sizes=((128, 256, 512),), aspect_ratios=((0.5, 1, 2),), center_offset=0.5, round_base=False

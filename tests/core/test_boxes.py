@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.boxes: box coding round trip, torchvision equality, clipping, filtering."""
+"""Tests for frcnn_core.modeling.boxes: box coding round trip, torchvision equality, clipping, filtering."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import clip_boxes_to_image
 
-from frcnn_core.boxes import BBOX_XFORM_CLIP, clip, decode, encode, scale_boxes, small_box_mask
+from frcnn_core.modeling.boxes import BBOX_XFORM_CLIP, clip, decode, encode, scale_boxes, small_box_mask
 
 RPN_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
 ROI_WEIGHTS = (10.0, 10.0, 5.0, 5.0)

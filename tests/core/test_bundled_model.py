@@ -6,9 +6,9 @@ import torch
 from torchvision.ops import box_iou
 
 from frcnn_core.data.voc import read_voc_xml
-from frcnn_core.imageio import load_image
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.zoo import BUNDLED, build_model
 from frcnn_core.resources import SAMPLES
-from frcnn_core.zoo import BUNDLED, build_model
 
 
 def test_bccd_demo_is_small_and_finds_most_cells_of_a_val_image():

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.checkpoints: safe loading (never unpickling code) and atomic saving."""
+"""Tests for frcnn_core.modeling.checkpoints: safe loading (never unpickling code) and atomic saving."""
 from __future__ import annotations
 
 import random
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from frcnn_core import checkpoints
-from frcnn_core.checkpoints import load_weights_file, save_checkpoint
-from frcnn_core.config import AnchorConfig, make_config
 from frcnn_core.errors import InputError
+from frcnn_core.modeling import checkpoints
+from frcnn_core.modeling.checkpoints import load_weights_file, save_checkpoint
+from frcnn_core.modeling.config import AnchorConfig, make_config
 
 CONFIG = make_config("seed", AnchorConfig(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)))
 

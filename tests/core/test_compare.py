@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frcnn_core.compare import (
+from frcnn_core.analysis.compare_models import (
     COMPARABLE,
     NO_DETECTOR,
     NOT_COMPARABLE,

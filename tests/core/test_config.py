@@ -1,11 +1,11 @@
-"""Tests for frcnn_core.config: presets, the dict round trip, unknown names."""
+"""Tests for frcnn_core.modeling.config: presets, the dict round trip, unknown names."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from frcnn_core.config import PRESETS, AnchorConfig, DetectorConfig, make_config
+from frcnn_core.modeling.config import PRESETS, AnchorConfig, DetectorConfig, make_config
 
 PAPER_ANCHORS = AnchorConfig(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frcnn_core.config import IGNORE, NEG, POS, DetectorConfig, RPNConfig
-from frcnn_core.data.dataset import DetectionDataset, Sample
+from frcnn_core.data.samples import DetectionDataset, Sample
 from frcnn_core.data.voc import read_voc_xml
-from frcnn_core.diagnose import (
+from frcnn_core.inspect.funnel import (
     DETECTED,
     OUTCOMES,
-    STAGES,
     FunnelRow,
     ImageFunnel,
     _label_space,
@@ -22,9 +20,9 @@ from frcnn_core.diagnose import (
     suggest_anchors,
     summarize,
 )
-from frcnn_core.imageio import load_image
-from frcnn_core.resources import SAMPLES
-from frcnn_core.trace import (
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.config import IGNORE, NEG, POS, DetectorConfig, RPNConfig
+from frcnn_core.modeling.trace import (
     AnchorLabelsTrace,
     AnchorsTrace,
     DetectionsTrace,
@@ -33,7 +31,9 @@ from frcnn_core.trace import (
     RoiPoolTrace,
     Trace,
 )
-from frcnn_core.zoo import build_model
+from frcnn_core.modeling.zoo import build_model
+from frcnn_core.resources import SAMPLES
+from frcnn_core.vocabulary import FUNNEL_STAGES as STAGES
 
 CLASS_NAMES = ["__background__", "cat", "dog"]
 

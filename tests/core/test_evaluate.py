@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core import evaluate
-from frcnn_core.data.dataset import DetectionDataset, Sample
+from frcnn_core.analysis import evaluate
+from frcnn_core.data.samples import DetectionDataset, Sample
 
 CLASS_NAMES = ["__background__", "cat", "dog", "bird"]
 DESIGN_KEYS = {"AP", "AP50", "AP75", "per_class_AP50", "voc07_mAP", "images"}
@@ -219,7 +219,7 @@ def test_to_json_has_design_keys_and_no_nan():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from frcnn_core.zoo import build_model
+    from frcnn_core.modeling.zoo import build_model
 
     torch.manual_seed(0)
     return build_model("mobilenet-v3-320-fpn", "none", score_thresh=0.0)

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.explain: the sentences carry the live numbers of a hand-made tiny trace and
+"""Tests for frcnn_core.inspect.describe: the sentences carry the live numbers of a hand-made tiny trace and
 of the seed walkthrough, and a stage whose inputs are missing says what is missing."""
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from frcnn_core.anchors import inside_mask, make_anchors
-from frcnn_core.config import AnchorConfig, make_config
-from frcnn_core.diagnose import STAGES as FUNNEL_STAGES
-from frcnn_core.explain import FOUND, LOST_AT_WORDS, explain, outcome_words, stage_counts
-from frcnn_core.imageio import load_image
-from frcnn_core.inspect_stages import Inspection
-from frcnn_core.trace import (
+from frcnn_core.inspect.describe import FOUND, LOST_AT_WORDS, explain, outcome_words, stage_counts
+from frcnn_core.inspect.inspection import Inspection
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.anchors import inside_mask, make_anchors
+from frcnn_core.modeling.config import AnchorConfig, make_config
+from frcnn_core.modeling.trace import (
     AnchorLabelsTrace,
     AnchorsTrace,
     DetectionsTrace,
@@ -24,7 +23,8 @@ from frcnn_core.trace import (
     RoiTargetsTrace,
     Trace,
 )
-from frcnn_core.zoo import build_model
+from frcnn_core.modeling.zoo import build_model
+from frcnn_core.vocabulary import FUNNEL_STAGES
 
 from reference import SAMPLES
 

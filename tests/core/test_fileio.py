@@ -2,7 +2,7 @@ import stat
 
 import pytest
 
-from frcnn_core.fileio import write_atomic, write_bytes_atomic
+from frcnn_core.io.atomic import write_atomic, write_bytes_atomic
 
 
 def test_new_file_is_complete_and_world_readable(tmp_path):

@@ -13,13 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.compare import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES
+from frcnn_core.analysis.evaluate import evaluate
 from frcnn_core.data.augment import AugmentConfig
-from frcnn_core.data.dataset import DetectionDataset, Sample
+from frcnn_core.data.samples import DetectionDataset, Sample
 from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.errors import InputError
-from frcnn_core.evaluate import evaluate
-from frcnn_core.finetune import (
+from frcnn_core.modeling.zoo import BUNDLED, build_model
+from frcnn_core.resources import SAMPLES
+from frcnn_core.training.finetune import (
     FinetunePlan,
     class_overlap,
     evaluate_run,
@@ -30,10 +31,9 @@ from frcnn_core.finetune import (
     split_train_val,
     validation_dataset,
 )
-from frcnn_core.resources import SAMPLES
-from frcnn_core.runs import FINISHED, ap50_fell, list_runs, read_log
-from frcnn_core.train import TrainSettings, train
-from frcnn_core.zoo import BUNDLED, build_model
+from frcnn_core.training.runs import FINISHED, ap50_fell, list_runs, read_log
+from frcnn_core.training.train import TrainSettings, train
+from frcnn_core.vocabulary import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES
 
 from datasets import copy_raccoons
 from test_train import settings as train_settings, tiny_dataset  # noqa: F401 (tiny_dataset: a fixture)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frcnn_core import boxes as box_ops
-from frcnn_core.follow import (
+from frcnn_core.inspect.follow import (
     FILTERED,
     NOT_IN_TOP_N,
     POST_NMS_TOP_N,
@@ -15,7 +14,15 @@ from frcnn_core.follow import (
     fate_text,
     roi_sample_rows,
 )
-from frcnn_core.trace import AnchorsTrace, ObjectnessTrace, ProposalsTrace, RoiPoolTrace, RoiTargetsTrace, Trace
+from frcnn_core.modeling import boxes as box_ops
+from frcnn_core.modeling.trace import (
+    AnchorsTrace,
+    ObjectnessTrace,
+    ProposalsTrace,
+    RoiPoolTrace,
+    RoiTargetsTrace,
+    Trace,
+)
 
 from test_inspect_stages import bccd  # noqa: F401 (a fixture: bccd-demo inspecting a BCCD image with its GT)
 

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.imageio: modes, EXIF orientation, and every user-caused failure."""
+"""Tests for frcnn_core.io.images: modes, EXIF orientation, and every user-caused failure."""
 from __future__ import annotations
 
 import io
@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFile
 
 from frcnn_core.errors import InputError
-from frcnn_core.imageio import LoadedImage, load_image
+from frcnn_core.io.images import LoadedImage, load_image
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 EXIF_ORIENTATION_TAG = 0x0112

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.inspect_stages: re-runs equal the model's own passes, never touch the
+"""Tests for frcnn_core.inspect.inspection: re-runs equal the model's own passes, never touch the
 backbone, and the pooling geometry reproduces torchvision's RoIAlign / RoIPool."""
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align, roi_pool
 
-from frcnn_core import boxes as box_ops, transform
-from frcnn_core.config import NEG
 from frcnn_core.data.voc import read_voc_xml
-from frcnn_core.imageio import load_image
-from frcnn_core.inspect_stages import Inspection, roi_align_grid, roi_pool_bins
+from frcnn_core.inspect.inspection import Inspection, roi_align_grid, roi_pool_bins
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling import boxes as box_ops, transform
+from frcnn_core.modeling.config import NEG
+from frcnn_core.modeling.zoo import build_model
 from frcnn_core.resources import SAMPLES
-from frcnn_core.zoo import build_model
 
 from reference import PHOTO
 

@@ -1,12 +1,12 @@
-"""Tests for frcnn_core.matching: the 0.7 / 0.3 rule, best-candidate positives, empty GT."""
+"""Tests for frcnn_core.modeling.matching: the 0.7 / 0.3 rule, best-candidate positives, empty GT."""
 from __future__ import annotations
 
 import torch
 from hypothesis import given, settings, strategies as st
 from torchvision.models.detection._utils import Matcher
 
-from frcnn_core.config import IGNORE, NEG, POS
-from frcnn_core.matching import best_candidates_per_gt, match
+from frcnn_core.modeling.config import IGNORE, NEG, POS
+from frcnn_core.modeling.matching import best_candidates_per_gt, match
 
 HIGH, LOW = 0.7, 0.3
 

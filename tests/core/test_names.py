@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from frcnn_core import names
-from frcnn_core.zoo import MODELS
+from frcnn_core.modeling.zoo import MODELS
 
 
 def test_the_names_are_the_zoos_models_in_its_order():

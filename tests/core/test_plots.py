@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from frcnn_core import plots
-from frcnn_core.evaluate import PrCurve
+from frcnn_core.analysis.evaluate import PrCurve
+from frcnn_core.render import plots
 
 
 def assert_png(path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.roi_heads: heads vs torchvision, the Fast R-CNN loss, post-processing."""
+"""Tests for frcnn_core.modeling.roi_heads: heads vs torchvision, the Fast R-CNN loss, post-processing."""
 from __future__ import annotations
 
 import torch
@@ -6,8 +6,8 @@ from torch import nn
 from torchvision.models.detection import faster_rcnn as tv_faster_rcnn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 
-from frcnn_core.config import RoIConfig
-from frcnn_core.roi_heads import ConvFCHead, PaperHead, Predictor, TwoMLPHead, fast_rcnn_loss, postprocess
+from frcnn_core.modeling.config import RoIConfig
+from frcnn_core.modeling.roi_heads import ConvFCHead, PaperHead, Predictor, TwoMLPHead, fast_rcnn_loss, postprocess
 
 NUM_ROIS, NUM_CLASSES = 50, 4
 IMAGE_SIZE = (90, 120)

@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.roi_pool: the FPN level rule, and equality with torchvision's poolers."""
+"""Tests for frcnn_core.modeling.roi_pool: the FPN level rule, and equality with torchvision's poolers."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from frcnn_core.roi_pool import (
+from frcnn_core.modeling.roi_pool import (
     _roi_align,
     fpn_levels,
     infer_scale,
@@ -119,7 +119,7 @@ def test_large_batches_split_across_threads_are_bit_identical_and_differentiable
 def test_fpn_models_pool_from_torchvisions_levels_only(name, names):
     """A very large RoI maps past the last pooled level: it must clamp to stride 32 (ResNet), not
     use the extra max-pool output that the RPN sees."""
-    from frcnn_core.zoo import build_model
+    from frcnn_core.modeling.zoo import build_model
 
     torch.manual_seed(0)
     model = build_model(name, "none")

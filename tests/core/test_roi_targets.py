@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.roi_targets: the proposal-target layer on hand cases and properties."""
+"""Tests for frcnn_core.modeling.roi_targets: the proposal-target layer on hand cases and properties."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ import math
 import torch
 from hypothesis import given, settings, strategies as st
 
-from frcnn_core.config import RoIConfig
-from frcnn_core.roi_targets import roi_targets
+from frcnn_core.modeling.config import RoIConfig
+from frcnn_core.modeling.roi_targets import roi_targets
 
 GT_BOXES = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
 GT_LABELS = torch.tensor([3])

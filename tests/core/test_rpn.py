@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.rpn: head layout vs torchvision, the proposal layer, NMS bookkeeping,
+"""Tests for frcnn_core.modeling.rpn: head layout vs torchvision, the proposal layer, NMS bookkeeping,
 anchor targets and the loss."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from torchvision.models.detection import rpn as tv_rpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import batched_nms, box_iou, nms
 
-from frcnn_core.config import IGNORE, NEG, POS, RPNConfig
-from frcnn_core.rpn import RPNHead, anchor_targets, nms_suppressors, propose, rpn_loss
+from frcnn_core.modeling.config import IGNORE, NEG, POS, RPNConfig
+from frcnn_core.modeling.rpn import RPNHead, anchor_targets, nms_suppressors, propose, rpn_loss
 
 
 def propose_one(objectness, deltas, anchors, levels, num_per_level, image_size, config):

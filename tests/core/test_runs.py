@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from frcnn_core.runs import CANCELLED, FINISHED, RUNNING, STOPPED, list_runs, read_log
+from frcnn_core.training.runs import CANCELLED, FINISHED, RUNNING, STOPPED, list_runs, read_log
 
 
 def record(event: str, iteration: int, total: int = 10, message: str = "") -> str:

@@ -1,10 +1,10 @@
-"""Tests for frcnn_core.sampling: quotas, determinism under a generator, negatives filling up."""
+"""Tests for frcnn_core.modeling.sampling: quotas, determinism under a generator, negatives filling up."""
 from __future__ import annotations
 
 import torch
 from hypothesis import given, settings, strategies as st
 
-from frcnn_core.sampling import sample_balanced
+from frcnn_core.modeling.sampling import sample_balanced
 
 
 def _masks(categories: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.voc import write_voc_xml
 from frcnn_core.errors import InputError
-from frcnn_core.model import FasterRCNN
-from frcnn_core.train import TrainSettings, train
-from frcnn_core.train_loop import lr_factor
-from frcnn_core.zoo import build_model
+from frcnn_core.modeling.checkpoints import save_checkpoint
+from frcnn_core.modeling.model import FasterRCNN
+from frcnn_core.modeling.zoo import build_model
+from frcnn_core.training.recipe import lr_factor
+from frcnn_core.training.train import TrainSettings, train
 
 from reference import PHOTO
 
@@ -111,7 +111,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_two_gloo_processes_train_with_ddp(tiny_dataset, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "frcnn_core.cli", "train", "--data", str(tiny_dataset), "--split", "all", "--model",
+               "-m", "frcnn_core.cli.main", "train", "--data", str(tiny_dataset), "--split", "all", "--model",
                "mobilenet-v2", "--weights", "none", "--iters", "3", "--batch-size", "1", "--lr", "0.005",
                "--warmup", "1", "--out", str(out), "--device", "cpu"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
@@ -123,7 +123,7 @@ def test_two_gloo_processes_train_with_ddp(tiny_dataset, tmp_path):
 
 
 def test_frozen_stages_freeze_the_first_backbone_stages_only():
-    from frcnn_core.train_loop import backbone_stages, freeze_stages
+    from frcnn_core.training.recipe import backbone_stages, freeze_stages
 
     torch.manual_seed(0)
     model = build_model("mobilenet-v2", "none")

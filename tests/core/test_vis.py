@@ -1,4 +1,4 @@
-"""Tests for frcnn_core.vis: every stage picture from real traces, and hand-placed boxes and logits."""
+"""frcnn_core.render.stage_pictures: every stage picture from real traces, and hand-placed boxes and logits."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.imageio import load_image
-from frcnn_core.vis import GT_COLOUR, STAGE_PICTURES, class_colour, render_stage, save_stage_pictures
-from frcnn_core.zoo import build_model
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.zoo import build_model
+from frcnn_core.render.stage_pictures import GT_COLOUR, STAGE_PICTURES, class_colour, render_stage, save_stage_pictures
 
 from reference import PHOTO
 

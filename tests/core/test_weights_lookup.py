@@ -11,9 +11,9 @@ import pytest
 import torch
 from torchvision.models import MobileNet_V2_Weights
 
-from frcnn_core import checkpoints
 from frcnn_core.errors import InputError
-from frcnn_core.zoo import build_model
+from frcnn_core.modeling import checkpoints
+from frcnn_core.modeling.zoo import build_model
 
 WEIGHTS = MobileNet_V2_Weights.IMAGENET1K_V1  # the ImageNet base of the mobilenet-v2 model
 FILE_NAME = Path(WEIGHTS.url).name

@@ -9,10 +9,10 @@ import torch
 from torchvision.models import detection
 from torchvision.ops import FrozenBatchNorm2d
 
-from frcnn_core.checkpoints import save_checkpoint
 from frcnn_core.errors import InputError
-from frcnn_core.imageio import load_image
-from frcnn_core.zoo import COCO_CLASS_NAMES, build_model
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.checkpoints import save_checkpoint
+from frcnn_core.modeling.zoo import COCO_CLASS_NAMES, build_model
 
 from reference import PHOTO, reference_model
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from frcnn_core.data.coco import read_coco_json, write_coco_json
-from frcnn_core.data.dataset import open_dataset
+from frcnn_core.data.formats import open_dataset
 from frcnn_core.errors import InputError
 
 from datasets import random_boxes_dataset

@@ -9,7 +9,8 @@ from PIL import Image
 
 from frcnn_core.data.augment import Augment, AugmentConfig
 from frcnn_core.data.coco import write_coco_json
-from frcnn_core.data.dataset import DetectionDataset, Sample, collate, open_dataset
+from frcnn_core.data.formats import open_dataset
+from frcnn_core.data.samples import DetectionDataset, Sample, collate
 from frcnn_core.data.voc import write_voc, write_voc_xml
 from frcnn_core.data.yolo import write_yolo
 from frcnn_core.errors import InputError

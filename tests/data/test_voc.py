@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.data.dataset import open_dataset
+from frcnn_core.data.formats import open_dataset
 from frcnn_core.data.voc import format_coordinate, parse_voc_xml, read_voc_xml, write_voc, write_voc_xml
 from frcnn_core.errors import InputError
 

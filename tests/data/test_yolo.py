@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.data.dataset import open_dataset
+from frcnn_core.data.formats import open_dataset
 from frcnn_core.data.yolo import read_yolo_folder, write_yolo
 from frcnn_core.errors import InputError
 

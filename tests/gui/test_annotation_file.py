@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from frcnn_gui.annotation_file import FileTree, annotation_bytes, read_annotation
-from frcnn_gui.document import Box, Document
+from frcnn_gui.document.annotation_file import FileTree, annotation_bytes, read_annotation
+from frcnn_gui.document.document import Box, Document
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 SIZES = {"labelimg_street": (160, 120), "cvat_voc11_frame": (200, 150), "voc2007_chairs": (125, 94),

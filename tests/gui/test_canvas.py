@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication
 from frcnn_core.resources import SAMPLES
 from frcnn_gui.canvas import Canvas, class_colour
 from frcnn_gui.canvas.geometry import drawn_box, grown, moved_inside, resized
-from frcnn_gui.document import Box, Detection, Document
+from frcnn_gui.document.document import Box, Detection, Document
 
 SAMPLE = SAMPLES / "BloodImage_00002.jpg"
 VIEWPORT = (640, 480)

@@ -7,7 +7,8 @@ from PIL import Image
 from PySide6.QtGui import QUndoStack
 
 from frcnn_core.data.voc import read_voc_xml
-from frcnn_gui.commands import (
+from frcnn_gui.document.document import Box, Detection, Document
+from frcnn_gui.editing.commands import (
     AcceptDetectionsCommand,
     AddBoxCommand,
     AddClassCommand,
@@ -19,7 +20,6 @@ from frcnn_gui.commands import (
     SetDifficultCommand,
     SetVerifiedCommand,
 )
-from frcnn_gui.document import Box, Detection, Document
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from PIL import Image
 
 from frcnn_core.data.voc import read_voc_xml
 from frcnn_core.errors import InputError
-from frcnn_gui.document import Box, Detection, Document
+from frcnn_gui.document.document import Box, Detection, Document
 
 WIDTH, HEIGHT = 100, 80
 
@@ -307,7 +307,7 @@ def test_a_failed_save_leaves_the_old_file_and_stays_dirty(doc, folder, monkeypa
 
     def fail(_fd):
         raise OSError("disk full")
-    monkeypatch.setattr(sys.modules["frcnn_core.fileio"].os, "fsync", fail)
+    monkeypatch.setattr(sys.modules["frcnn_core.io.atomic"].os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         doc.save()
     monkeypatch.undo()

@@ -12,7 +12,7 @@ import torch
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
-from frcnn_core.zoo import build_model
+from frcnn_core.modeling.zoo import build_model
 from frcnn_gui.main_window import MainWindow
 
 from datasets import write_tiny_dataset
@@ -110,7 +110,7 @@ def test_closing_during_a_run_asks_then_cancels_cleanly(qtbot, window, monkeypat
 
 
 def test_the_before_after_layer_draws_lost_changed_and_gained_boxes(window):
-    from frcnn_core.compare import ClassOverlap, compare_on_image
+    from frcnn_core.analysis.compare_models import ClassOverlap, compare_on_image
     from frcnn_gui.finetune.controller import CHANGED, GAINED, LOST
     from frcnn_gui.finetune.messages import ImageComparison
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QSettings
 
-from frcnn_core.compare import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES
-from frcnn_gui.finetune.compare import BEFORE_COLUMN, CHANGE_COLUMN, ComparisonView
+from frcnn_core.vocabulary import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE, SHARED_CLASSES
+from frcnn_gui.finetune.before_after import BEFORE_COLUMN, CHANGE_COLUMN, ComparisonView
 from frcnn_gui.finetune.dialog import FinetuneDialog
 from frcnn_gui.finetune.text import ap50_before_after, verdict_line
 

@@ -13,11 +13,12 @@ import pytest
 import torch
 from PySide6.QtCore import Qt, QTimer
 
-from frcnn_core.checkpoints import save_checkpoint
-from frcnn_core.compare import COMPARABLE, NO_DETECTOR, Comparison
-from frcnn_core.finetune import load_plan, plan_finetune
-from frcnn_core.train import Progress
-from frcnn_core.zoo import build_model
+from frcnn_core.analysis.compare_models import Comparison
+from frcnn_core.modeling.checkpoints import save_checkpoint
+from frcnn_core.modeling.zoo import build_model
+from frcnn_core.training.finetune import load_plan, plan_finetune
+from frcnn_core.training.train import Progress
+from frcnn_core.vocabulary import COMPARABLE, NO_DETECTOR
 from frcnn_gui.finetune import runner as runner_module
 from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
 from frcnn_gui.finetune.runner import PROGRESS_INTERVAL_MS, FinetuneRunner
@@ -133,7 +134,7 @@ def test_internal_error_is_one_line_and_its_traceback_goes_to_the_log(qtbot, run
         raise RuntimeError("boom")
         yield  # a generator, like run_finetune
 
-    monkeypatch.setattr("frcnn_core.finetune.run_finetune", explode)  # training_thread imports it when a run starts
+    monkeypatch.setattr("frcnn_core.training.finetune.run_finetune", explode)  # imported when a run starts
     logged = collect(runner.log_message)
     with qtbot.waitSignal(runner.failed, timeout=TIMEOUT_MS) as failed:
         runner.start(plan_for(dataset, tmp_path / "runs", iters=2))
@@ -148,7 +149,7 @@ def test_out_of_memory_is_one_line_with_what_to_do(qtbot, runner, dataset, tmp_p
                            " to allocate 68719476736 bytes")
         yield  # a generator, like run_finetune
 
-    monkeypatch.setattr("frcnn_core.finetune.run_finetune", exhaust)  # training_thread imports it when a run starts
+    monkeypatch.setattr("frcnn_core.training.finetune.run_finetune", exhaust)  # imported when a run starts
     plan = plan_for(dataset, tmp_path / "runs", iters=2)
     with qtbot.waitSignal(runner.failed, timeout=TIMEOUT_MS) as failed:
         runner.start(plan)

@@ -11,11 +11,11 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog
 
-from frcnn_core.compare import Comparison
-from frcnn_core.runs import CANCELLED, summarize_run
-from frcnn_core.train import Progress
-from frcnn_core.zoo import MODELS
-from frcnn_gui.finetune.compare import ComparisonView
+from frcnn_core.analysis.compare_models import Comparison
+from frcnn_core.modeling.zoo import MODELS
+from frcnn_core.training.runs import CANCELLED, summarize_run
+from frcnn_core.training.train import Progress
+from frcnn_gui.finetune.before_after import ComparisonView
 from frcnn_gui.finetune.curves import LR, TOTAL, LossCurves
 from frcnn_gui.finetune.dialog import FinetuneDialog, base_model_choices, voc_splits
 from frcnn_gui.finetune.messages import FinetuneResult

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from frcnn_gui.commands import AddBoxCommand, AddClassCommand
-from frcnn_gui.document import Box, Document
-from frcnn_gui.history import ImageHistories
+from frcnn_gui.document.document import Box, Document
+from frcnn_gui.editing.commands import AddBoxCommand, AddClassCommand
+from frcnn_gui.editing.history import ImageHistories
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision.ops import box_iou as torchvision_box_iou
 
-from frcnn_gui.boxes import Box, Detection
-from frcnn_gui.review import Rejections, ReviewQueue, box_iou, plan_accept, whole_pixel_box
+from frcnn_gui.document.boxes import Box, Detection
+from frcnn_gui.document.suggestions import Rejections, ReviewQueue, box_iou, plan_accept, whole_pixel_box
 
 SIZE = (100, 80)
 GT = [Box(10, 10, 30, 30, "RBC")]

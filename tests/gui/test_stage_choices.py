@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 from torchvision.ops import box_iou
 
-from frcnn_gui.stage_overlays import box_at, pre_nms_shown_idx
+from frcnn_gui.inspector.overlays import box_at, pre_nms_shown_idx
 
 from test_stages import TIMEOUT_MS, at, choose, shown_boxes, window  # noqa: F401 (window: a fixture)
 

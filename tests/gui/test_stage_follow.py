@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PySide6.QtCore import Qt
 
-from frcnn_core.follow import anchor_fate, roi_sample_rows
-from frcnn_gui.stage_overlays import ANCHORS_DRAWN, cell_anchor_idx, pre_nms_shown_idx
+from frcnn_core.inspect.follow import anchor_fate, roi_sample_rows
+from frcnn_gui.inspector.overlays import ANCHORS_DRAWN, cell_anchor_idx, pre_nms_shown_idx
 
 from test_stages import TIMEOUT_MS, at, choose, shown_boxes, window  # noqa: F401 (window: a fixture)
 
@@ -110,8 +110,8 @@ def test_the_anchor_scope_draws_every_anchor_inside_or_all(qtbot, window):  # no
 
 
 def test_class_scores_draw_the_candidates_class_nms_weighed_against_the_detection():
-    from frcnn_core.trace import DetectionsTrace
-    from frcnn_gui.stage_chains import class_neighbours, class_parts, class_text
+    from frcnn_core.modeling.trace import DetectionsTrace
+    from frcnn_gui.inspector.chains import class_neighbours, class_parts, class_text
 
     # class 1 candidates: 0 (kept, 0.9), 1 (IoU 0.81 with 0, 0.8: removed), 2 (IoU 0.36, 0.7: kept by NMS
     # but not drawn as removed), 3 far away; candidate 4 is class 2 on top of candidate 0

@@ -7,11 +7,11 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from frcnn_core.trace import AnchorsTrace, ObjectnessTrace
+from frcnn_core.modeling.trace import AnchorsTrace, ObjectnessTrace
 from frcnn_gui.canvas.layers import DETECTION_WIDTH, PICKED_WIDTH, TOP_TAGS, detection_colour, dimmed
-from frcnn_gui.document import Detection
-from frcnn_gui.stage_overlays import dimmed_part, overlay_of
-from frcnn_gui.stage_pictures import likely_per_level, liveliest_level
+from frcnn_gui.document.document import Detection
+from frcnn_gui.inspector.overlays import dimmed_part, overlay_of
+from frcnn_gui.inspector.pictures import likely_per_level, liveliest_level
 
 from test_canvas import add, at, canvas, doc, drag, stack  # noqa: F401 (fixtures)
 

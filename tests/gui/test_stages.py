@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 
-from frcnn_core.config import POS
-from frcnn_core.explain import outcome_words
+from frcnn_core.inspect.describe import outcome_words
+from frcnn_core.modeling.config import POS
 from frcnn_core.resources import SAMPLES
+from frcnn_core.vocabulary import STAGES
+from frcnn_gui.inspector.overlays import anchors_overlay, box_at, cell_anchor_idx
+from frcnn_gui.inspector.pictures import objectness_map
 from frcnn_gui.main_window import MainWindow
-from frcnn_gui.panels.stages import STAGES
-from frcnn_gui.stage_overlays import anchors_overlay, box_at, cell_anchor_idx
-from frcnn_gui.stage_pictures import objectness_map
 
 from test_app import WINDOW_SIZE, run_gui
 

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 
-from frcnn_core.model import FasterRCNN
-from frcnn_gui.worker import DetectResult, EngineClient
+from frcnn_core.modeling.model import FasterRCNN
+from frcnn_gui.engine.worker import DetectResult, EngineClient
 
 FAST_MODEL = "mobilenet-v3-320-fpn"
 TIMEOUT_MS = 30_000

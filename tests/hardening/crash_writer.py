@@ -46,7 +46,7 @@ def checkpoint_version_b(state_dict: dict) -> dict:
 def _annotation_saver(folder: Path):
     from PIL import Image
 
-    from frcnn_gui.document import Box, Document
+    from frcnn_gui.document.document import Box, Document
 
     Image.new("RGB", IMAGE_SIZE).save(folder / "image.png")
     version_a, version_b = annotation_versions()
@@ -68,8 +68,8 @@ def _annotation_saver(folder: Path):
 
 
 def _checkpoint_saver(folder: Path):
-    from frcnn_core.checkpoints import save_checkpoint
-    from frcnn_core.zoo import build_model
+    from frcnn_core.modeling.checkpoints import save_checkpoint
+    from frcnn_core.modeling.zoo import build_model
 
     torch.manual_seed(0)
     model = build_model("mobilenet-v2", "none", class_names=CHECKPOINT_CLASSES)

@@ -29,7 +29,7 @@ import torch
 from hypothesis import HealthCheck, settings, strategies as st
 from PIL import Image
 
-from frcnn_core.data.dataset import BACKGROUND, DetectionDataset
+from frcnn_core.data.samples import BACKGROUND, DetectionDataset
 from frcnn_core.errors import InputError
 from frcnn_core.resources import SAMPLES
 

@@ -17,12 +17,12 @@ from PIL import Image, ImageFile
 from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
 from PySide6.QtGui import QImage
 
-from frcnn_core.cli import main as cli
+from frcnn_core.cli.main import main as cli
 from frcnn_core.data.coco import read_coco_json
 from frcnn_core.data.voc import read_voc_xml, write_voc_xml
 from frcnn_core.data.yolo import read_yolo_folder
-from frcnn_core.imageio import MAX_PIXELS
-from frcnn_gui.document import Box, Document
+from frcnn_core.io.images import MAX_PIXELS
+from frcnn_gui.document.document import Box, Document
 from frcnn_gui.main_window import MainWindow
 
 FAST_MODEL = ["--model", "mobilenet-v3-320-fpn", "--weights", "none"]

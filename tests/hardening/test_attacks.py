@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from frcnn_core.checkpoints import FORMAT, load_weights_file
-from frcnn_core.cli import main
-from frcnn_core.config import AnchorConfig, make_config
+from frcnn_core.cli.main import main
 from frcnn_core.data.voc import read_labelimg_folder, read_voc_folder, read_voc_xml
 from frcnn_core.errors import InputError
-from frcnn_core.zoo import build_model
+from frcnn_core.modeling.checkpoints import FORMAT, load_weights_file
+from frcnn_core.modeling.config import AnchorConfig, make_config
+from frcnn_core.modeling.zoo import build_model
 
 from datasets import write_tiny_dataset
 

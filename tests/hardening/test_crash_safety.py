@@ -1,4 +1,4 @@
-"""Crash safety of the atomic writes (frcnn_core.fileio): a writer killed with SIGKILL at a random
+"""Crash safety of the atomic writes (frcnn_core.io.atomic): a writer killed with SIGKILL at a random
 moment of an autosave (the document's VOC XML with 2,000 boxes) or of a checkpoint write
 (save_checkpoint of a real mobilenet-v2 detector, 42 MB) leaves the old or the new file, whole,
 never a mix or a cut one; the temp file of the killed write never shadows the target and the next
@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from frcnn_core.checkpoints import load_weights_file, save_checkpoint
 from frcnn_core.data.voc import read_voc_xml
-from frcnn_core.fileio import temp_files, write_bytes_atomic
-from frcnn_core.zoo import build_model
-from frcnn_gui.document import Box, Document
+from frcnn_core.io.atomic import temp_files, write_bytes_atomic
+from frcnn_core.modeling.checkpoints import load_weights_file, save_checkpoint
+from frcnn_core.modeling.zoo import build_model
+from frcnn_gui.document.document import Box, Document
 
 import crash_writer
 

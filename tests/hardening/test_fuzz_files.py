@@ -15,12 +15,12 @@ import torch
 from hypothesis import example, given, strategies as st
 from PIL import Image
 
-from frcnn_core import cli
-from frcnn_core.checkpoints import FORMAT, WeightsFile, load_weights_file, save_checkpoint
-from frcnn_core.config import AnchorConfig, DetectorConfig, make_config
-from frcnn_core.data.dataset import BACKGROUND, image_size
-from frcnn_core.imageio import load_image
-from frcnn_core.zoo import MODELS, build_model
+from frcnn_core.cli import main as cli
+from frcnn_core.data.samples import BACKGROUND, image_size
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.checkpoints import FORMAT, WeightsFile, load_weights_file, save_checkpoint
+from frcnn_core.modeling.config import AnchorConfig, DetectorConfig, make_config
+from frcnn_core.modeling.zoo import MODELS, build_model
 
 from fuzzing import (
     JSON_VALUES,

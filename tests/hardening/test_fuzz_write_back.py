@@ -1,4 +1,4 @@
-"""Fuzzing the write-back of annotation files (frcnn_gui/annotation_file.py): for every file the
+"""Fuzzing the write-back of annotation files (frcnn_gui/document/annotation_file.py): for every file the
 document opens, one edit (none, nudge, relabel, difficult, delete) written back gives a well-formed
 file whose tree — tags, attributes, texts, comments, order — is the original with that edit made
 by hand, and nothing else changed."""
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from frcnn_core.data.voc import BNDBOX_TAGS, format_coordinate
-from frcnn_gui.annotation_file import FileTree, annotation_bytes, read_annotation
-from frcnn_gui.boxes import Box, fit_box
+from frcnn_gui.document.annotation_file import FileTree, annotation_bytes, read_annotation
+from frcnn_gui.document.boxes import Box, fit_box
 
 from fuzzing import XML_TOKENS, fuzz, mutated, outcome
 from test_fuzz_annotations import VOC_DOCUMENTS

@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from frcnn_core.data.voc import write_voc_xml
-from frcnn_core.fileio import temp_files
-from frcnn_gui.document import Box, Document
+from frcnn_core.io.atomic import temp_files
+from frcnn_gui.document.document import Box, Document
 from frcnn_gui.main_window import AUTOSAVE_DELAY_MS
 
 from test_absurd_inputs import TIMEOUT_MS, open_and_detect, status, window  # noqa: F401 (window: a fixture)

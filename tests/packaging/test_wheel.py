@@ -93,7 +93,7 @@ def test_the_wheel_holds_every_module_and_the_bundled_model_and_samples(wheel):
             "frcnn_core/resources/models/bccd-demo.pt", "frcnn_core/resources/samples/BloodImage_00002.jpg"} <= expected
     assert sorted(expected - names) == []
     assert not any(name.startswith("tests/") for name in names)
-    assert "frcnn = frcnn_core.cli:main" in scripts and "frcnn-gui = frcnn_gui.app:main" in scripts
+    assert "frcnn = frcnn_core.cli.main:main" in scripts and "frcnn-gui = frcnn_gui.app:main" in scripts
 
 
 @pytest.mark.slow

@@ -14,9 +14,9 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from frcnn_core.train import Progress
-from frcnn_core.zoo import BUNDLED
-from frcnn_gui.finetune.compare import BEFORE_COLUMN, CHANGE_COLUMN
+from frcnn_core.modeling.zoo import BUNDLED
+from frcnn_core.training.train import Progress
+from frcnn_gui.finetune.before_after import BEFORE_COLUMN, CHANGE_COLUMN
 from frcnn_gui.finetune.dialog import FinetuneDialog
 from frcnn_gui.finetune.messages import FinetuneResult
 

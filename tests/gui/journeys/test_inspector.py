@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from PySide6.QtCore import Qt
 
-from frcnn_core.diagnose import recall_funnel
-from frcnn_core.explain import FOUND, outcome_words
+from frcnn_core.inspect.describe import FOUND, outcome_words
+from frcnn_core.inspect.funnel import recall_funnel
+from frcnn_core.vocabulary import STAGES
 from frcnn_gui.canvas.layers import TOP_TAGS
-from frcnn_gui.panels.stages import STAGES
-from frcnn_gui.stage_layers import GT_EDITING_STAGES
+from frcnn_gui.inspector.controller import GT_EDITING_STAGES
 
 from journeys_helpers import at, canvas_pixels, changed_fraction, click, drag, wait_autosave
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 from torchvision.ops import box_iou
 
-from frcnn_gui.boxes import Box
+from frcnn_gui.document.boxes import Box
 
 from journeys_helpers import action_names, canvas_pixels, changed_fraction, press, wait_autosave
 

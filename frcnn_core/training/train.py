@@ -1,0 +1,314 @@
+"""Training as a generator of progress records, so the CLI and the GUI drive the same code.
+
+`train(settings)` yields a `Progress` after every iteration (and at checkpoints, at the end, on
+cancel or on a non-finite loss); the caller cancels between iterations by `cancel()` returning
+True or by closing the generator. A run folder holds `settings.json`, `log.jsonl` (one record a
+line), `last.pt` (every `checkpoint_every` iterations and at the end) and `final.pt`.
+`settings.images` trains on a subset of the dataset's images, named by file name; a `preview`
+callback sees the model in eval mode every `preview_every` iterations without changing the run.
+
+Resuming continues exactly: model, optimizer, scheduler, the sampling generator, torch's RNG and
+the iteration. Data order and augmentation depend only on (seed, epoch, image), so they replay.
+Under `torchrun` (WORLD_SIZE > 1) the same call trains with DistributedDataParallel: NCCL on GPUs,
+gloo on CPUs, each rank taking every WORLD_SIZE-th image of the epoch's order; rank 0 writes.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from frcnn_core.data.augment import Augment, AugmentConfig
+from frcnn_core.data.formats import open_dataset
+from frcnn_core.data.samples import select_images
+from frcnn_core.devices import (
+    resolve_device,
+    resolve_device as pick_device,  # noqa: F401  (its old name, for its callers)
+)
+from frcnn_core.errors import InputError
+from frcnn_core.io.atomic import write_bytes_atomic
+from frcnn_core.modeling.checkpoints import save_checkpoint
+from frcnn_core.modeling.model import FasterRCNN
+from frcnn_core.modeling.zoo import build_model
+from frcnn_core.training.recipe import Batches, freeze_stages, make_optimizer, make_scheduler
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything a run needs; saved as settings.json and inside every checkpoint.
+
+    images: train only on the samples whose image file name (no folder) is listed; None = all.
+    class_names: a fixed class order for the model (background first or not), as `open_dataset`
+    takes it; None = the dataset's own order.
+    """
+
+    data: str
+    out: str
+    split: str | None = "train"
+    model: str = "mobilenet-v2"
+    weights: str = "imagenet"
+    preset: str | None = None
+    iters: int | None = None
+    epochs: int | None = None
+    batch_size: int = 2
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    schedule: str = "cosine"  # or "step": x0.1 at 2/3 and 8/9 of the run
+    frozen_stages: int | None = None  # backbone parameters frozen up to this many stages
+    checkpoint_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # used on CUDA only
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    images: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainSettings:
+        """The inverse of `to_dict`, also after a JSON round trip (which turns tuples into lists).
+        TypeError for unknown or missing fields."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"unknown train settings {unknown}")
+        values = dict(data)
+        augment = dict(values.get("augment") or {})
+        if "scale" in augment:
+            augment["scale"] = tuple(augment["scale"])
+        values["augment"] = AugmentConfig(**augment)
+        for name in ("images", "class_names"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One record of the run. event: "started" (message: what the dataset reader skipped or
+    fixed), "iteration", "checkpoint", "done", "cancelled" or "stopped" (a non-finite loss;
+    `message` says which term and at which iteration)."""
+
+    event: str
+    iteration: int
+    total: int
+    epoch: int
+    losses: dict[str, float]
+    lr: float
+    images_per_s: float
+    eta_s: float
+    message: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def total_iterations(settings: TrainSettings, dataset_size: int, world: int) -> int:
+    if settings.iters:
+        return settings.iters
+    per_epoch = math.ceil(dataset_size / (settings.batch_size * world))
+    return per_epoch * (settings.epochs or 1)
+
+
+def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, resume: bool = False, *,
+          preview: Callable[[FasterRCNN, int], None] | None = None, preview_every: int = 0) -> Iterator[Progress]:
+    """Run (or resume) a training run, yielding a Progress per iteration. See the module doc.
+
+    preview: called as `preview(model, iteration)` after every `preview_every`-th optimizer step
+    (0: never), on rank 0, with the model in eval mode under torch.inference_mode(); afterwards
+    every module's mode and torch's random state are restored, so the run is bit-identical to
+    one without a preview.
+    """
+    rank, world = _distributed()
+    device = resolve_device(settings.device)
+    run = Path(settings.out)
+    checkpoint = run / "last.pt"
+    if resume and not checkpoint.exists():
+        raise InputError(checkpoint, "nothing to resume: no last.pt in the run folder")
+    dataset = open_dataset(settings.data, settings.split, settings.class_names)
+    if settings.images is not None:
+        dataset = select_images(dataset, settings.images)
+        if len(dataset) == 0:
+            raise InputError(settings.data, f"none of the {len(settings.images)} chosen images is an annotated "
+                                            f"image of split {settings.split!r}")
+    if len(dataset) == 0:
+        raise InputError(settings.data, f"split {settings.split!r} has no annotated images")
+    torch.manual_seed(settings.seed)  # fresh layers (a new head, random weights) start the same every run
+    # On resume last.pt is the model: settings.model may itself be a checkpoint, which build_model
+    # would load in place of any weights.
+    model_source, weights = (str(checkpoint), "none") if resume else (settings.model, settings.weights)
+    model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names)
+    freeze_stages(model, settings.frozen_stages)
+    model.to(device).train()
+    if device.type == "cuda":
+        model.use_channels_last()
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = make_optimizer(model, settings)
+    total = total_iterations(settings, len(dataset), world)
+    scheduler = make_scheduler(optimizer, settings, total)
+    generator = torch.Generator().manual_seed(settings.seed + rank)
+    start = 0
+    if resume:
+        start = _restore(checkpoint, optimizer, scheduler, generator, rank)
+    dataset.transform = Augment(settings.augment, seed=settings.seed)
+    batches = Batches(dataset, settings.batch_size, settings.seed, rank, world)
+    if rank == 0 and not resume:  # settings.json marks when the run began
+        run.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(run / "settings.json", json.dumps(settings.to_dict(), indent=1).encode())
+    started = Progress("started", start, total, batches.epoch_of(start), {}, optimizer.param_groups[0]["lr"], 0.0,
+                       float("inf"), dataset.problem_summary())
+    show = None
+    if preview is not None and preview_every > 0 and rank == 0:
+        show = functools.partial(_preview, model, preview, preview_every, device)
+    records = _loop(trained, model, optimizer, scheduler, generator, batches, settings, start, total, device, rank,
+                    cancel, show)
+    log = _append_log(run / "log.jsonl") if rank == 0 else None
+    try:
+        for record in (started, *[]), records:
+            for progress in record:
+                if log:
+                    log.write(progress.to_json() + "\n")
+                    log.flush()
+                yield progress
+    finally:
+        if log:
+            log.close()
+
+
+def _append_log(path: Path):
+    """The log opened for appending on a line of its own: a run killed mid-record leaves a torn
+    last line, which the records of a resumed run must not run on into."""
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as existing:
+            existing.seek(-1, os.SEEK_END)
+            torn = existing.read(1) != b"\n"
+    log = path.open("a")
+    if torn:
+        log.write("\n")
+    return log
+
+
+def _restore(checkpoint: Path, optimizer, scheduler, generator, rank: int) -> int:
+    """Put the training state of `checkpoint` (a run's last.pt) back; its iteration. InputError
+    for a file without one (a model checkpoint, say) or with a damaged one."""
+    extra = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        generator.set_state(extra["rng"]["sampling"][rank])
+        torch.set_rng_state(extra["rng"]["torch"])
+        return int(extra["iteration"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        raise InputError(checkpoint, f"cannot resume: no usable training state in it ({type(error).__name__}: "
+                                     f"{str(error).splitlines()[0] if str(error) else 'missing'}); "
+                                     "it is a model, not a run's last.pt") from error
+
+
+def _loop(trained, model, optimizer, scheduler, generator, batches, settings, start: int, total: int, device,
+          rank: int, cancel, show: Callable[[int], None] | None) -> Iterator[Progress]:
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and device.type == "cuda")
+    began, done_images = time.perf_counter(), 0
+    iteration = start
+    record = None
+
+    def emit(event: str, losses: dict, message: str = "") -> Progress:
+        elapsed = time.perf_counter() - began
+        speed = done_images / elapsed if elapsed > 0 else 0.0
+        remaining = (total - iteration) * settings.batch_size / speed if speed > 0 else float("inf")
+        return Progress(event, iteration, total, batches.epoch_of(iteration), losses,
+                        optimizer.param_groups[0]["lr"], speed, remaining, message)
+
+    def save() -> None:  # every rank takes part (the sampling states are gathered), rank 0 writes
+        _save(Path(settings.out) / "last.pt", model, optimizer, scheduler, generator, iteration, settings, rank)
+
+    while iteration < total:
+        if cancel():
+            save()
+            yield emit("cancelled", record.losses if record else {}, f"cancelled at iteration {iteration}")
+            return
+        images, targets = batches.get(iteration)
+        images = [image.to(device) for image in images]
+        targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+        with torch.autocast(device.type, enabled=scaler.is_enabled()):
+            losses = trained(images, targets, generator=generator)
+        loss = sum(losses.values())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if not math.isfinite(float(loss.detach())):
+            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+            yield emit("stopped", values, f"non-finite loss at iteration {iteration + 1} ({bad}); "
+                                          f"the last good checkpoint is kept — lower --lr or check the boxes")
+            return
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        iteration += 1
+        done_images += len(images)
+        if show is not None:
+            show(iteration)
+        record = emit("iteration", values)
+        yield record
+        if iteration % settings.checkpoint_every == 0 or iteration == total:
+            save()
+            yield replace(record, event="checkpoint")
+    if rank == 0:
+        final = Path(settings.out) / "final.pt"
+        save_checkpoint(final, model.model_name, model.config, model.class_names, model.state_dict(),
+                        extra={"train_settings": settings.to_dict()})
+    yield emit("done", record.losses if record else {}, f"finished {total} iterations")
+
+
+def _preview(model: FasterRCNN, preview: Callable[[FasterRCNN, int], None], every: int, device: torch.device,
+             iteration: int) -> None:
+    """On every `every`-th iteration, `preview(model, iteration)` in eval mode under inference
+    mode, then each module's own mode and torch's random state back as they were."""
+    if iteration % every:
+        return
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
+            model.eval()
+            preview(model, iteration)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _save(path: Path, model, optimizer, scheduler, generator, iteration: int, settings, rank: int) -> None:
+    """An atomic checkpoint holding everything `resume` needs (written by rank 0)."""
+    states = [generator.get_state()]
+    if dist.is_initialized():
+        states = [torch.zeros_like(states[0]) for _ in range(dist.get_world_size())]
+        dist.all_gather(states, generator.get_state())
+    if rank != 0:
+        return
+    extra = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "iteration": iteration,
+        "rng": {"sampling": states, "torch": torch.get_rng_state()},
+        "train_settings": settings.to_dict(),
+    }
+    save_checkpoint(path, model.model_name, model.config, model.class_names, model.state_dict(), extra=extra)

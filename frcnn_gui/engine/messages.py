@@ -1,0 +1,84 @@
+"""The messages between the UI and the engine worker: requests in, results and errors out.
+Results hold only detached CPU data, so they can cross threads."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch's types: the window imports this module before the engine has imported torch
+    from frcnn_core.inspect.inspection import Inspection
+    from frcnn_core.modeling.trace import Trace
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    request_id: int
+    image_path: str
+    trace: bool = True
+
+
+@dataclass(frozen=True)
+class InspectRequest:
+    request_id: int
+    image_path: str
+
+
+@dataclass(frozen=True)
+class LoadModelRequest:
+    """`model` is a name from `MODELS`/`BUNDLED` or a checkpoint path; `device` one of `DEVICES`;
+    `amp` (float16 autocast) takes effect on CUDA only."""
+
+    request_id: int
+    model: str
+    weights: str
+    device: str = "auto"
+    amp: bool = False
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """One image's detections: "boxes" (D, 4) float32 in original pixels, "scores" (D,) float32,
+    "labels" (D,) int64, all on the CPU without grad. Every score is kept (threshold 0): the UI
+    filters by score without running the model again. `seconds` covers loading the image, the
+    forward pass and the trace."""
+
+    request_id: int
+    image_path: str
+    detections: dict
+    trace: Trace | None
+    class_names: list[str]
+    seconds: float
+    device: str
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    """One image's `Inspection` (one backbone pass, its stages re-runnable without another) and the
+    model's `config`, for the stage inspector. The inspection's re-runs of the anchor labels and the
+    proposal layer touch only its cached tensors, never the model, so the UI thread may call them;
+    the second-stage re-runs call the model and belong in the worker."""
+
+    request_id: int
+    image_path: str
+    inspection: Inspection
+    config: object
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    request_id: int
+    model_name: str
+    class_names: list[str]
+    device: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """`message`: one line for the UI. `traceback`: the full text for the log; empty for errors
+    the user caused."""
+
+    request_id: int
+    message: str
+    traceback: str

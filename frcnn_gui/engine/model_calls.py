@@ -1,0 +1,108 @@
+"""What the engine worker runs: the model and every call into torch, imported in the worker's thread.
+
+`worker.EngineWorker` imports this module on its first request, so that torch (~2 s to import)
+loads behind a window that is already shown. `Engine` holds the model, its device and its AMP
+setting and turns each request into its result message; `check()` raises when the request is no
+longer wanted and `enter(stage)` reports a stage (raising likewise), so that a stale detection
+stops at its next stage. Nothing from here reaches the UI thread but the messages, which carry
+detached CPU tensors only.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+from frcnn_core.devices import resolve_device
+from frcnn_core.errors import InputError
+from frcnn_core.inspect.inspection import Inspection
+from frcnn_core.io.images import load_image
+from frcnn_core.modeling.checkpoints import cached_weights
+from frcnn_core.modeling.model import FasterRCNN
+from frcnn_core.modeling.zoo import MODELS, build_model
+from frcnn_gui.engine.messages import (
+    DetectRequest,
+    DetectResult,
+    InspectRequest,
+    InspectResult,
+    LoadModelRequest,
+    ModelLoaded,
+)
+from frcnn_gui.engine.worker import detached_cpu
+
+
+class Engine:
+    """The loaded model (None until a load succeeds) and where it runs."""
+
+    def __init__(self) -> None:
+        self.model: FasterRCNN | None = None
+        self.device = torch.device("cpu")
+        self.amp = False
+
+    def load(self, request: LoadModelRequest, enter: Callable[[str], None]) -> ModelLoaded:
+        """Build and move the model; on failure the previous model stays loaded."""
+        device = resolve_device(request.device)
+        enter(_load_stage(request))
+        start = time.perf_counter()
+        model = build_model(request.model, request.weights, score_thresh=0.0).to(device)
+        self.model, self.device = model, device
+        self.amp = request.amp and device.type == "cuda"
+        return ModelLoaded(request.request_id, model.model_name, list(model.class_names), str(device),
+                           time.perf_counter() - start)
+
+    def detect(self, request: DetectRequest, check: Callable[[], None], enter: Callable[[str], None]) -> DetectResult:
+        model = self._loaded("detecting")
+        enter("loading image")
+        start = time.perf_counter()
+        image = load_image(request.image_path).tensor.to(self.device)
+        check()
+        with _stage_hooks(model, enter), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            output = model([image], trace=request.trace)
+        check()
+        detections, traces = output if request.trace else (output, None)
+        return DetectResult(request.request_id, request.image_path, detached_cpu(detections[0]),
+                            traces[0] if traces else None, list(model.class_names), time.perf_counter() - start,
+                            str(self.device))
+
+    def inspect(self, request: InspectRequest, check: Callable[[], None]) -> InspectResult:
+        """One backbone pass kept for the stage inspector; checked for staleness before and after."""
+        model = self._loaded("inspecting")
+        check()
+        start = time.perf_counter()
+        image = load_image(request.image_path).tensor.to(self.device)
+        inspection = Inspection.run(model, image)
+        check()
+        return InspectResult(request.request_id, request.image_path, inspection, model.config,
+                             time.perf_counter() - start)
+
+    def _loaded(self, doing: str) -> FasterRCNN:
+        if self.model is None:
+            raise InputError(None, f"no model is loaded; choose a model before {doing}")
+        return self.model
+
+
+@contextmanager
+def _stage_hooks(model: FasterRCNN, on_stage: Callable[[str], None]) -> Iterator[None]:
+    """Call `on_stage(name)` as each learned part of `model` starts; `on_stage` may raise to
+    abandon the forward pass there."""
+    parts = {"backbone": model.backbone, "rpn": model.rpn["head"], "roi heads": model.roi_heads["box_head"]}
+    handles = [
+        module.register_forward_pre_hook(lambda _module, _inputs, stage=stage: on_stage(stage))
+        for stage, module in parts.items()
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _load_stage(request: LoadModelRequest) -> str:
+    """"downloading weights" when the COCO weights are in neither torchvision's cache nor the
+    checkout's seeded folder."""
+    spec = MODELS.get(request.model)
+    if request.weights != "coco" or spec is None or spec.coco_weights is None:
+        return "loading model"
+    return "loading model" if cached_weights(spec.coco_weights.url) else "downloading weights"
