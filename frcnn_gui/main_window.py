@@ -27,11 +27,11 @@ from frcnn_gui.document.document import Detection, Document
 from frcnn_gui.document.save_lines import problem_line, saved_line, up_to_date_line
 from frcnn_gui.editing.commands import AcceptDetectionsCommand, SetVerifiedCommand
 from frcnn_gui.editing.history import ImageHistories
-from frcnn_gui.editing.labelling import Labelling
 from frcnn_gui.engine.worker import EngineClient
 from frcnn_gui.finetune.controller import FinetuneController
 from frcnn_gui.inspector.funnel_panel import FunnelPanel
 from frcnn_gui.inspector.stage_panel import StagesPanel
+from frcnn_gui.labelling import Labelling
 from frcnn_gui.panels.boxes_table import BoxesTable
 from frcnn_gui.panels.classes import ClassesPanel
 from frcnn_gui.panels.detections import DetectionsPanel

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication, QComboBox
 
-from frcnn_gui.editing.labelling import USE_DEFAULT_CLASS_KEY
+from frcnn_gui.labelling import USE_DEFAULT_CLASS_KEY
 
 from journeys_helpers import canvas_pixels, changed_fraction, click, drag, press, wait_autosave
 from labelling_helpers import (
