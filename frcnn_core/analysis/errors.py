@@ -292,17 +292,19 @@ def summarize_errors(rows: Sequence[ImageErrors], class_names: list[str], model_
 
 def error_analysis(model, samples: Sequence[Sample], class_names: list[str], device, batch_size: int = 4,
                    progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] = lambda: False,
-                   rank: int = 0, world: int = 1, model_name: str | None = None) -> ErrorReport | None:
+                   rank: int = 0, world: int = 1, model_name: str | None = None,
+                   left_out: Sequence[str] = ()) -> ErrorReport | None:
     """`analyse_images` over the annotated samples, then `summarize_errors`.
 
     progress(done, total) after each image of this process; cancel() is asked after each image
     and stops the pass (returns None). Under torchrun (world > 1) each process takes its `share`
     of the images and rank 0 gathers the rows in dataset order: it alone returns the report,
     every other rank None (no cancelling there: every process must reach the gather).
-    model_name: how the report names the model (default: its architecture's name).
+    model_name: how the report names the model (default: its architecture's name); left_out:
+    images the caller already left out (a reader's "no annotation file" lines), listed first.
     """
     annotated = [sample for sample in samples if sample.annotated]
-    left_out = [f"{sample.image_path}: no annotation file" for sample in samples if not sample.annotated]
+    left_out = [*left_out, *(f"{sample.image_path}: no annotation file" for sample in samples if not sample.annotated)]
     mine = [annotated[index] for index in share(len(annotated), rank, world)]
     rows = []
     for row in analyse_images(model, mine, class_names, device, batch_size):

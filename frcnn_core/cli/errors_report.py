@@ -40,18 +40,15 @@ def funnel_table(report: ErrorReport) -> list[str]:
 
 
 def _image_line(row: ImageErrors) -> str:
-    fp_types = {}
-    for fp in (fp for fp in row.false_positives if fp.counted):
-        fp_types[fp.type] = fp_types.get(fp.type, 0) + 1
-    fn_types = {}
-    for fn in row.false_negatives:
-        fn_types[fn.type] = fn_types.get(fn.type, 0) + 1
+    fp_types = [fp.type for fp in row.false_positives if fp.counted]
+    fn_types = [fn.type for fn in row.false_negatives]
 
-    def listed(types: dict[str, int]) -> str:
-        return f" ({', '.join(f'{kind} {count}' for kind, count in types.items())})" if types else ""
+    def listed(types: list[str]) -> str:
+        counts = [f"{kind} {types.count(kind)}" for kind in MAIN_ERRORS if kind in types]
+        return f" ({', '.join(counts)})" if counts else ""
 
-    return (f"{Path(row.image_path).name}: {row.error_count} errors — FP {sum(fp_types.values())}{listed(fp_types)}, "
-            f"FN {len(row.false_negatives)}{listed(fn_types)}; TP {len(row.hits)}")
+    return (f"{Path(row.image_path).name}: {row.error_count} errors — FP {len(fp_types)}{listed(fp_types)}, "
+            f"FN {len(fn_types)}{listed(fn_types)}; TP {len(row.hits)}")
 
 
 def errors_text(report: ErrorReport, worst: int = 5) -> str:

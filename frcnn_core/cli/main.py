@@ -18,6 +18,7 @@ from frcnn_core.analysis.evaluate import evaluate
 from frcnn_core.cli import errors_report, reports
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.formats import open_dataset
+from frcnn_core.data.samples import SKIPPED_NO_ANNOTATION
 from frcnn_core.devices import DEVICES, resolve_device
 from frcnn_core.distributed import process_device, process_group
 from frcnn_core.errors import InputError
@@ -280,11 +281,17 @@ def command_errors(args) -> int:
     dataset = open_dataset(args.data, args.split)
     if rank == 0:
         print(dataset.problem_summary(), file=sys.stderr)
-    with tqdm(total=len(dataset), desc="errors", unit="image", file=sys.stderr, disable=rank != 0) as bar:
+    unannotated = [line for line in dataset.problems if line.endswith(SKIPPED_NO_ANNOTATION)]
+    if not any(sample.annotated for sample in dataset.samples):
+        raise InputError(args.data, "no annotated image to analyse")
+    with tqdm(desc="errors", unit="image", file=sys.stderr, disable=rank != 0) as bar:
+        def progress(done: int, total: int) -> None:  # this process's share of the images
+            bar.total = total
+            bar.update(done - bar.n)
+
         report = error_analysis(model, dataset.samples, dataset.class_names, device,
-                                args.batch_size or (GPU_BATCH if device.type == "cuda" else 1),
-                                progress=lambda done, total: bar.update(1), rank=rank, world=world,
-                                model_name=args.model)
+                                args.batch_size or (GPU_BATCH if device.type == "cuda" else 1), progress=progress,
+                                rank=rank, world=world, model_name=args.model, left_out=unannotated)
     if report is None:  # another process's share, gathered by rank 0
         return 0
     print(errors_report.errors_text(report))
