@@ -22,7 +22,7 @@ regions. Boxes are (x1, y1, x2, y2) in original-image pixels.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -210,7 +210,7 @@ def _false_negatives(trace: Trace, sample: Sample, verdict: ImageTide, detection
             label=spaces.dataset_names[int(sample.labels[gt])], stage=row.lost_at or LOST_TO_A_NEIGHBOUR,
             by_detection=None if position is None else detection_idx[position],
             suppressor_box=None if suppressor is None else _box(trace.proposals.pre_nms_boxes[suppressor]),
-            funnel=row))
+            funnel=replace(row, gt_index=gt)))  # the funnel counted the boxes it saw; gt counts them all
     return false_negatives
 
 

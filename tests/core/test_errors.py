@@ -118,9 +118,10 @@ def test_the_json_row():
 
 
 def test_a_difficult_box_is_an_ignore_region_not_a_miss():
-    row = hand_row(difficult=torch.tensor([False, False, True]))
-    assert [fn.gt_index for fn in row.false_negatives] == [1]
-    assert row.tide.gt_ignore.tolist() == [False, False, True]
+    row = hand_row(difficult=torch.tensor([True, False, False]))  # G0 difficult: its detection is ignored
+    assert [(fn.gt_index, fn.funnel.gt_index) for fn in row.false_negatives] == [(1, 1), (2, 2)]
+    assert not row.hits and row.false_positives[0].detection == 0 and not row.false_positives[0].counted
+    assert row.tide.gt_ignore.tolist() == [True, False, False] and row.to_json()["FP"] == 2
 
 
 def test_the_report_counts_missed_boxes_by_stage_and_class():
