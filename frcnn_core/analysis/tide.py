@@ -40,6 +40,11 @@ Fixing one error type (the oracle "fix it and score again"):
 
 `main[type]` = max(0, AP(fixed) - AP). Special errors, not clipped: FalsePos = AP with every FP
 scored below every TP, minus AP; FalseNeg = AP with every FN left out of the GT count, minus AP.
+
+Agreement with tidecv: exact (to float rounding) when no two detections of a class share a
+score. On tied scores tidecv's re-scoring puts the errors before the hits (an artefact of the
+order it collects them in) while its first scoring keeps image order; here every scoring keeps
+image order, then rank.
 """
 from __future__ import annotations
 

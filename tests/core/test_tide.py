@@ -221,3 +221,13 @@ def test_ap50_equals_pycocotools_when_every_class_has_gt():
                                  dataset.class_names)
     ours = summarize_tide([classify_image(*one) for one in images])
     assert ours.ap50 == pytest.approx(coco["AP50"] * 100, abs=1e-6)
+
+
+def test_tied_scores_keep_one_order_in_every_scoring():
+    # a hit and a background error at the same score, then a second hit: with one order for every
+    # scoring, fixing a type that has no error changes nothing (tidecv's re-scoring would move the
+    # error before the hit and report AP lost to FalseNeg although nothing was missed)
+    summary = summarize_tide([classify_image(*image([A, [80, 80, 90, 90], B], [0.9, 0.9, 0.7], [1, 1, 1],
+                                                    gt_boxes=[A, B], gt_labels=[1, 1]))])
+    assert summary.special[FALSE_NEG] == 0.0 and summary.counts[BKG] == 1
+    assert all(summary.main[kind] == 0.0 for kind in MAIN_ERRORS if kind != BKG)
