@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+import bench_errors
 import bench_inference
 import bench_seed_stages
 import bench_startup
@@ -61,7 +62,7 @@ def _vmhwm_note(rss: dict) -> str:
     return f" (/proc VmHWM agrees within {gap:.0f} MB)"
 
 
-def table(inference: dict, seed: dict, startup: dict) -> str:
+def table(inference: dict, seed: dict, startup: dict, errors: dict) -> str:
     """The Markdown table of the benchmarks' results."""
     seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
     rows = [
@@ -92,12 +93,15 @@ def table(inference: dict, seed: dict, startup: dict) -> str:
          f"{startup['ratio']:.2f}; torch imported when the window was shown: "
          f"{'yes' if startup['torch_when_shown'] else 'no'}"),
         ("start-up: the first detections drawn (process start → drawn)", _seconds(startup["s"]["detections"])),
+        (f"`frcnn detect`, BCCD val ({errors['images']} images, bccd-demo)", _seconds(errors["seconds"]["detect"])),
+        ("`frcnn errors`, the same images", _seconds(errors["seconds"]["errors"])),
+        (f"errors / detect (medians; at most {errors['target']})", f"{errors['ratio']:.2f}"),
     ]
     lines = ["| measure | result |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
-def report(inference: dict, seed: dict, startup: dict, started: datetime.datetime, runtime_s: float,
+def report(inference: dict, seed: dict, startup: dict, errors: dict, started: datetime.datetime, runtime_s: float,
            load: tuple) -> str:
     """results.md: the context, then the table, then what the seed run labelled."""
     counts = seed["counts"]
@@ -118,7 +122,7 @@ def report(inference: dict, seed: dict, startup: dict, started: datetime.datetim
         "",
         "",
     ]
-    return "\n".join(context) + table(inference, seed, startup) + "\n"
+    return "\n".join(context) + table(inference, seed, startup, errors) + "\n"
 
 
 def main() -> None:
@@ -130,7 +134,9 @@ def main() -> None:
     inference = bench_inference.run(args.repeats)  # first: its subprocesses fork from a small process
     seed = bench_seed_stages.run()
     startup = bench_startup.run()
-    text = report(inference, seed, startup, started, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
+    errors = bench_errors.run()
+    text = report(inference, seed, startup, errors, started, time.perf_counter() - start,
+                  (load_start, os.getloadavg()[0]))
     print(text)
     atomic_write_text(RESULTS_PATH, text)
     print(f"written to {RESULTS_PATH}")

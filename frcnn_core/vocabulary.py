@@ -28,6 +28,10 @@ def outcome_words(lost_at: str | None) -> str:
     return FOUND if lost_at is None else LOST_AT_WORDS[lost_at]
 
 
+# one colour per TIDE verdict (analysis.tide's TP and error types), for the error plots and the Errors view
+ERROR_COLOURS = {"TP": "#2ca02c", "Cls": "#9467bd", "Loc": "#ff7f0e", "Both": "#8c564b", "Dupe": "#e377c2",
+                 "Bkg": "#d62728", "Miss": "#1f77b4"}
+
 # the verdict of metrics.json's before_after block (analysis.compare_models.ClassOverlap): what a comparison can say
 COMPARABLE = "comparable"  # both models detect exactly the run's classes
 SHARED_CLASSES = "shared classes"  # some classes in common: compared on those only

@@ -33,6 +33,7 @@ from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from frcnn_core.analysis.labels import dataset_labels
 from frcnn_core.data.samples import image_size
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
@@ -300,8 +301,7 @@ def relabel(records: list[dict], model_names: list[str], dataset_names: list[str
     detections of classes the dataset does not have are dropped (no GT could ever match them)."""
     if list(model_names) == list(dataset_names):
         return records
-    dataset_label = {name: label for label, name in reversed(list(enumerate(dataset_names))) if label > 0}
-    mapping = torch.tensor([dataset_label.get(name, -1) if label > 0 else -1 for label, name in enumerate(model_names)])
+    mapping = dataset_labels(model_names, dataset_names)
     mapped = []
     for record in records:
         labels = mapping[record["labels"]]

@@ -1,4 +1,4 @@
-"""`frcnn` command line: models, detect, trace, train, eval, diagnose (DESIGN.md, "CLI contract").
+"""`frcnn` command line: models, detect, trace, train, eval, diagnose, errors (DESIGN.md, "CLI contract").
 
 A user's mistake (bad image, annotation, checkpoint, model name) is one line on stderr and exit
 status 2; `--verbose` adds the traceback.
@@ -13,11 +13,14 @@ import traceback
 import torch
 from tqdm import tqdm
 
+from frcnn_core.analysis.errors import error_analysis
 from frcnn_core.analysis.evaluate import evaluate
-from frcnn_core.cli import reports
+from frcnn_core.cli import errors_report, reports
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.formats import open_dataset
+from frcnn_core.data.samples import SKIPPED_NO_ANNOTATION
 from frcnn_core.devices import DEVICES, resolve_device
+from frcnn_core.distributed import process_device, process_group
 from frcnn_core.errors import InputError
 from frcnn_core.inspect.funnel import diagnose_dataset, recall_funnel
 from frcnn_core.io.images import load_image
@@ -43,6 +46,7 @@ COUNT = _in_range(int, 1, math.inf, "a whole number >= 1")
 NATURAL = _in_range(int, 0, math.inf, "a whole number >= 0")
 SEED = _in_range(int, 0, 2**63 - 1, "a seed from 0 to 2**63 - 1")
 FRACTION = _in_range(float, 0.0, 1.0, "a number from 0 to 1")
+GPU_BATCH = 8  # `frcnn errors`' images per forward pass on a GPU (on a CPU one at a time is fastest)
 NON_NEGATIVE = _in_range(float, 0.0, math.inf, "a number >= 0")
 
 
@@ -97,7 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a detection counts from this score (default: the model's own threshold)")
     diagnose.add_argument("--json", metavar="OUT", help="write the diagnosis as JSON ('-' for stdout)")
     diagnose.add_argument("--out", metavar="DIR", help="write diagnose.json and a best-anchor-IoU histogram there")
+    _errors_arguments(commands.add_parser(
+        "errors", help="TIDE's error types and the stage that lost each missed box, over a dataset (torchrun-ready)"))
     return parser
+
+
+def _errors_arguments(errors: argparse.ArgumentParser) -> None:
+    _model_arguments(errors)
+    errors.add_argument("--data", required=True, metavar="DATASET")
+    errors.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt of a VOC folder (default val)")
+    errors.add_argument("--score-thresh", type=FRACTION, default=None,
+                        help="the lowest detection score analysed (default: the model's own)")
+    errors.add_argument("--batch-size", type=COUNT, default=None,
+                        help=f"images per forward pass (default {GPU_BATCH} on a GPU, 1 on the CPU)")
+    errors.add_argument("--json", metavar="OUT", help="write the analysis as JSON ('-' for stdout)")
+    errors.add_argument("--plots", metavar="DIR", help="write the TIDE summary and the errors by class as PNGs")
 
 
 def _train_arguments(train: argparse.ArgumentParser) -> None:
@@ -136,7 +154,7 @@ def _load_model(args, score_thresh: float | None = None):
     if weights == "none":
         torch.manual_seed(0)  # a random model, but the same one every run
     model = build_model(args.model, weights, preset=args.preset, score_thresh=score_thresh)
-    return model.use_channels_last(args.fast).to(resolve_device(args.device))
+    return model.use_channels_last(args.fast).to(process_device(resolve_device(args.device)))
 
 
 def command_models(args) -> int:
@@ -256,8 +274,36 @@ def command_diagnose(args) -> int:
     return 0
 
 
+def command_errors(args) -> int:
+    rank, world = process_group()
+    model = _load_model(args, args.score_thresh)
+    device = next(model.parameters()).device
+    dataset = open_dataset(args.data, args.split)
+    if rank == 0:
+        print(dataset.problem_summary(), file=sys.stderr)
+    unannotated = [line for line in dataset.problems if line.endswith(SKIPPED_NO_ANNOTATION)]
+    if not any(sample.annotated for sample in dataset.samples):
+        raise InputError(args.data, "no annotated image to analyse")
+    with tqdm(desc="errors", unit="image", file=sys.stderr, disable=rank != 0) as bar:
+        def progress(done: int, total: int) -> None:  # this process's share of the images
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = error_analysis(model, dataset.samples, dataset.class_names, device,
+                                args.batch_size or (GPU_BATCH if device.type == "cuda" else 1), progress=progress,
+                                rank=rank, world=world, model_name=args.model, left_out=unannotated)
+    if report is None:  # another process's share, gathered by rank 0
+        return 0
+    print(errors_report.errors_text(report))
+    if args.json:
+        reports.write_json(args.json, report.to_json())
+    if args.plots:
+        errors_report.save_error_plots(report, args.plots)
+    return 0
+
+
 COMMANDS = {"models": command_models, "detect": command_detect, "trace": command_trace, "train": command_train,
-            "eval": command_eval, "diagnose": command_diagnose}
+            "eval": command_eval, "diagnose": command_diagnose, "errors": command_errors}
 
 
 def _problem(error: InputError | OSError) -> str:

@@ -77,6 +77,8 @@ class Sample:
     boxes: (G, 4) float32, x1 y1 x2 y2 pixels, x1 < x2 and y1 < y2.
     labels: (G,) int64, >= 1. difficult: (G,) bool from VOC's <difficult>, else None.
     width, height: the image size the annotation states, None when it states none.
+    annotated: False when no annotation file exists for the image (a YOLO image without its .txt):
+    training reads it as an image without objects, error analysis leaves it out.
     """
 
     image_path: str
@@ -85,6 +87,7 @@ class Sample:
     width: int | None = None
     height: int | None = None
     difficult: torch.Tensor | None = None
+    annotated: bool = True
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def check_objects(
 
 def make_sample(
     image_path: str | os.PathLike, objects: list[RawObject], class_names: list[str],
-    width: int | None, height: int | None, with_difficult: bool = False,
+    width: int | None, height: int | None, with_difficult: bool = False, annotated: bool = True,
 ) -> Sample:
     """A Sample from checked objects; every object's name must be in class_names[1:]."""
     import torch  # here, not at the top: the window reads images and annotations before torch is imported
@@ -166,7 +169,7 @@ def make_sample(
     boxes = torch.tensor([obj.coords for obj in objects], dtype=torch.float32).reshape(-1, 4)
     labels = torch.tensor([index[obj.name] for obj in objects], dtype=torch.int64)
     difficult = torch.tensor([obj.difficult for obj in objects], dtype=torch.bool) if with_difficult else None
-    return Sample(str(image_path), boxes, labels, width or None, height or None, difficult)
+    return Sample(str(image_path), boxes, labels, width or None, height or None, difficult, annotated)
 
 
 def with_background(class_names: list[str]) -> list[str]:

@@ -77,7 +77,7 @@ def read_yolo_folder(folder: str | os.PathLike, class_names: list[str] | None = 
         objects, found = read_yolo_labels(labels, width, height, yolo_names) if labels.is_file() else ([], [])
         kept, checked = check_objects(labels, objects, width, height, names[1:])
         problems += found + checked
-        samples.append(make_sample(image, kept, names, width, height))
+        samples.append(make_sample(image, kept, names, width, height, annotated=labels.is_file()))
     return DetectionDataset(samples, names, problems)
 
 

@@ -33,6 +33,7 @@ from frcnn_core.devices import (
     resolve_device,
     resolve_device as pick_device,  # noqa: F401  (its old name, for its callers)
 )
+from frcnn_core.distributed import process_group
 from frcnn_core.errors import InputError
 from frcnn_core.io.atomic import write_bytes_atomic
 from frcnn_core.modeling.checkpoints import save_checkpoint
@@ -115,14 +116,6 @@ class Progress:
         return json.dumps(asdict(self))
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size), initialising the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
 def total_iterations(settings: TrainSettings, dataset_size: int, world: int) -> int:
     if settings.iters:
         return settings.iters
@@ -139,7 +132,7 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     every module's mode and torch's random state are restored, so the run is bit-identical to
     one without a preview.
     """
-    rank, world = _distributed()
+    rank, world = process_group()
     device = resolve_device(settings.device)
     run = Path(settings.out)
     checkpoint = run / "last.pt"

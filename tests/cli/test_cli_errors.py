@@ -105,7 +105,7 @@ def test_console_script_reports_one_line_and_status_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["detect", "trace", "train", "eval", "diagnose"])
+@pytest.mark.parametrize("command", ["detect", "trace", "train", "eval", "diagnose", "errors"])
 @pytest.mark.parametrize("device", ["cuda", "cuda:7"])
 def test_a_cuda_device_this_machine_lacks_is_one_line_in_every_command(command, device, tmp_path, capsys,
                                                                         monkeypatch):
@@ -119,6 +119,7 @@ def test_a_cuda_device_this_machine_lacks_is_one_line_in_every_command(command, 
         "train": ["train", "--data", str(data), *FAST, "--iters", "1", "--out", str(tmp_path / "run")],
         "eval": ["eval", "--data", str(data), *FAST],
         "diagnose": ["diagnose", "--data", str(data), *FAST],
+        "errors": ["errors", "--data", str(data), *FAST],
     }[command]
     assert main([*argv, "--device", device]) == 2
     assert error_line(capsys) == f"error: device {device}: CUDA is not available on this machine; use cpu or auto"

@@ -27,7 +27,8 @@ def test_normalised_centre_size_becomes_pixels(tmp_path):
     dataset = open_dataset(folder)
     assert dataset.class_names == ["__background__", "cat", "dog"]
     assert [s.image_path for s in dataset.samples] == [str(folder / "a.png"), str(folder / "b.png")]
-    assert dataset.samples[0].boxes.shape == (0, 4)  # no .txt: an image without objects
+    assert dataset.samples[0].boxes.shape == (0, 4)  # no .txt: an image without objects, marked unannotated
+    assert [sample.annotated for sample in dataset.samples] == [False, True]
     assert dataset.samples[1].boxes.tolist() == [[80, 30, 120, 70], [0, 0, 100, 20]]
     assert dataset.samples[1].labels.tolist() == [2, 1]
     assert (dataset.samples[1].width, dataset.samples[1].height) == (200, 100)
