@@ -41,6 +41,7 @@ from frcnn_core.modeling.checkpoints import save_checkpoint  # noqa: E402
 from frcnn_core.modeling.zoo import build_model  # noqa: E402
 from frcnn_core.resources import SAMPLES  # noqa: E402
 from frcnn_core.training.finetune import plan_finetune  # noqa: E402
+from frcnn_gui.engine.model_calls import engine_threads  # noqa: E402
 from frcnn_gui.finetune.runner import FinetuneRunner  # noqa: E402
 from frcnn_gui.main_window import MainWindow  # noqa: E402
 
@@ -242,7 +243,7 @@ def run(moves: int = 30, stall_seconds: float = 8.0) -> dict:
         "relabel_ms": percentiles(relabel), "nms_ms": percentiles(nms), "stall_ms": stall,
         "relabel_loaded_ms": percentiles(loaded), "worker_relabel_loaded_ms": percentiles(worker_ms),
         "anchors": (anchors, fpn_anchors), "iterations": trained, "stall_seconds": stall_seconds,
-        "threads": torch.get_num_threads(),
+        "threads": engine_threads(),
     }
 
 
@@ -278,7 +279,7 @@ def main() -> None:
     parser.add_argument("--stall-seconds", type=float, default=8.0, help="how long the stall is probed (default 8)")
     args = parser.parse_args()
     result = run(args.moves, args.stall_seconds)
-    print(f"torch threads: {result['threads']}")
+    print(f"torch threads (set once by the engine): {result['threads']}")
     for name, value in lines(result):
         print(f"{name}: {value}")
 

@@ -61,7 +61,7 @@ def _vmhwm_note(rss: dict) -> str:
     return f" (/proc VmHWM agrees within {gap:.0f} MB)"
 
 
-def table(inference: dict, seed: dict, startup: dict) -> str:
+def table(inference: dict, seed: dict, startup: dict, gui_rows: list[tuple[str, str]]) -> str:
     """The Markdown table of the benchmarks' results."""
     seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
     rows = [
@@ -92,13 +92,14 @@ def table(inference: dict, seed: dict, startup: dict) -> str:
          f"{startup['ratio']:.2f}; torch imported when the window was shown: "
          f"{'yes' if startup['torch_when_shown'] else 'no'}"),
         ("start-up: the first detections drawn (process start → drawn)", _seconds(startup["s"]["detections"])),
+        *gui_rows,
     ]
     lines = ["| measure | result |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
-def report(inference: dict, seed: dict, startup: dict, started: datetime.datetime, runtime_s: float,
-           load: tuple) -> str:
+def report(inference: dict, seed: dict, startup: dict, gui: dict, gui_rows: list[tuple[str, str]],
+           started: datetime.datetime, runtime_s: float, load: tuple) -> str:
     """results.md: the context, then the table, then what the seed run labelled."""
     counts = seed["counts"]
     context = [
@@ -115,10 +116,12 @@ def report(inference: dict, seed: dict, startup: dict, started: datetime.datetim
         f"- seed: {counts['anchors']:,} anchors, {counts['inside']:,} inside, {counts['positive']} positive, "
         f"{counts['negative']:,} negative, {counts['ignored']:,} ignored; sampled {counts['sampled_positive']} + "
         f"{counts['sampled_negative']} — identical labels anchor by anchor in both implementations",
+        f"- GUI (`bench_gui.py`, offscreen): the window's engine on {gui['threads']} torch thread(s) (half the cores); "
+        "each latency from the event to the repaint that shows its result, median and p95 after 2 untimed",
         "",
         "",
     ]
-    return "\n".join(context) + table(inference, seed, startup) + "\n"
+    return "\n".join(context) + table(inference, seed, startup, gui_rows) + "\n"
 
 
 def main() -> None:
@@ -130,7 +133,11 @@ def main() -> None:
     inference = bench_inference.run(args.repeats)  # first: its subprocesses fork from a small process
     seed = bench_seed_stages.run()
     startup = bench_startup.run()
-    text = report(inference, seed, startup, started, time.perf_counter() - start, (load_start, os.getloadavg()[0]))
+    import bench_gui  # only now: Qt and the window's code stay out of the processes the others fork
+
+    gui = bench_gui.run()  # last: it builds a QApplication and three models in this process
+    text = report(inference, seed, startup, gui, bench_gui.lines(gui), started, time.perf_counter() - start,
+                  (load_start, os.getloadavg()[0]))
     print(text)
     atomic_write_text(RESULTS_PATH, text)
     print(f"written to {RESULTS_PATH}")
