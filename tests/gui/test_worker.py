@@ -3,6 +3,7 @@ how long the UI thread's event loop stalls while the worker runs."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 
 from frcnn_core.modeling.model import FasterRCNN
+from frcnn_gui.engine.model_calls import engine_threads
 from frcnn_gui.engine.worker import DetectResult, EngineClient
 
 FAST_MODEL = "mobilenet-v3-320-fpn"
@@ -219,6 +221,15 @@ def test_an_inspection_stays_in_the_worker_and_its_reruns_come_back_detached(qtb
     assert len(labels.labels) == len(inspection.trace.anchors.boxes) and int((labels.labels == 1).sum()) > 0
     assert all(t.device.type == "cpu" and not t.requires_grad for t in tensors_in(labels))
     assert not client.is_busy  # re-runs never count as busy
+
+
+def test_the_engine_sets_torch_threads_once_for_the_process(qtbot, client):
+    load(qtbot, client)
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))  # a thread begun after
+    thread.start()
+    thread.join()
+    assert seen == [engine_threads()]
 
 
 def test_reruns_of_one_kind_coalesce_and_the_newest_is_answered_last(qtbot, client, image_path):
