@@ -14,7 +14,9 @@
   for information (no target under load).
 
 Latencies: median and p95 of the moves after two untimed ones. The times include the worker's
-re-run, the queued signals both ways, building the overlay and the paint.
+re-run, the queued signals both ways, building the overlay and the paint. The files and the
+checkpoint are made in a helper thread, so that the UI thread meets torch only after the engine
+has set its thread count, as in the application.
 
 Run: `.venv/bin/python benchmarks/bench_gui.py [--moves N] [--stall-seconds S]` (run_all.py runs it too).
 """
@@ -25,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -209,7 +212,9 @@ def run(moves: int = 30, stall_seconds: float = 8.0) -> dict:
     app = QApplication.instance() or QApplication([])
     scratch = Path(tempfile.mkdtemp(prefix="bench-gui-"))
     try:
-        folder, checkpoint, centre = seed_folder(scratch)
+        with ThreadPoolExecutor(max_workers=1) as helper:  # torch's first use off the UI thread
+            (folder, checkpoint, centre), fpn = helper.submit(
+                lambda: (seed_folder(scratch), fpn_folder(scratch))).result()
         scene = Scene(app, scratch, folder, checkpoint)
         scene.choose("anchor-labels")
         anchors = len(scene.inspector.trace.anchors.boxes)
@@ -229,7 +234,7 @@ def run(moves: int = 30, stall_seconds: float = 8.0) -> dict:
                            scene.at(*centre))
         scene.close()
 
-        scene = Scene(app, scratch, fpn_folder(scratch), "resnet50-fpn")
+        scene = Scene(app, scratch, fpn, "resnet50-fpn")
         scene.choose("proposals")
         fpn_anchors = len(scene.inspector.trace.anchors.boxes)
         slider = scene.window.stages_panel.nms_slider
