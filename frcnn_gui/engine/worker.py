@@ -190,8 +190,9 @@ class EngineClient(QObject):
     Create it in the UI thread and call `shutdown()` before the application ends (it is also
     connected to the application's `aboutToQuit`). `busy` is True while the worker has load,
     detect or inspect requests queued or running, abandoned ones included; the stage inspector's
-    re-runs (tens of milliseconds, many during a drag) do not count. With `start=False` the thread waits for `start()`;
-    requests made before are answered after, in order, `engine_ready` first.
+    re-runs (tens of milliseconds, many during a drag) do not count. With `start=False` the
+    thread waits for `start()`; requests made before are answered after, in order,
+    `engine_ready` first.
     """
 
     result = Signal(object)  # DetectResult
