@@ -18,11 +18,13 @@ re-run, the queued signals both ways, building the overlay and the paint. The fi
 checkpoint are made in a helper thread, so that the UI thread meets torch only after the engine
 has set its thread count, as in the application.
 
-Run: `.venv/bin/python benchmarks/bench_gui.py [--moves N] [--stall-seconds S]` (run_all.py runs it too).
+Run: `.venv/bin/python benchmarks/bench_gui.py [--moves N] [--stall-seconds S] [--json]` (run_all.py runs it
+in a fresh process).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -300,8 +302,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=30, help="timed drag moves and slider changes (default 30)")
     parser.add_argument("--stall-seconds", type=float, default=8.0, help="how long the stall is probed (default 8)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line (for run_all.py)")
     args = parser.parse_args()
     result = run(args.moves, args.stall_seconds)
+    if args.json:
+        print(json.dumps(result))
+        return
     print(f"torch threads (set once by the engine): {result['threads']}")
     for name, value in lines(result):
         print(f"{name}: {value}")
