@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +36,14 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def gui_benchmark() -> dict:
+    """bench_gui.py's result, from a fresh process: there the UI thread meets torch only after the
+    engine has set torch's thread count, as in the application (here torch has run already)."""
+    script = Path(__file__).resolve().with_name("bench_gui.py")
+    done = subprocess.run([sys.executable, str(script), "--json"], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def _seconds(stats: dict) -> str:
@@ -62,7 +72,7 @@ def _vmhwm_note(rss: dict) -> str:
     return f" (/proc VmHWM agrees within {gap:.0f} MB)"
 
 
-def table(inference: dict, seed: dict, startup: dict, errors: dict) -> str:
+def table(inference: dict, seed: dict, startup: dict, errors: dict, gui_rows: list[tuple[str, str]]) -> str:
     """The Markdown table of the benchmarks' results."""
     seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
     rows = [
@@ -96,13 +106,14 @@ def table(inference: dict, seed: dict, startup: dict, errors: dict) -> str:
         (f"`frcnn detect`, BCCD val ({errors['images']} images, bccd-demo)", _seconds(errors["seconds"]["detect"])),
         ("`frcnn errors`, the same images", _seconds(errors["seconds"]["errors"])),
         (f"errors / detect (medians; at most {errors['target']})", f"{errors['ratio']:.2f}"),
+        *gui_rows,
     ]
     lines = ["| measure | result |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
-def report(inference: dict, seed: dict, startup: dict, errors: dict, started: datetime.datetime, runtime_s: float,
-           load: tuple) -> str:
+def report(inference: dict, seed: dict, startup: dict, errors: dict, gui: dict, gui_rows: list[tuple[str, str]],
+           started: datetime.datetime, runtime_s: float, load: tuple) -> str:
     """results.md: the context, then the table, then what the seed run labelled."""
     counts = seed["counts"]
     context = [
@@ -119,10 +130,12 @@ def report(inference: dict, seed: dict, startup: dict, errors: dict, started: da
         f"- seed: {counts['anchors']:,} anchors, {counts['inside']:,} inside, {counts['positive']} positive, "
         f"{counts['negative']:,} negative, {counts['ignored']:,} ignored; sampled {counts['sampled_positive']} + "
         f"{counts['sampled_negative']} — identical labels anchor by anchor in both implementations",
+        f"- GUI (`bench_gui.py`, offscreen): the window's engine on {gui['threads']} torch thread(s) (half the cores); "
+        "each latency from the event to the repaint that shows its result, median and p95 after 2 untimed",
         "",
         "",
     ]
-    return "\n".join(context) + table(inference, seed, startup, errors) + "\n"
+    return "\n".join(context) + table(inference, seed, startup, errors, gui_rows) + "\n"
 
 
 def main() -> None:
@@ -135,7 +148,10 @@ def main() -> None:
     seed = bench_seed_stages.run()
     startup = bench_startup.run()
     errors = bench_errors.run()
-    text = report(inference, seed, startup, errors, started, time.perf_counter() - start,
+    gui = gui_benchmark()
+    import bench_gui  # only now: Qt and the window's code stay out of the processes the others fork
+
+    text = report(inference, seed, startup, errors, gui, bench_gui.lines(gui), started, time.perf_counter() - start,
                   (load_start, os.getloadavg()[0]))
     print(text)
     atomic_write_text(RESULTS_PATH, text)

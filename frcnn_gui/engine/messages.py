@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch's types: the window imports this module before the engine has imported torch
-    from frcnn_core.inspect.inspection import Inspection
     from frcnn_core.modeling.trace import Trace
 
 
@@ -21,6 +20,18 @@ class DetectRequest:
 class InspectRequest:
     request_id: int
     image_path: str
+
+
+@dataclass(frozen=True)
+class RerunRequest:
+    """One stage of the worker's inspection `inspection_id` (the request id of the `InspectRequest`
+    that made it) run again: `kind` names what (a key of `frcnn_gui.engine.reruns.RERUNS`),
+    `arguments` its keywords, plain Python data only."""
+
+    request_id: int
+    inspection_id: int
+    kind: str
+    arguments: dict
 
 
 @dataclass(frozen=True)
@@ -53,15 +64,25 @@ class DetectResult:
 
 @dataclass(frozen=True)
 class InspectResult:
-    """One image's `Inspection` (one backbone pass, its stages re-runnable without another) and the
-    model's `config`, for the stage inspector. The inspection's re-runs of the anchor labels and the
-    proposal layer touch only its cached tensors, never the model, so the UI thread may call them;
-    the second-stage re-runs call the model and belong in the worker."""
+    """One image's inspection for the stage inspector: its `trace` (detached CPU records) and the
+    model's `config`. The `Inspection` itself (one backbone pass, its stages re-runnable without
+    another) stays in the worker, which keeps the latest one; `RerunRequest`s name it by this
+    result's `request_id`."""
 
     request_id: int
     image_path: str
-    inspection: Inspection
+    trace: Trace
     config: object
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RerunResult:
+    """What `request` gave: `value`, detached CPU data (the type `RERUNS` documents for its kind),
+    computed in `seconds` on the worker's thread."""
+
+    request: RerunRequest
+    value: object
     seconds: float
 
 

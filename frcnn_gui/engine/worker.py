@@ -10,6 +10,13 @@ as each learned part of the network starts, after the forward pass) and abandons
 it no longer is, and the client drops anything that still arrives for it. Model loads are never
 stale: each one changes what the worker holds.
 
+The stage inspector's re-runs (`RerunRequest`: anchor labels while a GT box is dragged, the
+proposal layer while a knob moves, ...) work on the worker's latest inspection, and the newest
+wins: each kind has one slot (`_Mailbox`) that the worker empties when it starts the request in
+it. A request put while the slot is full replaces the one waiting there, which is then never run,
+so a drag keeps at most one re-run running and one waiting, never a queue of stale ones. Results
+for an inspection that is no longer the worker's latest are not computed at all.
+
 Failures arrive as a `WorkerError`, never as a crash or a hang: an `InputError` (the user's bad
 file, an unknown model, no CUDA) carries its one line and no traceback; anything else is our bug
 and carries "internal error: <type>: <message>" plus the full traceback for the log.
@@ -39,6 +46,8 @@ from frcnn_gui.engine.messages import (  # noqa: F401  (re-exported: the worker'
     InspectResult,
     LoadModelRequest,
     ModelLoaded,
+    RerunRequest,
+    RerunResult,
     WorkerError,
 )
 
@@ -73,21 +82,43 @@ class _DetectGate:
             return request_id == self._latest and request_id > self._cancelled_through
 
 
+class _Mailbox:
+    """Thread-safe: per re-run kind, the newest request not yet taken by the worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, RerunRequest] = {}
+
+    def put(self, request: RerunRequest) -> RerunRequest | None:
+        """Leave `request` for the worker; returns the request of its kind it replaced, which
+        will never run (None: the slot was empty and the worker must be told to take it)."""
+        with self._lock:
+            replaced = self._waiting.get(request.kind)
+            self._waiting[request.kind] = request
+            return replaced
+
+    def take(self, kind: str) -> RerunRequest | None:
+        with self._lock:
+            return self._waiting.pop(kind, None)
+
+
 class EngineWorker(QObject):
     """Owns the engine; runs one request at a time in its thread. Touch only through signals."""
 
     result = Signal(object)  # DetectResult
     inspected = Signal(object)  # InspectResult
+    rerun_done = Signal(object)  # RerunResult
     model_loaded = Signal(object)  # ModelLoaded
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
     request_done = Signal(int)  # every request ends with this, whatever became of it
     engine_ready = Signal(float)  # seconds the engine took to import; once, before the first answer
 
-    def __init__(self, gate: _DetectGate, inspect_gate: _DetectGate) -> None:
+    def __init__(self, gate: _DetectGate, inspect_gate: _DetectGate, mailbox: _Mailbox) -> None:
         super().__init__()
         self._gate = gate
         self._inspect_gate = inspect_gate
+        self._mailbox = mailbox
         self._engine = None  # an engine.Engine once imported
 
     @Slot(object)
@@ -106,6 +137,17 @@ class EngineWorker(QObject):
     def inspect(self, request: InspectRequest) -> None:
         check = functools.partial(self._check, self._inspect_gate, request.request_id)
         self._run(request.request_id, lambda engine: self.inspected.emit(engine.inspect(request, check)))
+
+    @Slot(str)
+    def rerun(self, kind: str) -> None:
+        """Run the newest re-run request of `kind` waiting in the mailbox."""
+        request = self._mailbox.take(kind)
+        if request is not None:
+            self._run(request.request_id, lambda engine: self._emit_rerun(engine.rerun(request)))
+
+    def _emit_rerun(self, result: RerunResult | None) -> None:
+        if result is not None:
+            self.rerun_done.emit(result)
 
     def _run(self, request_id: int, job: Callable) -> None:
         """`job(engine)`, its failure turned into a WorkerError; the engine imported first if need be."""
@@ -146,13 +188,16 @@ class EngineClient(QObject):
     """The UI-side facade: starts the worker thread and forwards only wanted results.
 
     Create it in the UI thread and call `shutdown()` before the application ends (it is also
-    connected to the application's `aboutToQuit`). `busy` is True while the worker has requests
-    queued or running, abandoned ones included. With `start=False` the thread waits for `start()`;
-    requests made before are answered after, in order, `engine_ready` first.
+    connected to the application's `aboutToQuit`). `busy` is True while the worker has load,
+    detect or inspect requests queued or running, abandoned ones included; the stage inspector's
+    re-runs (tens of milliseconds, many during a drag) do not count. With `start=False` the
+    thread waits for `start()`; requests made before are answered after, in order,
+    `engine_ready` first.
     """
 
     result = Signal(object)  # DetectResult
     inspected = Signal(object)  # InspectResult
+    rerun_done = Signal(object)  # RerunResult
     model_loaded = Signal(object)  # ModelLoaded
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
@@ -162,27 +207,32 @@ class EngineClient(QObject):
     _load_requested = Signal(object)
     _detect_requested = Signal(object)
     _inspect_requested = Signal(object)
+    _rerun_waiting = Signal(str)  # a re-run kind whose mailbox slot has just been filled
 
     def __init__(self, parent: QObject | None = None, start: bool = True) -> None:
         super().__init__(parent)
         self._gate = _DetectGate()
         self._inspect_gate = _DetectGate()  # inspections and detections do not supersede each other
+        self._mailbox = _Mailbox()
         self._ids = itertools.count(1)
         self._outstanding: set[int] = set()
         self._loads: set[int] = set()
+        self._reruns: set[int] = set()  # re-runs waiting or running: never stale to the client
         self._closed = False
         # No parent: a QThread deleted with its parent while still running aborts the process.
         self._thread = QThread()
         self._thread.setObjectName("engine")
-        self._worker = EngineWorker(self._gate, self._inspect_gate)
+        self._worker = EngineWorker(self._gate, self._inspect_gate, self._mailbox)
         self._worker.moveToThread(self._thread)
         self._thread.finished.connect(self._worker.deleteLater)
         queued = Qt.ConnectionType.QueuedConnection
         self._load_requested.connect(self._worker.load_model, queued)
         self._detect_requested.connect(self._worker.detect, queued)
         self._inspect_requested.connect(self._worker.inspect, queued)
+        self._rerun_waiting.connect(self._worker.rerun, queued)
         self._worker.result.connect(self._on_result, queued)
         self._worker.inspected.connect(self._on_inspected, queued)
+        self._worker.rerun_done.connect(self._on_rerun_done, queued)
         self._worker.model_loaded.connect(self._on_model_loaded, queued)
         self._worker.failed.connect(self._on_failed, queued)
         self._worker.progress.connect(self._on_progress, queued)
@@ -226,6 +276,20 @@ class EngineClient(QObject):
         self._inspect_requested.emit(InspectRequest(request_id, str(image_path)))
         return request_id
 
+    def rerun(self, inspection_id: int, kind: str, **arguments) -> int:
+        """Re-run stage `kind` of the inspection made by request `inspection_id` with `arguments`
+        (see `RerunRequest`); returns the request id. Answered by `rerun_done` or `failed`, or
+        by nothing when a newer request of the same kind replaces it before the worker starts it
+        or the worker holds another inspection by then."""
+        request_id = self._issue(busy=False)
+        self._reruns.add(request_id)
+        replaced = self._mailbox.put(RerunRequest(request_id, inspection_id, kind, arguments))
+        if replaced is None:
+            self._rerun_waiting.emit(kind)
+        else:  # never run: done now
+            self._reruns.discard(replaced.request_id)
+        return request_id
+
     def cancel(self) -> None:
         """Abandon the running and queued detect and inspect requests; nothing is emitted for them."""
         self._gate.cancel()
@@ -247,21 +311,23 @@ class EngineClient(QObject):
 
     @property
     def is_busy(self) -> bool:
-        """True while a request is outstanding (the same state `busy` reports)."""
+        """True while a load, detect or inspect request is outstanding (the state `busy` reports)."""
         return bool(self._outstanding)
 
-    def _issue(self) -> int:
+    def _issue(self, busy: bool = True) -> int:
+        """A new request id; with `busy`, the request is outstanding until the worker is done with it."""
         if self._closed:
             raise RuntimeError("EngineClient is shut down")
         request_id = next(self._ids)
-        if not self._outstanding:
-            self.busy.emit(True)
-        self._outstanding.add(request_id)
+        if busy:
+            if not self._outstanding:
+                self.busy.emit(True)
+            self._outstanding.add(request_id)
         return request_id
 
     def _wanted(self, request_id: int) -> bool:
-        return not self._closed and (request_id in self._loads or self._gate.wants(request_id)
-                                     or self._inspect_gate.wants(request_id))
+        return not self._closed and (request_id in self._loads or request_id in self._reruns
+                                     or self._gate.wants(request_id) or self._inspect_gate.wants(request_id))
 
     @Slot(object)
     def _on_result(self, result: DetectResult) -> None:
@@ -272,6 +338,11 @@ class EngineClient(QObject):
     def _on_inspected(self, result: InspectResult) -> None:
         if self._wanted(result.request_id):
             self.inspected.emit(result)
+
+    @Slot(object)
+    def _on_rerun_done(self, result: RerunResult) -> None:
+        if self._wanted(result.request.request_id):
+            self.rerun_done.emit(result)
 
     @Slot(object)
     def _on_model_loaded(self, loaded: ModelLoaded) -> None:
@@ -291,9 +362,11 @@ class EngineClient(QObject):
     @Slot(int)
     def _on_request_done(self, request_id: int) -> None:
         self._loads.discard(request_id)
-        self._outstanding.discard(request_id)
-        if not self._outstanding and not self._closed:
-            self.busy.emit(False)
+        self._reruns.discard(request_id)
+        if request_id in self._outstanding:
+            self._outstanding.discard(request_id)
+            if not self._outstanding and not self._closed:
+                self.busy.emit(False)
 
 
 LINGERING: set[QThread] = set()  # threads that outlived shutdown's wait, kept until they end

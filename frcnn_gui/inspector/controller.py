@@ -2,11 +2,14 @@
 current image's `Inspection` in step.
 
 The controller asks the engine for an inspection (one backbone pass) the first time a stage other
-than "detections" is shown for an image; after that a GT-box drag re-runs only the anchor labels
-and a proposal knob only the proposal layer, both from the inspection's cache. The RoI samples
-come from `Inspection.training_trace_for` (no backbone pass), built once per GT edit. What each
-stage draws lives in `stage_overlays.py` and `stage_chains.py` (boxes) and `stage_pictures.py`
-(heatmaps).
+than "detections" is shown for an image; the `Inspection` stays in the engine's worker and the
+controller gets its trace. After that every re-run is a request to the worker (`reruns.Reruns`):
+a GT-box drag re-runs only the anchor labels, a proposal knob only the proposal layer, both from
+the inspection's cache; the RoI samples (once per GT edit), the selected RoI's pooling, the
+selected detection's provenance and the recall funnel likewise. The newest request of a kind wins
+(a fast drag never queues stale work), and the stage keeps showing its previous overlay until the
+result arrives; this thread never calls the model. What each stage draws lives in `overlays.py`
+and `chains.py` (boxes) and `pictures.py` (heatmaps).
 
 What the panels say follows the image, the model and the detections panel's score threshold: a
 new image or model clears every inspection view at once (until its inspection arrives), and the
@@ -16,56 +19,36 @@ a plain click on the canvas picks what the stage shows and never selects or move
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QGraphicsItem
 
 from frcnn_core.inspect.describe import stage_counts
 from frcnn_core.inspect.follow import roi_sample_rows
-from frcnn_core.inspect.funnel import at_score_threshold, recall_funnel
+from frcnn_core.inspect.funnel import at_score_threshold
 from frcnn_gui.canvas.layers import BoxSetLayer
-from frcnn_gui.inspector.chains import (
-    CHAIN_LAYER_Z,
-    chain_overlay,
-    class_parts,
-    detections_part,
-    forward_parts,
-    proposal_chain,
-    provenance_overlay,
-)
-from frcnn_gui.inspector.overlays import (
-    EMPTY,
-    SAMPLE,
-    STAGE_LAYER_Z,
-    Overlay,
-    anchor_labels_overlay,
-    anchor_shape_mask,
-    anchors_overlay,
-    box_at,
-    cell_fates,
-    pooling_overlay,
-    pre_nms_shown_idx,
-    proposals_overlay,
-    proposals_pre_nms_overlay,
-    roi_samples_overlay,
-)
-from frcnn_gui.inspector.pictures import HeatmapLayer, feature_maps, liveliest_level, objectness_heatmap, shape_names
+from frcnn_gui.inspector.chains import CHAIN_LAYER_Z, chain_overlay
+from frcnn_gui.inspector.drawing import stage_overlay
+from frcnn_gui.inspector.overlays import EMPTY, STAGE_LAYER_Z, box_at, pre_nms_shown_idx
+from frcnn_gui.inspector.pictures import HeatmapLayer, liveliest_level, shape_names
+from frcnn_gui.inspector.reruns import Reruns
 from frcnn_gui.inspector.stage_panel import SHOWN_DEFAULT
 from frcnn_gui.inspector.texts import stage_text
 
 GT_EDITING_STAGES = ("detections", "anchor-labels")  # where a plain click still selects and moves GT boxes
+RERUN_OF = {"anchors": "proposals", "proposals-pre-nms": "proposals"}  # the re-run a stage draws, if not its own
 
 
 class StageInspector(QObject):
     """Connects the stage panel, the canvas (one `BoxSetLayer` for every stage but "detections",
     which shows the canvas's own detection layer), the document's GT boxes and the engine.
 
-    `shown(stage)` fires after a stage was drawn from an inspection; `rerun_ms` maps "anchor-labels"
-    and "proposals" to the time of their latest re-run, which the panel shows too."""
+    `shown(stage)` fires after a stage was drawn from an inspection with no re-run of it on its
+    way; `reruns.ms` holds the worker's time of each kind's latest re-run, which the panel shows too."""
 
     shown = Signal(str)
     funnel_changed = Signal(list, float)  # the FunnelRows of the current image's GT boxes, found at this score
@@ -75,6 +58,9 @@ class StageInspector(QObject):
         super().__init__(parent)
         self.panel, self.canvas, self.document, self.engine = panel, canvas, document, engine
         self.layer = BoxSetLayer()
+        # drawn once per overlay, then blitted: a GT box moving under a drag repaints the view
+        # without drawing hundreds of anchors again (~12 ms -> ~4 ms a repaint with the seed's labels)
+        self.layer.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         canvas.add_layer(self.layer, STAGE_LAYER_Z)
         self.heatmap = HeatmapLayer()
         canvas.add_layer(self.heatmap, STAGE_LAYER_Z - 1)
@@ -94,13 +80,15 @@ class StageInspector(QObject):
         self.score_thresh = canvas.detection_layer.score_threshold  # the detections panel's
         self.chain_layer = BoxSetLayer()
         canvas.add_layer(self.chain_layer, CHAIN_LAYER_Z)
-        self.inspection = None
+        self.inspection = None  # the InspectResult of the current image: its trace and config
         self.config = None
         self.trace = None  # the inspection's trace with the latest re-runs swapped in
         self._detect_trace = None  # the current image's detection trace: counts before any inspection
-        self.rerun_ms: dict[str, float] = {}
+        self.reruns = Reruns(engine)
         self.gt_count = 0  # the GT boxes the anchor labels were last matched against
+        self._training_outdated = False  # the GT boxes changed since the RoI samples were asked for
         self._pending: int | None = None
+        self._layer_stage: str | None = None  # the stage whose overlay the layer holds
         self.point: tuple[float, float] | None = None  # the image point clicked last
         self._drawn_stage: str | None = None
         panel.stage_chosen.connect(self._stage_chosen)
@@ -114,6 +102,8 @@ class StageInspector(QObject):
         canvas.point_clicked.connect(self._clicked)
         canvas.box_dragged.connect(self._box_dragged)
         engine.inspected.connect(self._inspected)
+        engine.rerun_done.connect(self._rerun_done)
+        engine.failed.connect(self._failed)
         engine.result.connect(self._detected)
         engine.model_loaded.connect(self._model_loaded)
         document.subscribe(self._document_changed)
@@ -125,10 +115,11 @@ class StageInspector(QObject):
         self.selected_detection = self.selected_proposal = self.selected_post_proposal = self._pending = None
         self.selected_sample = self.chain_row = None
         self.funnel = []
+        self._training_outdated = False
+        self.reruns.reset(None)
         EMPTY.draw_on(self.chain_layer)
         self.panel.clear_inspection()
         self.forgotten.emit()
-        self.rerun_ms.clear()
         self._stage_chosen(self.panel.stage)
 
     def _model_loaded(self, loaded) -> None:
@@ -141,7 +132,7 @@ class StageInspector(QObject):
             self.forget()
         elif kind == "boxes" and self.inspection is not None:
             self.relabel(self._gt_boxes())
-            self._update_funnel()
+            self._ask_funnel()
 
     def _stage_chosen(self, stage: str) -> None:
         if stage != "detections":
@@ -157,8 +148,9 @@ class StageInspector(QObject):
         if result.request_id != self._pending or Path(result.image_path) != self.document.current_path:
             return
         self._pending = None
-        self.inspection, self.config = result.inspection, result.config
-        self.trace = result.inspection.trace
+        self.inspection, self.config = result, result.config
+        self.trace = result.trace
+        self.reruns.reset(result.request_id)
         self.panel.set_proposal_knobs(self.config.rpn_test)
         self.panel.set_anchor_filters(len(self.trace.anchors.grid_sizes), self.config.anchors)
         self.anchor_filter = self.panel.anchor_filter()
@@ -170,17 +162,42 @@ class StageInspector(QObject):
         self.selected_roi = int(detections.roi_idx[0]) if found else 0
         self.selected_detection = 0 if found else None
         self.relabel(self._gt_boxes())
-        self._update_funnel()
+        self._ask_funnel()
+        self._show()
 
-    def _update_funnel(self) -> None:
-        """The funnel of the document's GT boxes against the inspection's own trace (the one
-        whose detections came from its proposals); the chain shown is dropped."""
-        gt_boxes, gt_labels = self.gt_labels()
-        self.funnel = recall_funnel(self.inspection.trace, gt_boxes, gt_labels, self.class_names,
-                                    score_thresh=self.score_thresh, rpn_config=self.config.rpn_train)
-        self.chain_row = None
-        EMPTY.draw_on(self.chain_layer)
-        self.funnel_changed.emit(self.funnel, self.score_thresh)
+    def _ask_funnel(self) -> None:
+        """Ask for the funnel of the document's GT boxes against the inspection's own trace (the
+        one whose detections came from its proposals)."""
+        gt_boxes, gt_labels = self.known_gt()
+        self.reruns.ask("funnel", gt_boxes=gt_boxes, gt_labels=gt_labels, class_names=self.class_names,
+                        score_thresh=self.score_thresh, rpn_config=self.config.rpn_train)
+
+    def _rerun_done(self, result) -> None:
+        """A re-run's result, taken as it comes (live during a drag) unless another inspection's."""
+        if not self.reruns.accept(result):
+            return
+        kind, value, arguments = result.request.kind, result.value, result.request.arguments
+        if kind == "funnel":  # the funnel's rows at the current threshold; the chain shown dropped
+            self.funnel = at_score_threshold(value, self.score_thresh,
+                                             bg_iou_thresh=self.config.rpn_train.bg_iou_thresh)
+            self.chain_row = None
+            EMPTY.draw_on(self.chain_layer)
+            self.funnel_changed.emit(self.funnel, self.score_thresh)
+            return
+        if kind == "anchor-labels":
+            self.trace, self.gt_count = replace(self.trace, anchor_labels=value), len(arguments["gt_boxes"])
+        elif kind == "proposals":
+            self.trace = replace(self.trace, proposals=value)
+            self.selected_proposal = self.selected_post_proposal = None  # indices into the proposals replaced
+        elif kind == "roi-samples":
+            self.training_trace, self.selected_sample = value, None
+            self.panel.set_roi_samples([] if value is None else roi_sample_rows(value.roi_targets), self.class_names)
+        self._show()
+
+    def _failed(self, error) -> None:
+        """A re-run failed (the window has logged it and shown its line): the stage waits no more."""
+        if self.reruns.failed(error.request_id):
+            self._show()
 
     def show_chain(self, row: int) -> None:
         """Draw the chain of funnel row `row` above everything else."""
@@ -204,37 +221,28 @@ class StageInspector(QObject):
             self._detect_trace = result.trace
             self._show()
 
-    def _gt_boxes(self, dragged_id=None, dragged_coords=None) -> torch.Tensor:
-        """The document's GT boxes (G, 4), with the box being dragged at its mid-drag place."""
-        coords = {box_id: box.coords for box_id, box in self.document.boxes.items()}
+    def _gt_boxes(self, dragged_id=None, dragged_coords=None) -> list[tuple]:
+        """The document's GT boxes [(x1, y1, x2, y2), ...], the box being dragged at its mid-drag place."""
+        coords = {box_id: tuple(box.coords) for box_id, box in self.document.boxes.items()}
         if dragged_coords is not None:
-            coords[dragged_id if dragged_id is not None else "new"] = dragged_coords
-        return torch.tensor(list(coords.values()), dtype=torch.float32).reshape(-1, 4)
+            coords[dragged_id if dragged_id is not None else "new"] = tuple(dragged_coords)
+        return list(coords.values())
 
     def _box_dragged(self, box_id, coords) -> None:
         if self.inspection is not None and self.panel.stage == "anchor-labels":
             self.relabel(self._gt_boxes(box_id, coords))
 
-    def relabel(self, gt_boxes: torch.Tensor) -> None:
-        """Anchor labels for gt_boxes (G, 4) original pixels; none when G is 0."""
-        start = time.perf_counter()
-        labels = self.inspection.relabel_anchors(gt_boxes) if len(gt_boxes) else None
-        self.training_trace = self.selected_sample = None
-        self._update("anchor-labels", replace(self.trace, anchor_labels=labels), start, len(gt_boxes))
+    def relabel(self, gt_boxes: list[tuple]) -> None:
+        """Ask for the anchor labels of gt_boxes (original pixels; none without boxes); the RoI
+        samples are out of date from now on."""
+        self.reruns.ask("anchor-labels", gt_boxes=gt_boxes)
+        self._training_outdated = True
 
     def rerun_proposals(self, settings: dict) -> None:
-        """Only the proposal layer, from the inspection's cached RPN outputs (no backbone pass)."""
-        if self.inspection is None:
-            return
-        start = time.perf_counter()
-        proposals = self.inspection.rerun_proposals(**settings)
-        self.selected_proposal = self.selected_post_proposal = None  # indices into the proposals replaced
-        self._update("proposals", replace(self.trace, proposals=proposals), start, len(self.document.boxes))
-
-    def _update(self, stage: str, trace, start: float, gt_count: int) -> None:
-        self.trace, self.gt_count = trace, gt_count
-        self.rerun_ms[stage] = (time.perf_counter() - start) * 1000
-        self._show()
+        """Ask for the proposal layer alone with `settings`, from the inspection's cached RPN
+        outputs (no backbone pass)."""
+        if self.inspection is not None:
+            self.reruns.ask("proposals", **settings)
 
     def _level_chosen(self, level: int) -> None:
         self.level, self.shape = level, None
@@ -249,20 +257,25 @@ class StageInspector(QObject):
         setattr(self, attribute, value)
         self._show()
 
-    def gt_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The document's GT boxes (G, 4) and class indices (G,) of the classes the model knows."""
-        known = [(box.coords, self.class_names.index(box.label)) for box in self.document.boxes.values()
+    def known_gt(self) -> tuple[list[tuple], list[int]]:
+        """The document's GT boxes [(x1, y1, x2, y2), ...] of the classes the model knows, and
+        their class indices."""
+        known = [(tuple(box.coords), self.class_names.index(box.label)) for box in self.document.boxes.values()
                  if box.label in self.class_names[1:]]
-        boxes = torch.tensor([coords for coords, _ in known], dtype=torch.float32).reshape(-1, 4)
-        return boxes, torch.tensor([label for _, label in known], dtype=torch.int64)
+        return [coords for coords, _ in known], [label for _, label in known]
+
+    def gt_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`known_gt` as tensors, for drawing: boxes (G, 4) float32 and class indices (G,) int64."""
+        boxes, labels = self.known_gt()
+        return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.int64)
 
     def training(self):
-        """The training trace for the document's GT boxes (None without any the model knows)."""
-        if self.training_trace is None:
-            gt_boxes, gt_labels = self.gt_labels()
-            if len(gt_boxes):
-                self.training_trace = self.inspection.training_trace_for(gt_boxes, gt_labels)
-                self.panel.set_roi_samples(roi_sample_rows(self.training_trace.roi_targets), self.class_names)
+        """The latest training trace (None without GT boxes the model knows, or until the first
+        arrives); asks the worker for the document's GT boxes when they changed since it last did."""
+        if self._training_outdated:
+            self._training_outdated = False
+            gt_boxes, gt_labels = self.known_gt()
+            self.reruns.ask("roi-samples", gt_boxes=gt_boxes, gt_labels=gt_labels)
         return self.training_trace
 
     def _clickable(self) -> tuple[str, torch.Tensor, torch.Tensor] | None:
@@ -310,6 +323,7 @@ class StageInspector(QObject):
         self.heatmap.setVisible(stage == "objectness" and self.trace is not None)
         if self.trace is None:
             EMPTY.draw_on(self.layer)
+            self._layer_stage = None
             self.heatmap.set_image(QImage(), QRectF(), QRectF())
             self.panel.set_counts({} if self._detect_trace is None
                                   else stage_counts(self._detect_trace, self.score_thresh))
@@ -319,9 +333,12 @@ class StageInspector(QObject):
                 self.panel.set_explanation("Pick a stage to see how the model got to these detections."
                                            if self.document.image_size is not None else "")
             return
-        overlay = self._overlay(stage)
+        overlay = stage_overlay(self, stage)
+        if overlay is None and stage != self._layer_stage:  # on its way: rather nothing than another stage's
+            overlay = EMPTY
         if overlay is not None:
             overlay.draw_on(self.layer)
+            self._layer_stage = stage
         counts = stage_counts(self.trace, self.score_thresh)
         if self.trace.anchor_labels is None:
             counts["anchor-labels"] = "(draw a GT box)"
@@ -331,60 +348,12 @@ class StageInspector(QObject):
             counts["roi-samples"] = f"{int(targets.is_foreground.sum())} fg / {len(targets.labels)}"
         self.panel.set_counts(counts)
         self.panel.set_explanation(stage_text(self, stage))
-        self.shown.emit(stage)
+        if not self.reruns.waiting(RERUN_OF.get(stage, stage)):
+            self.shown.emit(stage)
 
-    def _overlay(self, stage: str) -> Overlay | None:
-        """What `stage` draws (None: the canvas's own detections); the pictures beside it too."""
-        trace = self.trace
-        if stage == "anchors":
-            height, width = self.document.image_size[1], self.document.image_size[0]
-            x, y = self.point or (width / 2, height / 2)
-            keep = anchor_shape_mask(trace.anchors, self.config.anchors, **self.anchor_filter)
-            fates = cell_fates(trace, x, y, keep) if self.point is not None else []
-            best = max(fates, key=lambda fate: fate.score, default=None)
-            return anchors_overlay(trace.anchors, x, y, keep, forward_parts(trace, best) if best else None,
-                                   self.anchor_scope)
-        if stage == "anchor-labels":
-            if trace.anchor_labels is None:
-                return EMPTY
-            return anchor_labels_overlay(trace.anchors, trace.anchor_labels)
-        if stage == "proposals-pre-nms":
-            return proposals_pre_nms_overlay(trace.proposals, self.selected_proposal, self.drawn)
-        if stage == "proposals":
-            chain = None
-            if self.selected_post_proposal is not None:
-                chain, _ = proposal_chain(trace, self.selected_post_proposal, self.own_detections())
-            return proposals_overlay(trace.proposals, chain, self.drawn)
-        if stage == "objectness":
-            image, target = objectness_heatmap(trace, self.level, self.shape)
-            width, height = self.document.image_size
-            self.heatmap.set_image(image, target, QRectF(0, 0, width, height))
-            return EMPTY
-        if stage == "roi-samples":
-            training = self.training()
-            if training is None:
-                return EMPTY
-            return roi_samples_overlay(training.roi_targets, self.class_names, self.selected_sample,
-                                       self.gt_labels()[0])
-        if stage == "roi-pool":
-            roi, proposals = self.selected_roi, self.inspection.trace.proposals
-            self.panel.set_feature_maps(feature_maps(self.inspection.pooled_features(roi)))
-            others = [index for index in dict.fromkeys(
-                self.inspection.trace.detections.roi_idx[self.shown_detections()].tolist()) if index != roi]
-            behind = (proposals.boxes[others], SAMPLE, 1.0, None, [f"RoI #{index}" for index in others])
-            return pooling_overlay(proposals.boxes[roi], self.inspection.sampling_grid(roi), [behind])
-        if stage == "class-scores":
-            if self.selected_detection is None:
-                self.panel.set_class_scores([])
-                return EMPTY
-            provenance = self.inspection.provenance(self.selected_detection)
-            scores = self.inspection.trace.detections.class_scores[provenance.roi_index].tolist()
-            self.panel.set_class_scores(list(zip(self.class_names, scores, strict=True)), provenance.label)
-            detections, shown = self.inspection.trace.detections, self.shown_detections()
-            under = [detections_part(detections, shown[shown != self.selected_detection], self.class_names),
-                     *class_parts(detections, self.selected_detection, self.class_names)]
-            return provenance_overlay(provenance, self.class_names[provenance.label], under)
-        return None
+    def provenance(self):
+        """The selected detection's Provenance once the worker has sent it (asked for once), else None."""
+        return self.reruns.fetched("class-scores", self.selected_detection)
 
     def shown_detections(self) -> torch.Tensor:
         """The indices (n,) of the inspection's detections the detections panel shows: scoring at

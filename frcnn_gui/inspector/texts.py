@@ -49,8 +49,8 @@ def stage_text(inspector, stage: str) -> str:
         text += ("\n" + proposal_chain(trace, inspector.selected_post_proposal, inspector.own_detections())[1]
                  if inspector.selected_post_proposal is not None
                  else " Click a proposal: its anchor and the detections it became.")
-    if stage in inspector.rerun_ms:
-        text += f"\n(re-run in {inspector.rerun_ms[stage]:.0f} ms, no backbone pass)"
+    if stage in inspector.reruns.ms:
+        text += f"\n(re-run in {inspector.reruns.ms[stage]:.0f} ms in the engine's thread, no backbone pass)"
     return text
 
 
@@ -65,9 +65,11 @@ def _objectness_text(inspector) -> str:
 
 
 def _detection_text(inspector) -> str:
-    """The selected detection's chain and the class NMS around it."""
+    """The selected detection's chain and the class NMS around it ("" until its chain arrives)."""
     detection, names = inspector.selected_detection, inspector.class_names
-    provenance = inspector.inspection.provenance(detection)
+    provenance = inspector.provenance()
+    if provenance is None:
+        return ""
     return ("\n" + provenance_text(provenance, names[provenance.label]) + " (Anchor cyan, proposal = RoI yellow.)\n"
             + class_text(inspector.inspection.trace.detections, detection, names,
                          inspector.config.roi_test.nms_thresh)

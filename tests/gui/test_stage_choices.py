@@ -10,7 +10,7 @@ from torchvision.ops import box_iou
 
 from frcnn_gui.inspector.overlays import box_at, pre_nms_shown_idx
 
-from test_stages import TIMEOUT_MS, at, choose, shown_boxes, window  # noqa: F401 (window: a fixture)
+from test_stages import TIMEOUT_MS, at, choose, settled, shown_boxes, window  # noqa: F401 (window: a fixture)
 
 
 def test_a_click_on_a_suppressed_proposal_shows_the_box_that_suppressed_it(qtbot, window):  # noqa: F811
@@ -103,4 +103,5 @@ def test_a_click_on_a_proposal_highlights_its_anchor_and_its_detections(qtbot, w
     assert len(drawn) == len(drawn_boxes) + 2 + given
     # after an NMS re-run the detections no longer belong to these proposals: no detection claimed
     window.stages_panel.nms_slider.setValue(40)
+    settled(qtbot, window, "proposals")
     assert inspector.selected_post_proposal is None

@@ -46,6 +46,16 @@ def choose(qtbot, window, stage: str) -> None:
         window.stages_panel.select(stage)
 
 
+def settled(qtbot, window, kind: str) -> None:
+    """Wait until the engine has answered the newest re-run of `kind` (see `Reruns.waiting`)."""
+    qtbot.waitUntil(lambda: not window.inspector.reruns.waiting(kind), timeout=TIMEOUT_MS)
+
+
+def engine_inspection(window):
+    """The `Inspection` the engine's worker holds (read here only for its backbone count)."""
+    return window.engine._worker._engine.inspection
+
+
 def at(window, x: float, y: float) -> QPoint:
     point = window.canvas.viewportTransform().map(QPointF(x, y))
     return QPoint(round(point.x()), round(point.y()))
@@ -70,7 +80,9 @@ def test_switching_stages_changes_the_overlay_and_the_explanation(qtbot, window)
     assert "38,280 anchors" in anchors_text and "(33,206 inside)" in count_text(window, "anchors")
     for stage in STAGES[1:-1]:
         before = (shown_boxes(window), panel.explanation.text())
-        qtbot.mouseClick(panel.next, Qt.LeftButton)
+        with qtbot.waitSignal(window.inspector.shown, timeout=TIMEOUT_MS,
+                              check_params_cb=lambda shown, stage=stage: shown == stage):
+            qtbot.mouseClick(panel.next, Qt.LeftButton)
         assert panel.stage == stage
         boxes, text = shown_boxes(window), panel.explanation.text()
         assert text and text != before[1]
@@ -117,17 +129,19 @@ def test_dragging_a_gt_box_relabels_the_anchors_live(qtbot, window):
     qtbot.mousePress(viewport, Qt.LeftButton, Qt.NoModifier, start)
     for step in range(1, 6):
         qtbot.mouseMove(viewport, start + (end - start) * (step / 5))
-    qtbot.mouseRelease(viewport, Qt.LeftButton, Qt.NoModifier, end)
+    settled(qtbot, window, "anchor-labels")  # the labels of the last move, while the box is still a preview
+    with qtbot.waitSignal(inspector.shown, timeout=TIMEOUT_MS):  # the labels of the box where it was dropped
+        qtbot.mouseRelease(viewport, Qt.LeftButton, Qt.NoModifier, end)
     during = [entry for entry in mid_drag if entry[0]]
-    assert len(during) >= 4  # one relabel per mouse move, while the box is still a preview
+    assert during  # relabelled while the box was still a preview
     assert any(not torch.equal(labels, before_labels) for _, _, labels in during)
     assert any(text != before_count for _, text, _ in during)
     after = inspector.trace.anchor_labels
     moved = [box for box in window.document.boxes.values() if box.coords[0] > 300 and box.label == "WBC"]
     assert moved and not torch.equal(after.labels, before_labels)
     assert int((after.labels == POS).sum()) > 0
-    assert inspector.rerun_ms["anchor-labels"] < 1000  # measured; the target is 30 ms on an idle CPU
-    assert inspector.inspection.backbone_calls == 1
+    assert inspector.reruns.ms["anchor-labels"] < 1000  # measured; the target is 30 ms on an idle CPU
+    assert engine_inspection(window).backbone_calls == 1
 
 
 def test_the_nms_slider_reruns_only_the_proposal_layer(qtbot, window):
@@ -142,23 +156,27 @@ def test_the_nms_slider_reruns_only_the_proposal_layer(qtbot, window):
         for _ in range(3):
             qtbot.keyClick(panel.nms_slider, Qt.Key_PageDown)  # 0.70 -> 0.40
         assert panel.nms_iou() == pytest.approx(0.4)
+        settled(qtbot, window, "proposals")
         proposals = inspector.trace.proposals
         assert proposals.nms_thresh == pytest.approx(0.4) and len(proposals.nms_keep_idx) < before
         panel.post_nms_top_n.setValue(50)
+        settled(qtbot, window, "proposals")
         assert len(inspector.trace.proposals.post_nms_idx) == 50 == len(shown_boxes(window))
         assert "→ 50 after NMS" in count_text(window, "proposals")
         assert "IoU > 0.4" in panel.explanation.text()
         pre_nms = len(inspector.trace.proposals.pre_nms_boxes)
         panel.pre_nms_top_n.setValue(100)
+        settled(qtbot, window, "proposals")
         assert len(inspector.trace.proposals.pre_nms_boxes) < pre_nms
         assert int(inspector.trace.proposals.pre_nms_level.bincount().max()) <= 100  # per level
         panel.min_size.setValue(60.0)
+        settled(qtbot, window, "proposals")
         sides = inspector.trace.proposals.boxes[:, 2:] - inspector.trace.proposals.boxes[:, :2]
         assert bool((sides >= 60.0 / max(inspector.trace.scale) - 1e-3).all())  # min size is in input pixels
     finally:
         handle.remove()
-    assert backbone_calls == [] and inspector.inspection.backbone_calls == 1
-    assert inspector.rerun_ms["proposals"] < 1000  # measured; the target is 100 ms
+    assert backbone_calls == [] and engine_inspection(window).backbone_calls == 1
+    assert inspector.reruns.ms["proposals"] < 1000  # measured; the target is 100 ms
 
 
 def test_unknown_stages_are_refused(tmp_path):
@@ -218,7 +236,7 @@ def test_objectness_heatmap_follows_the_chosen_level(qtbot, window):
         second = torch.sigmoid(trace.objectness.logits[start:start + cells * shapes].reshape(cells, shapes)[:, 1])
         assert np.allclose(objectness_map(trace, level, 1).reshape(-1), second.numpy())
         assert inspector.shape == 1 and "the score of shape" in panel.explanation.text()
-    assert watch.calls == [] and inspector.inspection.backbone_calls == 1
+    assert watch.calls == [] and engine_inspection(window).backbone_calls == 1
 
 
 def test_roi_samples_colour_foreground_by_class(qtbot, window):
@@ -266,7 +284,7 @@ def test_a_click_selects_a_roi_and_shows_its_pooling(qtbot, window):
             qtbot.mouseClick(window.canvas.viewport(), Qt.LeftButton, Qt.NoModifier, at(window, x, y))
         clicked_x, clicked_y = inspector.point
         assert inspector.selected_roi == box_at(proposals, clicked_x, clicked_y)
-        grid = inspector.inspection.sampling_grid(inspector.selected_roi)
+        grid = inspector.reruns.fetched("roi-pool", inspector.selected_roi).grid
         boxes = shown_boxes(window)
         # under them, dimmed: the other RoIs the shown detections came from
         detections = inspector.inspection.trace.detections
@@ -291,7 +309,7 @@ def test_class_scores_show_a_detections_provenance(qtbot, window):
         roi = int(detections.roi_idx[0])
         shown_scores = [float(panel.class_table.item(row, 1).text()) for row in range(len(names))]
         assert shown_scores == pytest.approx(detections.class_scores[roi].tolist(), abs=1e-3)
-        provenance = inspector.inspection.provenance(0)
+        provenance = inspector.provenance()
         boxes = shown_boxes(window)
         assert np.allclose(boxes[-3:], torch.stack([provenance.anchor_box, provenance.proposal_box,
                                                     provenance.detection_box]).double().numpy())

@@ -3,6 +3,7 @@ how long the UI thread's event loop stalls while the worker runs."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 
 from frcnn_core.modeling.model import FasterRCNN
+from frcnn_gui.engine.model_calls import engine_threads
 from frcnn_gui.engine.worker import DetectResult, EngineClient
 
 FAST_MODEL = "mobilenet-v3-320-fpn"
@@ -199,6 +201,59 @@ def test_shutdown_during_detect_returns_quickly_and_drops_the_result(qtbot, clie
     assert time.perf_counter() - start < 3.0
     qtbot.wait(100)
     assert results == []
+
+
+def inspected(qtbot, client, image_path):
+    load(qtbot, client)
+    with qtbot.waitSignal(client.inspected, timeout=TIMEOUT_MS) as received:
+        client.inspect(image_path)
+    return received.args[0]
+
+
+def test_an_inspection_stays_in_the_worker_and_its_reruns_come_back_detached(qtbot, client, image_path):
+    inspection = inspected(qtbot, client, image_path)
+    assert all(t.device.type == "cpu" and not t.requires_grad for t in tensors_in(inspection.trace))
+    with qtbot.waitSignal(client.rerun_done, timeout=TIMEOUT_MS) as received:
+        request_id = client.rerun(inspection.request_id, "anchor-labels", gt_boxes=[(100.0, 100.0, 300.0, 260.0)])
+    result = received.args[0]
+    assert result.request.request_id == request_id and result.request.kind == "anchor-labels"
+    labels = result.value
+    assert len(labels.labels) == len(inspection.trace.anchors.boxes) and int((labels.labels == 1).sum()) > 0
+    assert all(t.device.type == "cpu" and not t.requires_grad for t in tensors_in(labels))
+    assert not client.is_busy  # re-runs never count as busy
+
+
+def test_the_engine_sets_torch_threads_once_for_the_process(qtbot, client):
+    load(qtbot, client)
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))  # a thread begun after
+    thread.start()
+    thread.join()
+    assert seen == [engine_threads()]
+
+
+def test_reruns_of_one_kind_coalesce_and_the_newest_is_answered_last(qtbot, client, image_path):
+    inspection = inspected(qtbot, client, image_path)
+    results = collect(client.rerun_done)
+    ids = [client.rerun(inspection.request_id, "anchor-labels", gt_boxes=[(10.0 + step, 10.0, 200.0, 200.0)])
+           for step in range(20)]
+    proposals_id = client.rerun(inspection.request_id, "proposals", nms_thresh=0.5)  # another kind: its own slot
+    qtbot.waitUntil(lambda: any(r.request.request_id == ids[-1] for r in results), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: any(r.request.request_id == proposals_id for r in results), timeout=TIMEOUT_MS)
+    qtbot.wait(50)
+    labelled = [r.request.request_id for r in results if r.request.kind == "anchor-labels"]
+    assert labelled[-1] == ids[-1] and labelled == sorted(labelled)
+    assert len(labelled) <= 3  # the one running when the others came, perhaps one more, and the newest
+
+
+def test_a_rerun_of_a_replaced_inspection_gives_nothing(qtbot, client, image_path):
+    first = inspected(qtbot, client, image_path)
+    with qtbot.waitSignal(client.inspected, timeout=TIMEOUT_MS):
+        client.inspect(image_path)
+    results, errors = collect(client.rerun_done), collect(client.failed)
+    client.rerun(first.request_id, "proposals", nms_thresh=0.5)
+    qtbot.wait(300)
+    assert results == [] and errors == []
 
 
 def measure_event_loop_stall(qtbot, client, image_path: str, runs: int) -> dict:
