@@ -134,10 +134,11 @@ def postprocess(
     class_logits (R, C) and box_deltas (R, 4C) for the RoIs of all images; rois: per image (Ri, 4);
     image_sizes: (h, w) per image. Decoding and the softmax run once for the batch, the rest per
     image. Candidates are the (RoI, class >= 1) pairs with score > `score_thresh` and both sides >=
-    `min_size`; keep_idx indexes them, best first, at most `detections_per_img`.
+    `min_size`; keep_idx indexes them, best first, at most `detections_per_img`. Boxes and scores
+    are float32 whatever the head's dtype (AMP).
     """
     all_boxes = box_ops.decode(box_deltas, torch.cat(rois), config.box_weights)
-    all_scores = F.softmax(class_logits, -1)
+    all_scores = F.softmax(class_logits.float(), -1)
     counts = [len(r) for r in rois]
     return [
         _detections_of_image(scores, box_ops.clip(boxes, size), config)

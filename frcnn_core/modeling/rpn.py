@@ -156,9 +156,10 @@ def propose(
     objectness: (N, A) logits; deltas: (N, A, 4); anchors: (A, 4); levels: (A,) level id;
     image_sizes: (h, w) of each resized image. Top-N, decoding and the sigmoid run once for the
     batch; filtering and NMS per image. Invariants: post_nms_idx is a prefix of nms_keep_idx;
-    scores along nms_keep_idx are non-increasing within each level.
+    scores along nms_keep_idx are non-increasing within each level. Boxes and scores are float32
+    whatever the head's dtype (AMP), as NMS needs one dtype for both.
     """
-    objectness = objectness.detach()
+    objectness = objectness.detach().float()
     pre_idx = top_n_per_level(objectness, num_per_level, config.pre_nms_top_n)  # (N, P)
     picked_deltas = torch.gather(deltas.detach(), 1, pre_idx[..., None].expand(-1, -1, 4))
     # (N, P, 4) -> (N*P, 4) for decoding, then back
