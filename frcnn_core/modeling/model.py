@@ -1,9 +1,11 @@
 """Faster R-CNN, wiring only: each step calls a stage from its own module.
 
-`model(images)` returns detections; `model(images, targets)` the four losses;
-`trace=True` adds one `trace.Trace` per image. Which settings drive the stages follows from the
-call, never from `self.training`: with targets the training settings (`rpn_train`, `roi_train`),
-without them the inference settings. (`train()` / `eval()` still switch dropout and batch norm.)
+`model(images)` returns detections; `model(images, targets)` the four losses; `trace=True` adds
+one `trace.Trace` per image. Both run `run_stages`, the one stage sequence, which the inspector
+runs too. Which settings drive the
+stages follows from the call, never from `self.training`: with targets the training settings
+(`rpn_train`, `roi_train`), without them the inference settings. (`train()` / `eval()` still
+switch dropout and batch norm.)
 
 Images are (3, H, W) float in [0, 1]; targets are dicts with "boxes" (G, 4) in original pixels
 and "labels" (G,) int64 >= 1. Detections are dicts with "boxes" (D, 4) in original pixels,
@@ -12,7 +14,6 @@ and "labels" (G,) int64 >= 1. Detections are dicts with "boxes" (D, 4) in origin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -22,31 +23,13 @@ from frcnn_core.modeling.anchors import LevelAnchors, inside_mask, make_anchors
 from frcnn_core.modeling.config import DetectorConfig, RPNConfig
 from frcnn_core.modeling.roi_heads import fast_rcnn_loss, postprocess
 from frcnn_core.modeling.roi_targets import roi_targets
-from frcnn_core.modeling.rpn import AnchorTargets, anchor_targets, propose, rpn_loss
+from frcnn_core.modeling.rpn import anchor_targets, propose, rpn_loss
+from frcnn_core.modeling.stage_outputs import BackbonePass, BoxHeadOutputs, StageOutputs
+from frcnn_core.modeling.trace import ProposalsTrace
 from frcnn_core.modeling.trace_builder import build_trace
 
 # (features, per-image RoIs, input sizes) -> (pooled (R, C, h, w), level (R,))
 Pooler = Callable[[list[Tensor], list[Tensor], list[tuple[int, int]]], tuple[Tensor, Tensor]]
-
-
-@dataclass
-class StageOutputs:
-    """What one forward pass computed, per image, for the losses and the trace."""
-
-    batch: transform.ImageBatch
-    rpn_config: RPNConfig
-    anchors: LevelAnchors
-    objectness: Tensor
-    deltas: Tensor
-    proposals: list
-    rois: list[Tensor]
-    pooled: Tensor
-    pool_level: Tensor
-    class_logits: Tensor
-    box_deltas: Tensor
-    anchor_targets: list[AnchorTargets] | None = None
-    roi_targets: list | None = None
-    detections: list | None = None
 
 
 class FasterRCNN(nn.Module):
@@ -120,49 +103,72 @@ class FasterRCNN(nn.Module):
         traces = [build_trace(outputs, index, keep_pooled) for index in range(len(images))]
         return result, traces
 
-    def run_stages(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None, generator=None) -> StageOutputs:
-        training = targets is not None
-        rpn_config = self.config.rpn_train if training else self.config.rpn_test
-        roi_config = self.config.roi_train if training else self.config.roi_test
+    def run_stages(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None,
+                   generator: torch.Generator | None = None) -> StageOutputs:
+        """The stage sequence, the one `forward` and the inspector (`Inspection.run`) run:
+        `backbone_pass`, then `later_stages`. Runs in the caller's grad mode."""
+        return self.later_stages(self.backbone_pass(images), targets, generator)
+
+    def backbone_pass(self, images: list[Tensor]) -> BackbonePass:
+        """Prepare the images, run the backbone and the RPN head, lay out the anchors."""
         batch = transform.prepare(images, self.config.transform)
         features = self.backbone(batch.tensor.contiguous(memory_format=self.memory_format))
         features = list(features.values()) if isinstance(features, dict) else features
         objectness, deltas = self.rpn["head"](features)
         grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
         anchors = self.anchors_for(grid_sizes, tuple(batch.tensor.shape[-2:]), batch.tensor.device)
-        proposals = propose(
-            objectness, deltas, anchors.boxes, anchors.level, anchors.num_per_level, batch.input_sizes, rpn_config
-        )
+        return BackbonePass(batch, features, anchors, objectness, deltas)
+
+    def later_stages(self, start: BackbonePass, targets: list[dict[str, Tensor]] | None = None,
+                     generator: torch.Generator | None = None) -> StageOutputs:
+        """Every stage after the backbone pass: proposals; with targets (training settings) the
+        anchor labels and the sampled RoIs, which `generator` draws in that order, image by image;
+        the box head; without targets (inference settings) the detections."""
+        training = targets is not None
+        rpn_config = self.config.rpn_train if training else self.config.rpn_test
+        roi_config = self.config.roi_train if training else self.config.roi_test
+        batch = start.batch
+        proposals = self.proposals_for(start, rpn_config)
         rois = [p.boxes for p in proposals]
-        outputs = StageOutputs(batch, rpn_config, anchors, objectness, deltas, proposals, rois, None, None, None, None)
+        anchor_labels = roi_samples = detections = None
         if training:
             gt_boxes = [transform.to_input(t["boxes"].to(batch.tensor.device), batch, i) for i, t in enumerate(targets)]
-            outputs.anchor_targets = [
-                anchor_targets(anchors.boxes, inside_mask(anchors.boxes, size), gt, rpn_config, generator)
+            anchor_labels = [
+                anchor_targets(start.anchors.boxes, inside_mask(start.anchors.boxes, size), gt, rpn_config, generator)
                 for gt, size in zip(gt_boxes, batch.input_sizes, strict=True)
             ]
-            outputs.roi_targets = [
+            roi_samples = [
                 roi_targets(r.detach(), gt, t["labels"].to(gt.device), roi_config, generator)
                 for r, gt, t in zip(rois, gt_boxes, targets, strict=True)
             ]
-            outputs.rois = [t.rois for t in outputs.roi_targets]
-        outputs.pooled, outputs.pool_level = self.pooler(features, outputs.rois, batch.input_sizes)
-        head_features = self.roi_heads["box_head"](outputs.pooled)
-        outputs.class_logits, outputs.box_deltas = self.roi_heads["box_predictor"](head_features)
+            rois = [samples.rois for samples in roi_samples]
+        head = self.box_head_pass(start.features, rois, batch.input_sizes)
         if not training:
-            outputs.detections = postprocess(
-                outputs.class_logits, outputs.box_deltas, rois, batch.input_sizes, roi_config
-            )
-        return outputs
+            detections = postprocess(head.class_logits, head.box_deltas, rois, batch.input_sizes, roi_config)
+        return StageOutputs(backbone=start, rpn_config=rpn_config, proposals=proposals, anchor_targets=anchor_labels,
+                            roi_targets=roi_samples, rois=rois, box_head=head, detections=detections)
+
+    def proposals_for(self, start: BackbonePass, config: RPNConfig) -> list[ProposalsTrace]:
+        """The proposal layer on a backbone pass's RPN outputs, with `config`; per image."""
+        anchors = start.anchors
+        return propose(start.objectness, start.deltas, anchors.boxes, anchors.level, anchors.num_per_level,
+                       start.batch.input_sizes, config)
+
+    def box_head_pass(self, features: list[Tensor], rois: list[Tensor],
+                      input_sizes: list[tuple[int, int]]) -> BoxHeadOutputs:
+        """RoI pooling, the box head and the predictor on per-image RoIs (Ri, 4) in input pixels."""
+        pooled, pool_level = self.pooler(features, rois, input_sizes)
+        class_logits, box_deltas = self.roi_heads["box_predictor"](self.roi_heads["box_head"](pooled))
+        return BoxHeadOutputs(pooled, pool_level, class_logits, box_deltas)
 
     def _losses(self, outputs: StageOutputs) -> dict[str, Tensor]:
-        rpn_config = self.config.rpn_train
+        start, head = outputs.backbone, outputs.box_head
         loss_objectness, loss_rpn_box_reg = rpn_loss(
-            list(outputs.objectness), list(outputs.deltas), outputs.anchor_targets, rpn_config.smooth_l1_beta
+            list(start.objectness), list(start.deltas), outputs.anchor_targets, outputs.rpn_config.smooth_l1_beta
         )
         loss_classifier, loss_box_reg = fast_rcnn_loss(
-            outputs.class_logits,
-            outputs.box_deltas,
+            head.class_logits,
+            head.box_deltas,
             torch.cat([t.labels for t in outputs.roi_targets]),
             torch.cat([t.regression_targets for t in outputs.roi_targets]),
             self.config.roi_train.smooth_l1_beta,
@@ -175,11 +181,8 @@ class FasterRCNN(nn.Module):
         }
 
     def _detections(self, outputs: StageOutputs) -> list[dict[str, Tensor]]:
+        batch = outputs.backbone.batch
         return [
-            {
-                "boxes": transform.to_original(d.boxes, outputs.batch, i),
-                "scores": d.scores,
-                "labels": d.labels,
-            }
+            {"boxes": transform.to_original(d.boxes, batch, i), "scores": d.scores, "labels": d.labels}
             for i, d in enumerate(outputs.detections)
         ]
