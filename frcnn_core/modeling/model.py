@@ -1,8 +1,8 @@
 """Faster R-CNN, wiring only: each step calls a stage from its own module.
 
-`model(images)` returns detections; `model(images, targets)` the four losses; `trace=True` adds
-one `trace.Trace` per image. Both run `run_stages`, the one stage sequence, which the inspector
-runs too. Which settings drive the
+`model(images)` returns detections, free of autograd graph unless `keep_graph=True`;
+`model(images, targets)` the four losses; `trace=True` adds one `trace.Trace` per image. Both run
+`run_stages`, the one stage sequence, which the inspector runs too. Which settings drive the
 stages follows from the call, never from `self.training`: with targets the training settings
 (`rpn_train`, `roi_train`), without them the inference settings. (`train()` / `eval()` still
 switch dropout and batch norm.)
@@ -13,6 +13,7 @@ and "labels" (G,) int64 >= 1. Detections are dicts with "boxes" (D, 4) in origin
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -30,6 +31,9 @@ from frcnn_core.modeling.trace_builder import build_trace
 
 # (features, per-image RoIs, input sizes) -> (pooled (R, C, h, w), level (R,))
 Pooler = Callable[[list[Tensor], list[Tensor], list[tuple[int, int]]], tuple[Tensor, Tensor]]
+
+# Anchor layouts a model keeps: a folder of photos has a handful of input sizes; more are made again.
+ANCHOR_CACHE_SIZE = 8
 
 
 class FasterRCNN(nn.Module):
@@ -56,7 +60,7 @@ class FasterRCNN(nn.Module):
         self.pooler = pooler
         self.config = config
         self.class_names = list(class_names)
-        self._anchor_cache: dict[tuple, LevelAnchors] = {}
+        self._anchor_cache: OrderedDict[tuple, LevelAnchors] = OrderedDict()  # least recently used first
         self.memory_format = torch.contiguous_format
 
     def use_channels_last(self, enabled: bool = True) -> FasterRCNN:
@@ -67,15 +71,24 @@ class FasterRCNN(nn.Module):
         return self.to(memory_format=self.memory_format)
 
     def anchors_for(self, grid_sizes: list[tuple[int, int]], padded_size: tuple[int, int], device) -> LevelAnchors:
-        """Anchors for a feature-grid layout, cached: they depend on shapes only."""
+        """Anchors for a feature-grid layout. They depend on shapes only, so the latest
+        `ANCHOR_CACHE_SIZE` layouts are kept (the least recently used goes first).
+
+        Made outside inference mode even when called inside it: a layout first met in an
+        inference-mode pass must never hand inference tensors to a later training pass.
+        """
         key = (tuple(grid_sizes), tuple(padded_size), str(device), self.config.anchors)
-        if key not in self._anchor_cache:
-            anchors = make_anchors(self.config.anchors, grid_sizes, padded_size)
-            self._anchor_cache[key] = LevelAnchors(
-                anchors.boxes.to(device), anchors.level.to(device), anchors.grid_sizes, anchors.strides,
-                anchors.shapes_per_cell,
-            )
-        return self._anchor_cache[key]
+        if key in self._anchor_cache:
+            self._anchor_cache.move_to_end(key)
+            return self._anchor_cache[key]
+        with torch.inference_mode(False):
+            made = make_anchors(self.config.anchors, grid_sizes, padded_size)
+            anchors = LevelAnchors(made.boxes.to(device), made.level.to(device), made.grid_sizes, made.strides,
+                                   made.shapes_per_cell)
+        self._anchor_cache[key] = anchors
+        if len(self._anchor_cache) > ANCHOR_CACHE_SIZE:
+            self._anchor_cache.popitem(last=False)
+        return anchors
 
     def forward(
         self,
@@ -84,17 +97,20 @@ class FasterRCNN(nn.Module):
         trace: bool = False,
         keep_pooled: bool = False,
         generator: torch.Generator | None = None,
+        keep_graph: bool = False,
     ):
-        """Detections (no targets; computed under inference mode) or losses (targets); with `trace`,
-        also a list of Traces.
+        """Detections (no targets) or losses (targets); with `trace`, also a list of Traces.
 
-        `generator` drives the anchor and RoI sampling; `keep_pooled` keeps the pooled RoI
-        features in the trace.
+        Detections carry no autograd graph: the stages run under `torch.no_grad()`, unless
+        `keep_graph` leaves the caller's grad mode on, so that a score or box can be
+        back-propagated (saliency). A caller that wants speed wraps the call in
+        `torch.inference_mode()`. `generator` drives the anchor and RoI sampling; `keep_pooled`
+        keeps the pooled RoI features in the trace.
         """
         if targets is None:
-            with torch.inference_mode():  # detections need no autograd graph: ~2x less peak memory
+            with torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
                 outputs = self.run_stages(images, None, generator)
-                result = self._detections(outputs)
+            result = self._detections(outputs)
         else:
             outputs = self.run_stages(images, targets, generator)
             result = self._losses(outputs)
