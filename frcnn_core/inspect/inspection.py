@@ -18,8 +18,9 @@ Everything handed out is in original-image pixels, as in `trace.py`; the cache i
 Each re-run starts from the model's own settings (`config.rpn_test`, `roi_test`; the anchor labels
 `rpn_train`) and changes only the knobs passed, so results never depend on earlier slider moves.
 The "current" second stage (the RoIs and detections of the latest `rerun_detections`, at first
-those of `trace`) is what `pooled_features`, `sampling_grid` and `provenance` refer to. Every call
-runs under `torch.inference_mode()` on the caller's thread and changes no process-wide setting.
+those of `trace`) is what `pooled_features`, `sampling_grid` and `provenance` refer to. The runs
+and re-runs compute under `torch.inference_mode()` on the caller's thread and change no
+process-wide setting.
 """
 from __future__ import annotations
 
