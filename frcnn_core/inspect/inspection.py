@@ -36,7 +36,7 @@ from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.roi_heads import postprocess
 from frcnn_core.modeling.roi_pool import infer_scale
 from frcnn_core.modeling.rpn import anchor_targets
-from frcnn_core.modeling.stage_outputs import BoxHeadOutputs, StageOutputs
+from frcnn_core.modeling.stage_outputs import BoxHeadOutputs, PooledRois, StageOutputs
 from frcnn_core.modeling.trace import AnchorLabelsTrace, DetectionsTrace, ProposalsTrace, Trace
 
 
@@ -81,11 +81,12 @@ class Provenance:
 
 @dataclass(frozen=True)
 class _SecondStage:
-    """The box head's outputs for one set of RoIs: proposals (their ProposalsTrace, in original
-    pixels), rois (R, 4) in input pixels, head (pooled features, levels, class logits, deltas)."""
+    """The second stage on one set of RoIs: proposals (their ProposalsTrace, in original pixels),
+    rois (R, 4) in input pixels, their pooling and the box head's outputs."""
 
     proposals: ProposalsTrace
     rois: Tensor
+    pooled: PooledRois
     head: BoxHeadOutputs
 
 
@@ -108,7 +109,7 @@ class Inspection:
         self.backbone_calls = 1
         self.trace = tracing.build_trace(outputs, 0, keep_pooled=False)
         self.training_trace: Trace | None = None
-        self._second = _SecondStage(self.trace.proposals, outputs.rois[0], outputs.box_head)
+        self._second = _SecondStage(self.trace.proposals, outputs.rois[0], outputs.pooled, outputs.box_head)
         self._detections = self.trace.detections
         # ProposalsTrace -> its boxes in input pixels, for the first and the latest one: pooling
         # them needs no round trip through original pixels, so the floats stay the model's
@@ -144,13 +145,13 @@ class Inspection:
 
     def training_trace_for(self, gt_boxes: Tensor, gt_labels: Tensor) -> Trace:
         """The Trace a training pass would give (training settings: anchor labels, proposals, RoI
-        samples, pooling): the model's `later_stages` on the cached backbone pass; gt_boxes (G, 4)
-        in original pixels, gt_labels (G,) int64 >= 1. The generator is consumed in the model's
-        order."""
+        samples, pooling): the model's `later_stages` on the cached backbone pass, up to RoI
+        pooling; gt_boxes (G, 4) in original pixels, gt_labels (G,) int64 >= 1. The generator is
+        consumed in the model's order."""
         generator = torch.Generator().manual_seed(self._generator_seed)
         target = {"boxes": gt_boxes, "labels": gt_labels}
         with torch.inference_mode():
-            outputs = self._model.later_stages(self._start, [target], generator)
+            outputs = self._model.later_stages(self._start, [target], generator, score_rois=False)
         return tracing.build_trace(outputs, 0, keep_pooled=False)
 
     def rerun_proposals(self, nms_thresh: float | None = None, pre_nms_top_n: int | None = None,
@@ -183,13 +184,13 @@ class Inspection:
 
     def pooled_features(self, roi_index: int) -> Tensor:
         """(C, h, w): the pooled features of one current RoI."""
-        return self._second.head.pooled[roi_index].detach().cpu()
+        return self._second.pooled.features[roi_index].detach().cpu()
 
     def sampling_grid(self, roi_index: int) -> PoolingGrid:
         """Where the pooler looked for one current RoI: RoIAlign's bins and sample points, or
         RoIPool's bins (the paper model), in original pixels."""
         settings = getattr(self._model.pooler, "keywords", {})  # the zoo's poolers are functools.partial
-        level = int(self._second.head.pool_level[roi_index])
+        level = int(self._second.pooled.level[roi_index])
         box = self._second.rois[roi_index].cpu()
         feature = self._start.features[level]
         if "sampling_ratio" in settings:
@@ -237,8 +238,8 @@ class Inspection:
         rois = known[0] if known else self._to_input(proposals.boxes)
         if torch.equal(rois, self._second.rois):  # same boxes under other indices: keep the scores
             return replace(self._second, proposals=proposals)
-        head = self._model.box_head_pass(self._start.features, [rois], self._start.batch.input_sizes)
-        return _SecondStage(proposals, rois, head)
+        pooled = self._model.pool_rois(self._start.features, [rois], self._start.batch.input_sizes)
+        return _SecondStage(proposals, rois, pooled, self._model.score_rois(pooled))
 
     def _to_input(self, boxes: Tensor) -> Tensor:
         device = self._start.anchors.boxes.device

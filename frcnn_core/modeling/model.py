@@ -25,7 +25,7 @@ from frcnn_core.modeling.config import DetectorConfig, RPNConfig
 from frcnn_core.modeling.roi_heads import fast_rcnn_loss, postprocess
 from frcnn_core.modeling.roi_targets import roi_targets
 from frcnn_core.modeling.rpn import anchor_targets, propose, rpn_loss
-from frcnn_core.modeling.stage_outputs import BackbonePass, BoxHeadOutputs, StageOutputs
+from frcnn_core.modeling.stage_outputs import BackbonePass, BoxHeadOutputs, PooledRois, StageOutputs
 from frcnn_core.modeling.trace import ProposalsTrace
 from frcnn_core.modeling.trace_builder import build_trace
 
@@ -136,17 +136,18 @@ class FasterRCNN(nn.Module):
         return BackbonePass(batch, features, anchors, objectness, deltas)
 
     def later_stages(self, start: BackbonePass, targets: list[dict[str, Tensor]] | None = None,
-                     generator: torch.Generator | None = None) -> StageOutputs:
+                     generator: torch.Generator | None = None, score_rois: bool = True) -> StageOutputs:
         """Every stage after the backbone pass: proposals; with targets (training settings) the
         anchor labels and the sampled RoIs, which `generator` draws in that order, image by image;
-        the box head; without targets (inference settings) the detections."""
+        RoI pooling; the box head; without targets (inference settings) the detections.
+        `score_rois=False` stops after RoI pooling (the inspector's training trace shows no scores)."""
         training = targets is not None
         rpn_config = self.config.rpn_train if training else self.config.rpn_test
         roi_config = self.config.roi_train if training else self.config.roi_test
         batch = start.batch
         proposals = self.proposals_for(start, rpn_config)
         rois = [p.boxes for p in proposals]
-        anchor_labels = roi_samples = detections = None
+        anchor_labels = roi_samples = head = detections = None
         if training:
             gt_boxes = [transform.to_input(t["boxes"].to(batch.tensor.device), batch, i) for i, t in enumerate(targets)]
             anchor_labels = [
@@ -158,11 +159,13 @@ class FasterRCNN(nn.Module):
                 for r, gt, t in zip(rois, gt_boxes, targets, strict=True)
             ]
             rois = [samples.rois for samples in roi_samples]
-        head = self.box_head_pass(start.features, rois, batch.input_sizes)
-        if not training:
-            detections = postprocess(head.class_logits, head.box_deltas, rois, batch.input_sizes, roi_config)
+        pooled = self.pool_rois(start.features, rois, batch.input_sizes)
+        if score_rois:
+            head = self.score_rois(pooled)
+            if not training:
+                detections = postprocess(head.class_logits, head.box_deltas, rois, batch.input_sizes, roi_config)
         return StageOutputs(backbone=start, rpn_config=rpn_config, proposals=proposals, anchor_targets=anchor_labels,
-                            roi_targets=roi_samples, rois=rois, box_head=head, detections=detections)
+                            roi_targets=roi_samples, rois=rois, pooled=pooled, box_head=head, detections=detections)
 
     def proposals_for(self, start: BackbonePass, config: RPNConfig) -> list[ProposalsTrace]:
         """The proposal layer on a backbone pass's RPN outputs, with `config`; per image."""
@@ -170,12 +173,13 @@ class FasterRCNN(nn.Module):
         return propose(start.objectness, start.deltas, anchors.boxes, anchors.level, anchors.num_per_level,
                        start.batch.input_sizes, config)
 
-    def box_head_pass(self, features: list[Tensor], rois: list[Tensor],
-                      input_sizes: list[tuple[int, int]]) -> BoxHeadOutputs:
-        """RoI pooling, the box head and the predictor on per-image RoIs (Ri, 4) in input pixels."""
-        pooled, pool_level = self.pooler(features, rois, input_sizes)
-        class_logits, box_deltas = self.roi_heads["box_predictor"](self.roi_heads["box_head"](pooled))
-        return BoxHeadOutputs(pooled, pool_level, class_logits, box_deltas)
+    def pool_rois(self, features: list[Tensor], rois: list[Tensor], input_sizes: list[tuple[int, int]]) -> PooledRois:
+        """RoI pooling of per-image RoIs (Ri, 4) in input pixels."""
+        return PooledRois(*self.pooler(features, rois, input_sizes))
+
+    def score_rois(self, pooled: PooledRois) -> BoxHeadOutputs:
+        """The box head and the predictor on pooled RoIs."""
+        return BoxHeadOutputs(*self.roi_heads["box_predictor"](self.roi_heads["box_head"](pooled.features)))
 
     def _losses(self, outputs: StageOutputs) -> dict[str, Tensor]:
         start, head = outputs.backbone, outputs.box_head

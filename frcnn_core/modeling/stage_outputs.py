@@ -35,12 +35,18 @@ class BackbonePass:
 
 
 @dataclass(frozen=True)
-class BoxHeadOutputs:
-    """RoI pooling and the box head on R RoIs: pooled (R, C, h, w); pool_level (R,) int64, the
-    feature level each RoI was pooled from; class_logits (R, C); box_deltas (R, 4C)."""
+class PooledRois:
+    """RoI pooling of R RoIs: features (R, C, h, w); level (R,) int64, the feature level each RoI
+    was pooled from."""
 
-    pooled: Tensor
-    pool_level: Tensor
+    features: Tensor
+    level: Tensor
+
+
+@dataclass(frozen=True)
+class BoxHeadOutputs:
+    """The box head and the predictor on R pooled RoIs: class_logits (R, C); box_deltas (R, 4C)."""
+
     class_logits: Tensor
     box_deltas: Tensor
 
@@ -51,8 +57,9 @@ class StageOutputs:
 
     rpn_config: the RPN settings the proposals were made with (training ones when the pass had
     targets); anchor_targets, roi_targets: only in a pass with targets, else None; rois (Ri, 4):
-    what the box head saw, the proposals or (with targets) the sampled RoIs, in `box_head`'s order;
-    detections: only in a pass without targets, else None.
+    what RoI pooling saw, the proposals or (with targets) the sampled RoIs, in `pooled`'s order;
+    box_head: None when the pass stopped after RoI pooling; detections: only in a pass without
+    targets that ran the box head, else None.
     """
 
     backbone: BackbonePass
@@ -61,5 +68,6 @@ class StageOutputs:
     anchor_targets: list[AnchorTargets] | None
     roi_targets: list[RoiTargetsTrace] | None
     rois: list[Tensor]
-    box_head: BoxHeadOutputs
+    pooled: PooledRois
+    box_head: BoxHeadOutputs | None
     detections: list[DetectionsTrace] | None

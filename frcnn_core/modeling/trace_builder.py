@@ -105,10 +105,10 @@ def anchor_labels_trace(targets: AnchorTargets) -> AnchorLabelsTrace:
 def _roi_pool_trace(outputs: StageOutputs, index: int, original: ToOriginal, keep_pooled: bool) -> RoiPoolTrace:
     start = sum(len(r) for r in outputs.rois[:index])
     stop = start + len(outputs.rois[index])
-    pooled = outputs.box_head.pooled[start:stop]
+    pooled = outputs.pooled.features[start:stop]
     return RoiPoolTrace(
         boxes=original(outputs.rois[index]),
-        level=_cpu(outputs.box_head.pool_level[start:stop]),
+        level=_cpu(outputs.pooled.level[start:stop]),
         output_shape=tuple(int(s) for s in pooled.shape),
         features=_cpu(pooled) if keep_pooled else None,
     )

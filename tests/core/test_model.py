@@ -135,8 +135,11 @@ def test_forward_and_the_inspector_run_the_same_stage_sequence(model, image, mon
 def test_the_inspectors_training_trace_runs_the_models_training_stages(model, image, monkeypatch):
     inspection = Inspection.run(model, image)
     samples = _counted(monkeypatch, "roi_targets")
+    scored = []
+    model.roi_heads["box_head"].register_forward_hook(lambda *_: scored.append(1))
 
     inspection.training_trace_for(TARGET["boxes"], TARGET["labels"])
+    assert len(samples) == 1 and scored == []  # up to RoI pooling: the trace shows no scores
     model([image], [TARGET])
 
-    assert len(samples) == 2
+    assert len(samples) == 2 and scored == [1]
