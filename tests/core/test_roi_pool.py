@@ -1,12 +1,15 @@
 """Tests for frcnn_core.modeling.roi_pool: the FPN level rule, and equality with torchvision's poolers."""
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
 
 import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
+import frcnn_core.modeling.roi_pool as roi_pool_module
 from frcnn_core.modeling.roi_pool import (
     fpn_levels,
     infer_scale,
@@ -101,8 +104,8 @@ def test_single_level_roi_pool_shape_and_torchvision_equality(counts):
 
 
 def _large_batch(dtype=torch.float32, requires_grad=False):
-    """One 8-channel stride-8 feature map of two 320x480 images and 150 RoIs on each (many: the
-    size that once ran on two threads)."""
+    """One 8-channel stride-8 feature map of two 320x480 images and 150 RoIs on each (enough to
+    split over two threads)."""
     generator = torch.Generator().manual_seed(3)
     feature = torch.randn(2, 8, 40, 60, generator=generator).to(dtype).requires_grad_(requires_grad)
     rois = []
@@ -122,6 +125,32 @@ def test_roi_align_of_a_large_batch_is_torchvisions_and_differentiable():
     (grad,) = torch.autograd.grad(pooled.sum(), feature)
     (expected_grad,) = torch.autograd.grad(expected.sum(), feature)
     assert torch.equal(grad, expected_grad)
+
+
+MODES = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad, "grad": contextlib.nullcontext}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_large_batch_splits_over_two_threads_only_without_autograd_and_in_the_callers_modes(mode, monkeypatch):
+    feature, rois = _large_batch()
+    calls = []
+
+    def recorded(*args):
+        calls.append((threading.current_thread().name, torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+        return roi_align(*args)
+
+    monkeypatch.setattr(roi_pool_module, "roi_align", recorded)
+    with MODES[mode]():
+        pooled, _ = multiscale_roi_align([feature], rois, [(320, 480)] * 2, output_size=7, sampling_ratio=2)
+        caller = (threading.current_thread().name, torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+
+    assert torch.equal(pooled, roi_align(feature, to_roi_format(rois), 7, 0.125, 2))
+    assert torch.is_inference(pooled) == (mode == "inference_mode")
+    if mode == "grad":  # a worker would record no graph: it all stays on the caller's thread
+        assert calls == [caller]
+    else:
+        assert [call[1:] for call in calls] == [caller[1:]] * 2
+        assert all(call[0].startswith("roi-align") for call in calls)
 
 
 def test_roi_align_of_a_large_batch_runs_in_the_callers_autocast_and_inference_modes():
