@@ -1,8 +1,8 @@
 """resnet50-fpn inference on the CPU, ours against torchvision, same weights, same photo.
 
-Each is called the way its users call it: torchvision as `model.eval()` then
-`with torch.inference_mode(): model([image])`; ours as `model([image])` (and
-`model([image], trace=True)` for the trace overhead). Weights: `common.calibrated_torchvision`
+Each is called the way its users call it for speed: `model.eval()` then
+`with torch.inference_mode(): model([image])` (ours also with `trace=True`, for the trace
+overhead). Weights: `common.calibrated_torchvision`
 (seeded, BatchNorm statistics from one real photo), saved once and loaded by both. Timings take
 turns round by round (see `common.interleaved_timings`); peak memory is the `ru_maxrss` of a fresh
 subprocess per variant after one inference.
@@ -34,12 +34,12 @@ from common import (
     torchvision_from_file,
 )
 
-# Variant name -> (which model, how it is called).
+# Variant name -> (which model, called with trace=True?).
 VARIANTS = {
-    "torchvision": ("torchvision", "inference_mode"),
-    "ours": ("ours", "plain"),
-    "ours-trace": ("ours", "trace"),
-    "ours-fast": ("ours-fast", "plain"),
+    "torchvision": ("torchvision", False),
+    "ours": ("ours", False),
+    "ours-trace": ("ours", True),
+    "ours-fast": ("ours-fast", False),
 }
 
 
@@ -51,16 +51,13 @@ def load_model(which: str, weights: str):
 
 
 def caller(variant: str, model, image: torch.Tensor):
-    """A no-argument callable running one inference the way `variant` says; returns detections."""
-    _, style = VARIANTS[variant]
+    """A no-argument callable running one inference under inference mode the way `variant` says;
+    returns detections."""
+    _, trace = VARIANTS[variant]
 
     def call():
-        if style == "inference_mode":
-            with torch.inference_mode():
-                return model([image])
-        if style == "trace":
-            return model([image], trace=True)[0]
-        return model([image])
+        with torch.inference_mode():
+            return model([image], trace=True)[0] if trace else model([image])
 
     return call
 

@@ -77,7 +77,7 @@ def table(inference: dict, seed: dict, startup: dict, errors: dict, gui_rows: li
     seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
     rows = [
         ("resnet50-fpn inference, torchvision (`inference_mode`)", _seconds(seconds["torchvision"])),
-        ("resnet50-fpn inference, ours (`ours([img])`)", _seconds(seconds["ours"])),
+        ("resnet50-fpn inference, ours (`inference_mode`)", _seconds(seconds["ours"])),
         ("ratio ours / torchvision (medians)", f"{inference['ratio']:.2f}"),
         ("outputs equal (count, labels, boxes ≤ 1e-3 px, scores ≤ 1e-4)", inference["outputs"].summary()),
         ("resnet50-fpn inference, ours `--fast` (channels-last)", _seconds(seconds["ours-fast"])),
@@ -87,7 +87,7 @@ def table(inference: dict, seed: dict, startup: dict, errors: dict, gui_rows: li
         ("trace overhead (trace=True / plain, medians)",
          f"{inference['trace_ratio']:.2f}; detections equal to the plain call: {inference['trace_outputs'].summary()}"),
         ("peak RSS, torchvision (`inference_mode`)", _rss(rss, "torchvision")),
-        ("peak RSS, ours (`ours([img])`)", _rss(rss, "ours")),
+        ("peak RSS, ours (`inference_mode`)", _rss(rss, "ours")),
         ("peak RSS, ours with `trace=True`", _rss(rss, "ours-trace")),
         ("peak RSS, ours `--fast`", _rss(rss, "ours-fast")),
         ("seed anchors + labels + sampling, ours (vectorised)", _milliseconds(ms["ours"])),

@@ -41,14 +41,16 @@ RECIPE = dict(model="mobilenet-v2", weights="imagenet", iters=900, batch_size=2,
 
 
 def seconds_per_image(model, dataset, count: int = 20) -> float:
-    """Median wall time of one inference over the first `count` images (after one warm-up)."""
+    """Median wall time of one inference (under inference mode, as the CLI and the app run it) over
+    the first `count` images (after one warm-up)."""
     images = [dataset[i][0] for i in range(min(count, len(dataset)))]
-    model([images[0]])
     times = []
-    for image in images:
-        start = time.perf_counter()
-        model([image])
-        times.append(time.perf_counter() - start)
+    with torch.inference_mode():
+        model([images[0]])
+        for image in images:
+            start = time.perf_counter()
+            model([image])
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 

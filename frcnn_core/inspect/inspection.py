@@ -1,10 +1,12 @@
 """The stage inspector's engine: one forward pass, then fast re-runs of single stages (issue 5).
 
-`Inspection.run` passes the image through the backbone once and keeps what the later stages need:
-the feature maps, the anchors and their inside-image mask in input pixels, and the RPN's objectness
-logits and box deltas. A slider then re-runs only the stage it drives, never the backbone:
+`Inspection.run` runs the model's own stage sequence (`FasterRCNN.run_stages`) once and keeps what
+the later stages need: the backbone pass (feature maps, anchors, the RPN's objectness logits and
+box deltas, in input pixels) and the second stage's outputs. A slider then re-runs only the stage
+it drives, never the backbone:
 
     relabel_anchors     GT boxes moved     -> IoU matching + sampling (training RPN settings)
+    training_trace_for  GT boxes and labels -> the model's later stages with the training settings
     rerun_proposals     NMS IoU, top-N     -> the proposal layer from the cached RPN outputs
     rerun_detections    new proposals      -> RoI pooling + box head + post-processing
                         score/NMS/top-K    -> post-processing only
@@ -16,12 +18,13 @@ Everything handed out is in original-image pixels, as in `trace.py`; the cache i
 Each re-run starts from the model's own settings (`config.rpn_test`, `roi_test`; the anchor labels
 `rpn_train`) and changes only the knobs passed, so results never depend on earlier slider moves.
 The "current" second stage (the RoIs and detections of the latest `rerun_detections`, at first
-those of `trace`) is what `pooled_features`, `sampling_grid` and `provenance` refer to.
+those of `trace`) is what `pooled_features`, `sampling_grid` and `provenance` refer to. The runs
+and re-runs compute under `torch.inference_mode()` on the caller's thread and change no
+process-wide setting.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -29,11 +32,11 @@ from torch import Tensor
 
 from frcnn_core.modeling import trace_builder as tracing, transform
 from frcnn_core.modeling.anchors import inside_mask
-from frcnn_core.modeling.model import FasterRCNN, StageOutputs
+from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.roi_heads import postprocess
 from frcnn_core.modeling.roi_pool import infer_scale
-from frcnn_core.modeling.roi_targets import roi_targets
-from frcnn_core.modeling.rpn import anchor_targets, propose
+from frcnn_core.modeling.rpn import anchor_targets
+from frcnn_core.modeling.stage_outputs import BoxHeadOutputs, PooledRois, StageOutputs
 from frcnn_core.modeling.trace import AnchorLabelsTrace, DetectionsTrace, ProposalsTrace, Trace
 
 
@@ -78,14 +81,13 @@ class Provenance:
 
 @dataclass(frozen=True)
 class _SecondStage:
-    """The box head's outputs for one set of RoIs: proposals (their ProposalsTrace), rois (R, 4)
-    in input pixels, pool_level (R,), class_logits (R, C), box_deltas (R, 4C)."""
+    """The second stage on one set of RoIs: proposals (their ProposalsTrace, in original pixels),
+    rois (R, 4) in input pixels, their pooling and the box head's outputs."""
 
     proposals: ProposalsTrace
     rois: Tensor
-    pool_level: Tensor
-    class_logits: Tensor
-    box_deltas: Tensor
+    pooled: PooledRois
+    head: BoxHeadOutputs
 
 
 class Inspection:
@@ -94,19 +96,20 @@ class Inspection:
     Attributes: trace — the inference Trace, plus the anchor labels when GT boxes were given;
     training_trace — the training-settings Trace (anchor labels, training proposals, RoI samples),
     when GT boxes and labels were given; backbone_calls — backbone passes made (always 1).
+    Besides the feature maps it keeps the current RoIs' pooled features (R x C x 7 x 7 floats:
+    50 MB for resnet50-fpn's 1,000 proposals).
     """
 
-    def __init__(self, model: FasterRCNN, outputs: StageOutputs, features: list[Tensor], generator_seed: int):
+    def __init__(self, model: FasterRCNN, outputs: StageOutputs, generator_seed: int):
+        """From a one-image pass of `model.run_stages` without targets."""
         self._model = model
-        self._outputs = outputs
-        self._features = features
-        self._inside = inside_mask(outputs.anchors.boxes, outputs.batch.input_sizes[0])
+        self._start = outputs.backbone
+        self._inside = inside_mask(self._start.anchors.boxes, self._start.batch.input_sizes[0])
         self._generator_seed = generator_seed
         self.backbone_calls = 1
         self.trace = tracing.build_trace(outputs, 0, keep_pooled=False)
         self.training_trace: Trace | None = None
-        self._second = _SecondStage(self.trace.proposals, outputs.rois[0], outputs.pool_level, outputs.class_logits,
-                                    outputs.box_deltas)
+        self._second = _SecondStage(self.trace.proposals, outputs.rois[0], outputs.pooled, outputs.box_head)
         self._detections = self.trace.detections
         # ProposalsTrace -> its boxes in input pixels, for the first and the latest one: pooling
         # them needs no round trip through original pixels, so the floats stay the model's
@@ -121,24 +124,9 @@ class Inspection:
         int64 >= 1 as well, `training_trace` is built too. `generator_seed` seeds the sampling, so
         that the labels equal a training pass's with `torch.Generator().manual_seed(seed)`.
         """
-        config = model.config
         with torch.inference_mode():
-            batch = transform.prepare([image.to(_device(model))], config.transform)
-            features = model.backbone(batch.tensor.contiguous(memory_format=model.memory_format))
-            features = list(features.values()) if isinstance(features, dict) else features
-            objectness, deltas = model.rpn["head"](features)
-            grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
-            anchors = model.anchors_for(grid_sizes, tuple(batch.tensor.shape[-2:]), batch.tensor.device)
-            outputs = StageOutputs(batch, config.rpn_test, anchors, objectness, deltas, [], [], None, None, None, None)
-            outputs.proposals = [_propose(outputs, config.rpn_test)]
-            outputs.rois = [outputs.proposals[0].boxes]
-            outputs.pooled, outputs.pool_level = model.pooler(features, outputs.rois, batch.input_sizes)
-            head_features = model.roi_heads["box_head"](outputs.pooled)
-            outputs.class_logits, outputs.box_deltas = model.roi_heads["box_predictor"](head_features)
-            outputs.detections = postprocess(outputs.class_logits, outputs.box_deltas, outputs.rois,
-                                             batch.input_sizes, config.roi_test)
-        inspection = cls(model, outputs, features, generator_seed)
-        outputs.pooled = None  # only its shape was needed, for the trace
+            outputs = model.run_stages([image.to(_device(model))])
+        inspection = cls(model, outputs, generator_seed)
         if gt_boxes is not None:
             inspection.trace = replace(inspection.trace, anchor_labels=inspection.relabel_anchors(gt_boxes))
             if gt_labels is not None:
@@ -148,30 +136,22 @@ class Inspection:
     def relabel_anchors(self, gt_boxes: Tensor) -> AnchorLabelsTrace:
         """The anchor-labels stage alone for gt_boxes (G, 4) in original pixels (G may be 0):
         IoU matching and balanced sampling with the training RPN settings and a generator freshly
-        seeded with the inspection's seed. Runs on one thread (see `_one_thread`): it is the stage
-        re-run while a GT box is dragged."""
+        seeded with the inspection's seed. It is the stage re-run while a GT box is dragged."""
         generator = torch.Generator().manual_seed(self._generator_seed)
-        with torch.inference_mode(), _one_thread():
-            targets = anchor_targets(self._outputs.anchors.boxes, self._inside, self._to_input(gt_boxes),
+        with torch.inference_mode():
+            targets = anchor_targets(self._start.anchors.boxes, self._inside, self._to_input(gt_boxes),
                                      self._model.config.rpn_train, generator)
         return tracing.anchor_labels_trace(targets)
 
     def training_trace_for(self, gt_boxes: Tensor, gt_labels: Tensor) -> Trace:
         """The Trace a training pass would give (training settings: anchor labels, proposals, RoI
-        samples, pooling), from the cached RPN outputs; gt_boxes (G, 4) in original pixels,
-        gt_labels (G,) int64 >= 1. The generator is consumed in the model's order."""
-        config = self._model.config
+        samples, pooling): the model's `later_stages` on the cached backbone pass, up to RoI
+        pooling; gt_boxes (G, 4) in original pixels, gt_labels (G,) int64 >= 1. The generator is
+        consumed in the model's order."""
         generator = torch.Generator().manual_seed(self._generator_seed)
-        batch = self._outputs.batch
+        target = {"boxes": gt_boxes, "labels": gt_labels}
         with torch.inference_mode():
-            gt_input = self._to_input(gt_boxes)
-            proposals = _propose(self._outputs, config.rpn_train)
-            labels = anchor_targets(self._outputs.anchors.boxes, self._inside, gt_input, config.rpn_train, generator)
-            samples = roi_targets(proposals.boxes, gt_input, gt_labels.to(gt_input.device), config.roi_train, generator)
-            pooled, pool_level = self._model.pooler(self._features, [samples.rois], batch.input_sizes)
-        outputs = replace(self._outputs, rpn_config=config.rpn_train, proposals=[proposals], rois=[samples.rois],
-                          pooled=pooled, pool_level=pool_level, class_logits=None, box_deltas=None,
-                          anchor_targets=[labels], roi_targets=[samples], detections=None)
+            outputs = self._model.later_stages(self._start, [target], generator, score_rois=False)
         return tracing.build_trace(outputs, 0, keep_pooled=False)
 
     def rerun_proposals(self, nms_thresh: float | None = None, pre_nms_top_n: int | None = None,
@@ -181,9 +161,8 @@ class Inspection:
         config = _turned(self._model.config.rpn_test, nms_thresh=nms_thresh, pre_nms_top_n=pre_nms_top_n,
                          post_nms_top_n=post_nms_top_n, min_size=min_size)
         with torch.inference_mode():
-            proposals = _propose(self._outputs, config)
-            outputs = replace(self._outputs, proposals=[proposals], rpn_config=config)
-            record = tracing.proposals_trace(outputs, 0, self._to_original)
+            (proposals,) = self._model.proposals_for(self._start, config)
+            record = tracing.proposals_trace(proposals, self._to_original)
         self._known_rois[1] = (record, proposals.boxes)
         return record
 
@@ -198,27 +177,24 @@ class Inspection:
             if proposals is not None and proposals is not self._second.proposals:
                 self._second = self._second_stage(proposals)
             second = self._second
-            detections = postprocess(second.class_logits, second.box_deltas, [second.rois],
-                                     self._outputs.batch.input_sizes, config)[0]
-            self._detections = tracing.detections_trace(detections, self._to_original)
+            (detections,) = postprocess(second.head.class_logits, second.head.box_deltas, [second.rois],
+                                        self._start.batch.input_sizes, config)
+            self._detections = tracing.in_original_pixels(detections, self._to_original)
         return self._detections
 
     def pooled_features(self, roi_index: int) -> Tensor:
-        """(C, h, w): the pooled features of one current RoI, recomputed from the cached maps."""
-        rois = self._second.rois[roi_index: roi_index + 1]
-        with torch.inference_mode():
-            pooled, _ = self._model.pooler(self._features, [rois], self._outputs.batch.input_sizes)
-        return pooled[0].detach().cpu()
+        """(C, h, w): the pooled features of one current RoI."""
+        return self._second.pooled.features[roi_index].detach().cpu()
 
     def sampling_grid(self, roi_index: int) -> PoolingGrid:
         """Where the pooler looked for one current RoI: RoIAlign's bins and sample points, or
         RoIPool's bins (the paper model), in original pixels."""
         settings = getattr(self._model.pooler, "keywords", {})  # the zoo's poolers are functools.partial
-        level = int(self._second.pool_level[roi_index])
+        level = int(self._second.pooled.level[roi_index])
         box = self._second.rois[roi_index].cpu()
-        feature = self._features[level]
+        feature = self._start.features[level]
         if "sampling_ratio" in settings:
-            scale = infer_scale(feature.shape[-2:], self._outputs.batch.input_sizes[0])
+            scale = infer_scale(feature.shape[-2:], self._start.batch.input_sizes[0])
             bins, points = roi_align_grid(box, settings["output_size"], scale, settings["sampling_ratio"])
         elif "spatial_scale" in settings:
             bins = roi_pool_bins(box, settings["output_size"], settings["spatial_scale"], tuple(feature.shape[-2:]))
@@ -237,8 +213,9 @@ class Inspection:
         label = int(detections.labels[detection_index])
         proposal = int(second.proposals.post_nms_idx[roi])
         anchor = int(second.proposals.pre_nms_anchor_idx[proposal])
+        box_deltas = second.head.box_deltas
         # (R, 4C) -> (R, C, 4): the RoI's deltas for the detected class
-        class_deltas = second.box_deltas.reshape(len(second.box_deltas), -1, 4)[roi, label]
+        class_deltas = box_deltas.reshape(len(box_deltas), -1, 4)[roi, label]
         return Provenance(
             detection_index=detection_index,
             roi_index=roi,
@@ -261,17 +238,15 @@ class Inspection:
         rois = known[0] if known else self._to_input(proposals.boxes)
         if torch.equal(rois, self._second.rois):  # same boxes under other indices: keep the scores
             return replace(self._second, proposals=proposals)
-        input_sizes = self._outputs.batch.input_sizes
-        pooled, pool_level = self._model.pooler(self._features, [rois], input_sizes)
-        class_logits, box_deltas = self._model.roi_heads["box_predictor"](self._model.roi_heads["box_head"](pooled))
-        return _SecondStage(proposals, rois, pool_level, class_logits, box_deltas)
+        pooled = self._model.pool_rois(self._start.features, [rois], self._start.batch.input_sizes)
+        return _SecondStage(proposals, rois, pooled, self._model.score_rois(pooled))
 
     def _to_input(self, boxes: Tensor) -> Tensor:
-        device = self._outputs.anchors.boxes.device
-        return transform.to_input(boxes.to(device, torch.float32).reshape(-1, 4), self._outputs.batch, 0)
+        device = self._start.anchors.boxes.device
+        return transform.to_input(boxes.to(device, torch.float32).reshape(-1, 4), self._start.batch, 0)
 
     def _to_original(self, boxes: Tensor) -> Tensor:
-        return transform.to_original(boxes.detach(), self._outputs.batch, 0).cpu()
+        return transform.to_original(boxes.detach(), self._start.batch, 0).cpu()
 
 
 def roi_align_grid(box: Tensor, output_size: int, spatial_scale: float, sampling_ratio: int) -> tuple[Tensor, Tensor]:
@@ -322,29 +297,6 @@ def roi_pool_bins(box: Tensor, output_size: int, spatial_scale: float, feature_s
 def _turned(config, **knobs):
     """`config` with the knobs that are not None changed (None keeps the model's value)."""
     return replace(config, **{name: value for name, value in knobs.items() if value is not None})
-
-
-def _propose(outputs: StageOutputs, config):
-    """The proposal layer of the one image in `outputs` (input pixels)."""
-    anchors = outputs.anchors
-    return propose(outputs.objectness, outputs.deltas, anchors.boxes, anchors.level, anchors.num_per_level,
-                   outputs.batch.input_sizes, config)[0]
-
-
-@contextmanager
-def _one_thread():
-    """Run torch on one intra-op thread inside the block, then restore the count.
-
-    For ops on ~10^5 elements the work is a few milliseconds, and on a busy machine each parallel
-    region's wait for a second core costs more: relabelling 22,500 anchors against 20 GT boxes took
-    ~10 ms on one thread and ~145 ms on two while other processes kept the second core busy.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _device(model: FasterRCNN) -> torch.device:

@@ -5,8 +5,6 @@ torchvision's `TwoMLPHead`, `FastRCNNConvFCHead` and `FastRCNNPredictor`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +12,7 @@ from torchvision.ops import batched_nms
 
 from frcnn_core.modeling import boxes as box_ops
 from frcnn_core.modeling.config import RoIConfig
+from frcnn_core.modeling.trace import DetectionsTrace
 
 
 class PaperHead(nn.Module):
@@ -97,47 +96,20 @@ def fast_rcnn_loss(
     return classification, box_loss / labels.numel()
 
 
-@dataclass(frozen=True)
-class Detections:
-    """Post-processing of one image, in input pixels (see `trace.DetectionsTrace`)."""
-
-    class_scores: Tensor
-    class_boxes: Tensor
-    candidate_roi_idx: Tensor
-    candidate_labels: Tensor
-    candidate_scores: Tensor
-    candidate_boxes: Tensor
-    keep_idx: Tensor
-
-    @property
-    def boxes(self) -> Tensor:
-        return self.candidate_boxes[self.keep_idx]
-
-    @property
-    def scores(self) -> Tensor:
-        return self.candidate_scores[self.keep_idx]
-
-    @property
-    def labels(self) -> Tensor:
-        return self.candidate_labels[self.keep_idx]
-
-    @property
-    def roi_idx(self) -> Tensor:
-        return self.candidate_roi_idx[self.keep_idx]
-
-
 def postprocess(
     class_logits: Tensor, box_deltas: Tensor, rois: list[Tensor], image_sizes: list[tuple[int, int]], config: RoIConfig
-) -> list[Detections]:
+) -> list[DetectionsTrace]:
     """Softmax, class-specific decode, clip, score threshold, min size, per-class NMS, top-K.
 
     class_logits (R, C) and box_deltas (R, 4C) for the RoIs of all images; rois: per image (Ri, 4);
     image_sizes: (h, w) per image. Decoding and the softmax run once for the batch, the rest per
     image. Candidates are the (RoI, class >= 1) pairs with score > `score_thresh` and both sides >=
-    `min_size`; keep_idx indexes them, best first, at most `detections_per_img`.
+    `min_size`; keep_idx indexes them, best first, at most `detections_per_img`. Returns one
+    record per image, its boxes in the RoIs' pixels; boxes and scores are float32 whatever the
+    head's dtype (AMP).
     """
     all_boxes = box_ops.decode(box_deltas, torch.cat(rois), config.box_weights)
-    all_scores = F.softmax(class_logits, -1)
+    all_scores = F.softmax(class_logits.float(), -1)
     counts = [len(r) for r in rois]
     return [
         _detections_of_image(scores, box_ops.clip(boxes, size), config)
@@ -145,7 +117,7 @@ def postprocess(
     ]
 
 
-def _detections_of_image(class_scores: Tensor, class_boxes: Tensor, config: RoIConfig) -> Detections:
+def _detections_of_image(class_scores: Tensor, class_boxes: Tensor, config: RoIConfig) -> DetectionsTrace:
     num_rois, num_classes = class_scores.shape
     device = class_scores.device
     # drop the background column, then (R, C-1) -> (R*(C-1),) in RoI-major order
@@ -156,6 +128,8 @@ def _detections_of_image(class_scores: Tensor, class_boxes: Tensor, config: RoIC
     above = torch.nonzero(scores > config.score_thresh).flatten()
     above = above[box_ops.small_box_mask(flat_boxes[above], config.min_size)]
     keep = batched_nms(flat_boxes[above], scores[above], labels[above], config.nms_thresh)[: config.detections_per_img]
-    return Detections(
-        class_scores, class_boxes, roi_idx[above], labels[above], scores[above], flat_boxes[above], keep
+    return DetectionsTrace(
+        class_scores=class_scores, class_boxes=class_boxes, candidate_roi_idx=roi_idx[above],
+        candidate_labels=labels[above], candidate_scores=scores[above], candidate_boxes=flat_boxes[above],
+        keep_idx=keep,
     )

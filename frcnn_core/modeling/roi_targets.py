@@ -7,8 +7,6 @@ background when it lies in [`bg_iou_thresh_lo`, `bg_iou_thresh_hi`), ignored oth
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 from torchvision.ops import box_iou
@@ -16,31 +14,17 @@ from torchvision.ops import box_iou
 from frcnn_core.modeling import boxes as box_ops
 from frcnn_core.modeling.config import BACKGROUND, RoIConfig
 from frcnn_core.modeling.sampling import sample_balanced
-
-
-@dataclass(frozen=True)
-class RoiTargets:
-    """rois (R, 4): foreground first, then background; candidate_idx (R,); labels (R,) int64
-    class, 0 for background; matched_gt_idx (R,) (meaningful where labels > 0); max_iou (R,);
-    regression_targets (R, 4); positive_quota: int(batch * fraction)."""
-
-    rois: Tensor
-    candidate_idx: Tensor
-    num_proposals: int
-    labels: Tensor
-    matched_gt_idx: Tensor
-    max_iou: Tensor
-    regression_targets: Tensor
-    positive_quota: int
+from frcnn_core.modeling.trace import RoiTargetsTrace
 
 
 def roi_targets(
     proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, config: RoIConfig, generator: torch.Generator | None
-) -> RoiTargets:
+) -> RoiTargetsTrace:
     """Sample RoIs among proposals (+ GT boxes) and compute their class and box targets.
 
-    proposals: (N, 4); gt_boxes: (G, 4); gt_labels: (G,) int64, >= 1. Invariants: at most
-    `positive_quota` foreground RoIs and at most `batch_size_per_image` in all.
+    proposals: (N, 4); gt_boxes: (G, 4), in the same pixels; gt_labels: (G,) int64, >= 1. Returns
+    the record in those pixels. Invariants: at most `positive_quota` foreground RoIs and at most
+    `batch_size_per_image` in all.
     """
     candidates = torch.cat([proposals, gt_boxes]) if config.add_gt_as_proposals else proposals
     if len(gt_boxes):
@@ -60,7 +44,7 @@ def roi_targets(
         targets = box_ops.encode(gt_boxes[matched_gt_idx[sampled]], candidates[sampled], config.box_weights)
     else:
         targets = torch.zeros((len(sampled), 4), dtype=candidates.dtype, device=candidates.device)
-    return RoiTargets(
+    return RoiTargetsTrace(
         rois=candidates[sampled],
         candidate_idx=sampled,
         num_proposals=len(proposals),

@@ -17,6 +17,7 @@ from frcnn_core.modeling import boxes as box_ops
 from frcnn_core.modeling.config import IGNORE, NEG, POS, RPNConfig
 from frcnn_core.modeling.matching import MatchResult, match
 from frcnn_core.modeling.sampling import sample_balanced
+from frcnn_core.modeling.trace import ProposalsTrace
 
 
 class RPNHead(nn.Module):
@@ -107,28 +108,6 @@ def rpn_loss(
     return F.binary_cross_entropy_with_logits(logits, labels), box_loss
 
 
-@dataclass(frozen=True)
-class Proposals:
-    """The proposal layer of one image (see `trace.ProposalsTrace` for the fields), in input
-    pixels. `boxes` / `scores` are the final proposals."""
-
-    pre_nms_anchor_idx: Tensor
-    pre_nms_boxes: Tensor
-    pre_nms_scores: Tensor
-    pre_nms_level: Tensor
-    valid: Tensor
-    nms_keep_idx: Tensor
-    post_nms_idx: Tensor
-
-    @property
-    def boxes(self) -> Tensor:
-        return self.pre_nms_boxes[self.post_nms_idx]
-
-    @property
-    def scores(self) -> Tensor:
-        return self.pre_nms_scores[self.post_nms_idx]
-
-
 def top_n_per_level(objectness: Tensor, num_per_level: list[int], top_n: int) -> Tensor:
     """Anchor indices of the `top_n` highest logits of each level, level by level, best first.
 
@@ -150,15 +129,17 @@ def propose(
     num_per_level: list[int],
     image_sizes: list[tuple[int, int]],
     config: RPNConfig,
-) -> list[Proposals]:
+) -> list[ProposalsTrace]:
     """Top-N per level, decode, clip, drop small and low-scoring boxes, NMS per level, top-N.
 
     objectness: (N, A) logits; deltas: (N, A, 4); anchors: (A, 4); levels: (A,) level id;
-    image_sizes: (h, w) of each resized image. Top-N, decoding and the sigmoid run once for the
-    batch; filtering and NMS per image. Invariants: post_nms_idx is a prefix of nms_keep_idx;
-    scores along nms_keep_idx are non-increasing within each level.
+    image_sizes: (h, w) of each resized image. Returns one record per image, in input pixels
+    (`suppressed_by` left None). Top-N, decoding and the sigmoid run once for the batch; filtering
+    and NMS per image. Invariants: post_nms_idx is a prefix of nms_keep_idx;
+    scores along nms_keep_idx are non-increasing within each level. Boxes and scores are float32
+    whatever the head's dtype (AMP), as NMS needs one dtype for both.
     """
-    objectness = objectness.detach()
+    objectness = objectness.detach().float()
     pre_idx = top_n_per_level(objectness, num_per_level, config.pre_nms_top_n)  # (N, P)
     picked_deltas = torch.gather(deltas.detach(), 1, pre_idx[..., None].expand(-1, -1, 4))
     # (N, P, 4) -> (N*P, 4) for decoding, then back
@@ -173,11 +154,13 @@ def propose(
 
 
 def _filter_and_nms(pre_idx: Tensor, pre_boxes: Tensor, pre_scores: Tensor, pre_levels: Tensor,
-                    config: RPNConfig) -> Proposals:
+                    config: RPNConfig) -> ProposalsTrace:
     valid = box_ops.small_box_mask(pre_boxes, config.min_size) & (pre_scores >= config.score_thresh)
     valid_idx = torch.nonzero(valid).flatten()
     keep = valid_idx[batched_nms(pre_boxes[valid_idx], pre_scores[valid_idx], pre_levels[valid_idx], config.nms_thresh)]
-    return Proposals(pre_idx, pre_boxes, pre_scores, pre_levels, valid, keep, keep[: config.post_nms_top_n])
+    return ProposalsTrace(pre_nms_boxes=pre_boxes, pre_nms_scores=pre_scores, pre_nms_anchor_idx=pre_idx,
+                          pre_nms_level=pre_levels, valid=valid, nms_keep_idx=keep,
+                          post_nms_idx=keep[: config.post_nms_top_n], nms_thresh=config.nms_thresh)
 
 
 def nms_suppressors(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor, keep: Tensor,

@@ -1,4 +1,4 @@
-"""Typed per-stage records of one forward pass, linked by indices, in original-image pixels.
+"""Typed per-stage records of one forward pass, linked by indices: the only record types.
 
 Shape glossary: A anchors, P pre-NMS proposals, N post-NMS proposals, R RoIs (the proposals the
 second stage saw: the N proposals at inference, the sampled RoIs in training), C classes with
@@ -7,12 +7,16 @@ background 0, M candidate detections (class-box pairs above the score threshold)
 Links: `ProposalsTrace.pre_nms_anchor_idx` -> anchor; `RoiTargetsTrace.candidate_idx` -> proposal
 (or a GT box added as a proposal); `DetectionsTrace.roi_idx` -> RoI -> proposal.
 
-All tensors are detached CPU tensors; every box is in original-image pixels (the model works at
-`input_size`; `scale` = input / original per axis).
+Two places hold them. A stage (`rpn.propose`, `roi_targets.roi_targets`, `roi_heads.postprocess`)
+returns its record in input pixels, on the model's device, in the caller's grad mode. A `Trace`
+holds them as detached CPU tensors with every box in original-image pixels (the model works at
+`input_size`; `scale` = input / original per axis): `trace_builder` converts the fields that
+each record's `box_fields` names, and fills in what only a trace computes (`suppressed_by`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
@@ -57,9 +61,12 @@ class ProposalsTrace:
     pre_nms_boxes (P, 4) decoded and clipped; pre_nms_scores (P,) probabilities; pre_nms_anchor_idx
     (P,); pre_nms_level (P,); valid (P,) bool — passed the min-size and score filters;
     nms_keep_idx (K,) into pre-NMS, best first; post_nms_idx (N,) into pre-NMS — the proposals;
-    suppressed_by (P,) int64 — the pre-NMS index of the kept box that suppressed each box, -1 when
-    it was not suppressed (kept, or filtered out before NMS). Empty when tracing left it out.
+    nms_thresh: the NMS IoU threshold used; suppressed_by (P,) int64 — the pre-NMS index of the
+    kept box that suppressed each box, -1 when it was not suppressed (kept, or filtered out before
+    NMS); None as the stage returns it (only a trace pays for it).
     """
+
+    box_fields: ClassVar[tuple[str, ...]] = ("pre_nms_boxes",)
 
     pre_nms_boxes: Tensor
     pre_nms_scores: Tensor
@@ -68,8 +75,8 @@ class ProposalsTrace:
     valid: Tensor
     nms_keep_idx: Tensor
     post_nms_idx: Tensor
-    suppressed_by: Tensor
     nms_thresh: float
+    suppressed_by: Tensor | None = None
 
     @property
     def boxes(self) -> Tensor:
@@ -85,7 +92,10 @@ class RoiTargetsTrace:
     """Proposal-target layer. rois (R, 4); candidate_idx (R,) into the candidate list =
     proposals followed by the GT boxes (index >= num_proposals means GT box index - num_proposals);
     labels (R,) class (0 = background); matched_gt_idx (R,); max_iou (R,); regression_targets
-    (R, 4); positive_quota: the most positives the batch could take."""
+    (R, 4); positive_quota: the most positives the batch could take. rois are foreground first,
+    then background; matched_gt_idx is meaningful where labels > 0."""
+
+    box_fields: ClassVar[tuple[str, ...]] = ("rois",)
 
     rois: Tensor
     candidate_idx: Tensor
@@ -122,6 +132,8 @@ class DetectionsTrace:
     candidate_roi_idx, candidate_labels, candidate_scores, candidate_boxes (M,) / (M, 4) — the
     class-box pairs above the score threshold, before class-wise NMS; keep_idx (D,) into the
     candidates, best first; roi_idx, labels, scores, boxes — the final detections."""
+
+    box_fields: ClassVar[tuple[str, ...]] = ("class_boxes", "candidate_boxes")
 
     class_scores: Tensor
     class_boxes: Tensor

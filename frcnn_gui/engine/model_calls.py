@@ -80,7 +80,8 @@ class Engine:
         start = time.perf_counter()
         image = load_image(request.image_path).tensor.to(self.device)
         check()
-        with _stage_hooks(model, enter), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with (_stage_hooks(model, enter), torch.inference_mode(),
+              torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)):
             output = model([image], trace=request.trace)
         check()
         detections, traces = output if request.trace else (output, None)

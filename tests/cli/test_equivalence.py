@@ -43,7 +43,7 @@ def test_same_detections_and_proposals_as_torchvision(name, tmp_path):
     with torch.no_grad():
         stages = ours.run_stages([image], None)
     detections = stages.detections[0]
-    boxes = to_original(detections.boxes, stages.batch, 0)
+    boxes = to_original(detections.boxes, stages.backbone.batch, 0)
     assert_same_detections(boxes, detections.scores, detections.labels, expected)
     proposals = stages.proposals[0].boxes
     assert proposals.shape == captured["proposals"].shape

@@ -188,3 +188,17 @@ def test_batched_postprocess_equals_per_image_postprocess():
         start, stop = offsets[i], offsets[i + 1]
         single = postprocess_one(class_logits[start:stop], box_deltas[start:stop], rois[i], sizes[i], config)
         assert torch.equal(batched[i].boxes, single.boxes) and torch.equal(batched[i].labels, single.labels)
+
+
+def test_postprocess_under_bfloat16_autocast_decodes_and_scores_in_float32():
+    class_logits, box_deltas, rois = _random_second_stage(12)
+    low_logits, low_deltas = class_logits.to(torch.bfloat16), box_deltas.to(torch.bfloat16)
+    config = RoIConfig(score_thresh=0.0)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = postprocess_one(low_logits, low_deltas, rois, IMAGE_SIZE, config)
+    expected = postprocess_one(low_logits.float(), low_deltas.float(), rois, IMAGE_SIZE, config)
+
+    assert amp.class_boxes.dtype == torch.float32 and amp.class_scores.dtype == torch.float32
+    assert torch.equal(amp.class_boxes, expected.class_boxes)
+    assert torch.equal(amp.class_scores, expected.class_scores)

@@ -1,14 +1,16 @@
 """Tests for frcnn_core.modeling.roi_pool: the FPN level rule, and equality with torchvision's poolers."""
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
 
 import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
+import frcnn_core.modeling.roi_pool as roi_pool_module
 from frcnn_core.modeling.roi_pool import (
-    _roi_align,
     fpn_levels,
     infer_scale,
     multiscale_roi_align,
@@ -101,18 +103,65 @@ def test_single_level_roi_pool_shape_and_torchvision_equality(counts):
     assert torch.equal(pooled, roi_pool(feature, to_roi_format(rois), 7, 1 / 16))
 
 
-def test_large_batches_split_across_threads_are_bit_identical_and_differentiable():
+def _large_batch(dtype=torch.float32, requires_grad=False):
+    """One 8-channel stride-8 feature map of two 320x480 images and 150 RoIs on each (enough to
+    split over two threads)."""
     generator = torch.Generator().manual_seed(3)
-    feature = torch.randn(2, 8, 40, 60, generator=generator, requires_grad=True)
-    corners = torch.rand(300, 2, generator=generator) * 400
-    sizes = torch.rand(300, 2, generator=generator) * 150 + 4
-    rows = torch.cat([torch.randint(0, 2, (300, 1), generator=generator).float(), corners, corners + sizes], dim=1)
-    expected = roi_align(feature, rows, 7, 0.125, 2)
-    pooled = _roi_align(feature, rows, 7, 0.125, 2)
+    feature = torch.randn(2, 8, 40, 60, generator=generator).to(dtype).requires_grad_(requires_grad)
+    rois = []
+    for _ in range(2):
+        corners = torch.rand(150, 2, generator=generator) * 300
+        rois.append(torch.cat([corners, corners + torch.rand(150, 2, generator=generator) * 150 + 4], dim=1))
+    return feature, rois
+
+
+def test_roi_align_of_a_large_batch_is_torchvisions_and_differentiable():
+    feature, rois = _large_batch(requires_grad=True)
+
+    pooled, _ = multiscale_roi_align([feature], rois, [(320, 480)] * 2, output_size=7, sampling_ratio=2)
+
+    expected = roi_align(feature, to_roi_format(rois), 7, 0.125, 2)
     assert torch.equal(pooled, expected)
     (grad,) = torch.autograd.grad(pooled.sum(), feature)
     (expected_grad,) = torch.autograd.grad(expected.sum(), feature)
-    assert torch.allclose(grad, expected_grad, atol=1e-5)
+    assert torch.equal(grad, expected_grad)
+
+
+MODES = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad, "grad": contextlib.nullcontext}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_large_batch_splits_over_two_threads_only_without_autograd_and_in_the_callers_modes(mode, monkeypatch):
+    feature, rois = _large_batch()
+    calls = []
+
+    def recorded(*args):
+        calls.append((threading.current_thread().name, torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+        return roi_align(*args)
+
+    monkeypatch.setattr(roi_pool_module, "roi_align", recorded)
+    with MODES[mode]():
+        pooled, _ = multiscale_roi_align([feature], rois, [(320, 480)] * 2, output_size=7, sampling_ratio=2)
+        caller = (threading.current_thread().name, torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+
+    assert torch.equal(pooled, roi_align(feature, to_roi_format(rois), 7, 0.125, 2))
+    assert torch.is_inference(pooled) == (mode == "inference_mode")
+    if mode == "grad":  # a worker would record no graph: it all stays on the caller's thread
+        assert calls == [caller]
+    else:
+        assert [call[1:] for call in calls] == [caller[1:]] * 2
+        assert all(call[0].startswith("roi-align") for call in calls)
+
+
+def test_roi_align_of_a_large_batch_runs_in_the_callers_autocast_and_inference_modes():
+    feature, rois = _large_batch(dtype=torch.bfloat16)
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled, _ = multiscale_roi_align([feature], rois, [(320, 480)] * 2, output_size=7, sampling_ratio=2)
+        expected = roi_align(feature, to_roi_format(rois), 7, 0.125, 2)
+
+    assert torch.is_inference(pooled)
+    assert pooled.dtype == expected.dtype and torch.equal(pooled, expected)
 
 
 @pytest.mark.parametrize("name, names", [("resnet50-fpn", ["0", "1", "2", "3"]), ("mobilenet-v3-fpn", ["0", "1"])])
