@@ -226,7 +226,9 @@ def analyse_images(model, samples: Sequence[Sample], class_names: list[str], dev
     score_thresh = model.config.roi_test.score_thresh
     for start in range(0, len(samples), batch_size):
         batch = samples[start:start + batch_size]
-        _, traces = model([load_image(sample.image_path).tensor.to(device) for sample in batch], trace=True)
+        images = [load_image(sample.image_path).tensor.to(device) for sample in batch]
+        with torch.inference_mode():  # here, not around the loop: a generator's caller runs between yields
+            _, traces = model(images, trace=True)
         for sample, trace in zip(batch, traces, strict=True):
             yield image_errors(trace, sample, spaces, model.config.rpn_train, score_thresh)
 

@@ -178,12 +178,16 @@ def nms_suppressors(boxes: Tensor, scores: Tensor, groups: Tensor, valid: Tensor
     removed = torch.nonzero(valid & ~is_kept).flatten()
     if removed.numel() == 0 or keep.numel() == 0:
         return suppressed_by
-    overlaps = box_iou(boxes[removed], boxes[keep]) > thresh
-    same_group = groups[removed][:, None] == groups[keep][None, :]
-    earlier = scores[keep][None, :] >= scores[removed][:, None]
-    candidates = overlaps & same_group & earlier
-    # first True column in keep order; argmax on int finds the first maximum
-    first = candidates.to(torch.int8).argmax(dim=1)
-    found = candidates.any(dim=1)
-    suppressed_by[removed[found]] = keep[first[found]]
+    # one group (FPN level) at a time: the IoU matrix stays removed x kept of that group, not of all
+    for group in torch.unique(groups[removed]):
+        lost, kept = removed[groups[removed] == group], keep[groups[keep] == group]
+        if kept.numel() == 0:
+            continue
+        overlaps = box_iou(boxes[lost], boxes[kept]) > thresh
+        earlier = scores[kept][None, :] >= scores[lost][:, None]
+        candidates = overlaps & earlier
+        # first True column in keep order (kept keeps keep's order); argmax on int finds the first maximum
+        first = candidates.to(torch.int8).argmax(dim=1)
+        found = candidates.any(dim=1)
+        suppressed_by[lost[found]] = kept[first[found]]
     return suppressed_by

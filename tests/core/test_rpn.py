@@ -253,7 +253,7 @@ def test_nms_suppressors_point_at_an_overlapping_better_kept_box(seed, count):
     generator = torch.Generator().manual_seed(seed)
     boxes = _random_boxes(count, generator, 40.0)
     scores = torch.rand(count, generator=generator)
-    groups = torch.randint(0, 2, (count,), generator=generator)
+    groups = torch.randint(0, 4, (count,), generator=generator)  # four FPN levels
     valid = torch.rand(count, generator=generator) > 0.2
     valid_idx = torch.nonzero(valid).flatten()
     keep = valid_idx[batched_nms(boxes[valid_idx], scores[valid_idx], groups[valid_idx], 0.5)]
@@ -268,6 +268,9 @@ def test_nms_suppressors_point_at_an_overlapping_better_kept_box(seed, count):
         assert int(groups[suppressor]) == int(groups[box])
         assert float(scores[suppressor]) >= float(scores[box])
         assert float(box_iou(boxes[suppressor, None], boxes[box, None])) > 0.5
+        earlier = keep.tolist()[: keep.tolist().index(suppressor)]  # and no kept box before it fits
+        assert not any(int(groups[k]) == int(groups[box]) and float(scores[k]) >= float(scores[box])
+                       and float(box_iou(boxes[k, None], boxes[box, None])) > 0.5 for k in earlier)
 
 
 # ---------------------------------------------------------------- anchor targets and loss
@@ -360,3 +363,4 @@ def test_rpn_loss_is_finite_with_nothing_sampled():
     loss_objectness, loss_box = rpn_loss([torch.randn(100)], [torch.randn(100, 4)], [targets], 1 / 9)
 
     assert float(loss_objectness) == 0.0 and float(loss_box) == 0.0
+
