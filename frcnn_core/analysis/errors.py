@@ -233,7 +233,8 @@ def _best_valid_proposals(proposals, gt_boxes: Tensor) -> list[int | None]:
     if iou.shape[1] == 0:
         return [None] * len(iou)
     best_iou, best_idx = iou.max(dim=1)
-    return [int(index) if value > 0 else None for value, index in zip(best_iou.tolist(), best_idx.tolist(), strict=True)]
+    return [int(index) if value > 0 else None
+            for value, index in zip(best_iou.tolist(), best_idx.tolist(), strict=True)]
 
 
 def analyse_images(model, samples: Sequence[Sample], class_names: list[str], device,
