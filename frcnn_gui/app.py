@@ -2,7 +2,7 @@
 is one of the stages the stage panel shows (`frcnn_core.vocabulary.STAGES`), or "funnel": the
 recall funnel dock raised, its first missed GT box (else the first) chosen and its chain drawn.
 --errors opens the Errors view once the first detections are shown and, when its analysis is in,
-opens the worst image and draws its first error's chain."""
+opens the worst image and draws the chain of its first missed box (else of its first error)."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,7 @@ from frcnn_core.names import default_model, default_weights
 from frcnn_core.resources import SAMPLES
 from frcnn_core.vocabulary import FUNNEL, STAGES
 from frcnn_gui import excepthook, window_layout
+from frcnn_gui.errors.texts import is_false_positive
 
 SCREENSHOT_TIMEOUT_MS = 180_000
 FUNNEL_DOCK_HEIGHT = 260  # room for eight rows of the table
@@ -40,7 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="with --screenshot: click the image at (X, Y) original pixels once the stage is shown"
                              " (the anchors of a cell, a proposal, a RoI, a detection)")
     parser.add_argument("--errors", action="store_true",
-                        help="open the Errors view (the folder's errors) and show the worst image's first error")
+                        help="open the Errors view (the folder's errors) and the chain of the worst image's first"
+                             " missed box (else of its first error)")
     return parser.parse_args(argv)
 
 
@@ -113,7 +115,8 @@ def _show_stage(window, stage: str) -> None:
 
 def _show_errors(window) -> None:
     """Open the Errors view after the first detections; once its analysis is in, open the image
-    listed first (the worst) and choose its first error, whose chain the canvas then draws."""
+    listed first (the worst) and choose its first missed box (else its first error), whose chain
+    the canvas then draws."""
     errors = window.errors
 
     def first_detections() -> None:
@@ -127,7 +130,8 @@ def _show_errors(window) -> None:
 
     def image_in() -> None:
         errors.image_shown.disconnect(image_in)
-        errors.panel.choose_error(0)
+        missed = [index for index, error in enumerate(errors.listed) if not is_false_positive(error)]
+        errors.panel.choose_error(missed[0] if missed else 0)
 
     window.detections_shown.connect(first_detections)
     errors.report_shown.connect(report_in)

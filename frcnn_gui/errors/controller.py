@@ -32,8 +32,9 @@ from frcnn_gui.window_layout import dock_of, show_aside
 
 class ErrorsController(QObject):
     """`report` is the analysis shown (None before one, after another folder opens); `running`
-    the request id of the pass under way (None when none is). `rerun_question` is the open "Run
-    again?" box while the window waits for the answer. report_shown, image_shown and chain_shown
+    the request id of the pass under way (None when none is); `listed` the current image's errors
+    as the dock lists them. `rerun_question` is the open "Run again?" box while the window waits
+    for the answer. report_shown, image_shown and chain_shown
     fire after each report, image's errors and chain reached the view."""
 
     report_shown = Signal()
@@ -53,7 +54,7 @@ class ErrorsController(QObject):
         self._running_with: tuple[str, str] | None = None
         self._edited: set[Path] = set()  # images whose GT boxes changed since they were last saved
         self._waiting: set[Path] = set()  # edited and saved while a pass ran: made again after it
-        self._listed: list = []  # the current image's errors, as the dock lists them
+        self.listed: list = []
         self.verdicts = BoxSetLayer()
         self.chain = BoxSetLayer()
         window.canvas.add_layer(self.verdicts, drawing.VERDICTS_Z)
@@ -171,18 +172,18 @@ class ErrorsController(QObject):
         self.verdicts.setOpacity(1.0)
         if row is None:
             drawing.clear(self.verdicts)
-            self._listed = []
+            self.listed = []
             self.panel.show_errors(f"{path.name}: not analysed" if path and self.report else "", [])
             return
         drawing.show_verdicts(self.verdicts, row)
-        self._listed = errors_of(row, *self.panel.filters())
+        self.listed = errors_of(row, *self.panel.filters())
         self.panel.show_errors(f"{path.name}: {row.error_count} errors, {len(row.hits)} hits", [
-            error_line(error) for error in self._listed])
+            error_line(error) for error in self.listed])
         self.panel.select_image(str(path))
         self.image_shown.emit()
 
     def _show_chain(self, index: int) -> None:
-        error = self._listed[index]
+        error = self.listed[index]
         drawing.show_chain(self.chain, error)
         self.verdicts.setOpacity(drawing.DIMMED_OPACITY)
         self.panel.chain.setText(chain_text(error))

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -32,6 +33,7 @@ from frcnn_gui.errors.texts import left_out_text, summary_html
 
 ALL_CLASSES, ALL_TYPES = "all classes", "all types"
 SORT_MARKS = {True: " ▾", False: " ▴"}  # after the sorted column's name: descending, ascending
+TABLE_MIN_HEIGHT, ERRORS_MIN_HEIGHT = 110, 80  # pixels: a few lines each
 IDLE_TEXT = "The current model on every annotated image of the folder: Run."
 
 
@@ -107,6 +109,10 @@ class ErrorsPanel(QWidget):
         layout.addWidget(self.image_title)
         layout.addWidget(self.errors, 1)
         layout.addWidget(self.chain)
+        for lines, height in ((self.table, TABLE_MIN_HEIGHT), (self.errors, ERRORS_MIN_HEIGHT)):
+            # they share what the texts leave (their size hints would push the chain's text out of view)
+            lines.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Ignored)
+            lines.setMinimumHeight(height)
 
     # --- what the controller shows -----------------------------------------------------------
     def set_running(self, done: int, total: int) -> None:

@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 from frcnn_core.analysis.tide import BKG, BOTH, CLS, DUPE, FALSE_NEG, FALSE_POS, LOC, MAIN_ERRORS, MISS, TP
+from frcnn_core.data.samples import BACKGROUND
 from frcnn_core.vocabulary import ERROR_COLOURS, outcome_words
 from frcnn_gui.inspector.funnel_panel import COLUMNS as FUNNEL_COLUMNS, row_cells
 
@@ -67,9 +68,11 @@ def chain_text(error) -> str:
         return (f"False positive, {error.type} ({TYPE_WORDS[error.type]}): {error.label} scoring {error.score:.2f}"
                 f"{target}. It grew from anchor #{error.anchor} (cyan) → proposal #{error.proposal}, objectness "
                 f"{error.objectness:.2f} (yellow) → RoI {error.roi} → this box (thick). The RoI's class scores: "
-                + ", ".join(f"{name} {score:.2f}" for name, score in likely) + ".")
-    cells = [f"{column}: {cell}" for column, cell in zip(FUNNEL_COLUMNS[2:], row_cells(error.funnel)[2:], strict=True)
-             if cell]
+                + ", ".join(f"{'background' if name == BACKGROUND else name} {score:.2f}" for name, score in likely)
+                + ".")
+    # the funnel's cells after the GT box's index and class, but its outcome (said first)
+    cells = [f"{column}: {cell}" for column, cell in zip(FUNNEL_COLUMNS[2:-1], row_cells(error.funnel)[2:-1],
+                                                          strict=True) if cell]
     fixable = "" if error.by_detection is None else (f" Fixing the {error.type} error of detection "
                                                      f"{error.by_detection} would find it.")
     drawn = ["the GT box (white)", "its best anchor (cyan)"]
