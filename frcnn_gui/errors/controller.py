@@ -8,8 +8,9 @@ and listed. The table lists the analysed images, worst first; a click opens the 
 hits and errors the canvas draws in one colour per verdict, and a click on one of its errors
 draws that error's chain and says it in words. The image list shows each image's error count.
 
-Editing an image's GT boxes makes its row again once the edit is saved (autosave): the engine
-runs the model on that image alone and the report is summarized again. When the model changes,
+Editing an image's annotation makes its row again once it is saved (autosave, Ctrl+S): the
+engine runs the model on that image alone and the report is summarized again; an image left out
+for want of a file joins the table once it has one. When the model changes,
 the view asks whether to run again (when it is shown; else it runs again when opened).
 """
 from __future__ import annotations
@@ -52,8 +53,7 @@ class ErrorsController(QObject):
         self._folder: Path | None = None  # the folder `report` or the running pass is of
         self._made_with: tuple[str, str] | None = None  # (model, weights) of `report`
         self._running_with: tuple[str, str] | None = None
-        self._edited: set[Path] = set()  # images whose GT boxes changed since they were last saved
-        self._waiting: set[Path] = set()  # edited and saved while a pass ran: made again after it
+        self._waiting: set[Path] = set()  # images saved while a pass ran: made again after it
         self.listed: list = []
         self.verdicts = BoxSetLayer()
         self.chain = BoxSetLayer()
@@ -200,6 +200,7 @@ class ErrorsController(QObject):
             self._show_current()
         else:
             self.window.open_index(index)
+            self.panel.select_image(str(document.current_path))  # still the current one when it could not be left
 
     def _set_layers_visible(self, visible: bool) -> None:
         self.verdicts.setVisible(visible)
@@ -212,10 +213,7 @@ class ErrorsController(QObject):
             self._forget()
         elif kind == "image":
             self._show_current()
-        elif kind == "boxes" and document.current_path is not None:
-            self._edited.add(document.current_path)
-        elif kind == "saved" and document.current_path in self._edited:
-            self._edited.discard(document.current_path)
+        elif kind == "saved":  # the image saved is the current one, also when it is being left
             if self.running is not None:
                 self._waiting.add(document.current_path)
             elif self.report is not None:
@@ -226,7 +224,7 @@ class ErrorsController(QObject):
         if self.running is not None:
             self.window.engine.cancel_errors()
         self.report = self.running = self._pass_id = self._made_with = None
-        self._edited, self._waiting = set(), set()
+        self._folder, self._waiting = self.window.document.folder, set()
         self.panel.clear()
         self.window.image_list.set_error_counts({})
         self._show_current()

@@ -3,8 +3,8 @@ BCCD images with their XML, two photos without): View > Errors across the folder
 runs the pass in the engine thread; the table lists the images worst first, with the numbers the
 engine's own `error_analysis` gives on the same files; the photos are listed as left out; a click
 on a line opens the image with its errors drawn in their type's colour, a click on an error says
-its chain and draws it; Cancel stops a pass; deleting a GT box makes that image's row again;
-switching the model asks to analyse again."""
+its chain and draws it; Cancel stops a pass; saving an image's annotation (a deleted GT box, an
+empty one) makes its row again; switching the model asks to analyse again."""
 from __future__ import annotations
 
 import shutil
@@ -144,7 +144,7 @@ def test_cancel_stops_the_pass_and_run_again_finishes_it(qtbot, make_window, jou
     assert len(report.images) == 6 and panel.table.rowCount() == 6 and len(report.left_out) == 2
 
 
-def test_deleting_a_missed_gt_box_makes_that_image_s_row_again(qtbot, window):
+def test_saving_an_annotation_makes_that_image_s_row_again(qtbot, window):
     document = window.document
     report = analysed(qtbot, window, window.actions["errors"].trigger)
     row = next(row for row in report.images if row.image_path == str(document.current_path))
@@ -163,6 +163,15 @@ def test_deleting_a_missed_gt_box_makes_that_image_s_row_again(qtbot, window):
     assert window.image_list.item(0).text().endswith(f"({after[ERRORS]} errors)")
     saved = ElementTree.parse(document.images[0].annotation_path).findall("object")
     assert len(saved) == len(row.hits) + len(row.false_negatives) - 1
+
+    with qtbot.waitSignal(window.detections_shown, timeout=PASS_TIMEOUT_MS):
+        click_line(qtbot, window.image_list, 2)  # photo-1.png, left out: no annotation file
+    def save_seen() -> None:  # Ctrl+S on an image without boxes: labelImg's "seen, nothing here"
+        press(qtbot, window, Qt.Key_S, Qt.ControlModifier)
+
+    updated = analysed(qtbot, window, save_seen)
+    assert "photo-1.png" in [line[IMAGE] for line in table(window)]
+    assert "photo-1.png" not in window.errors.panel.left_out.text() and len(updated.left_out) == 1
 
 
 def test_switching_the_model_asks_to_analyse_again(qtbot, window):
