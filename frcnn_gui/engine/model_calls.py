@@ -121,19 +121,19 @@ class Engine:
     def errors(self, request: ErrorsRequest, progress: Callable[[int, int], None],
                cancelled: Callable[[], bool]) -> ErrorsResult | None:
         """A pass over the folder, kept in place of the previous one, or an update of the kept
-        pass; None when the pass was cancelled, or the update is for a pass no longer kept."""
+        pass; None when the pass was cancelled, or the update is for a pass no longer kept. In
+        float32 whatever `amp` says, as `frcnn errors` runs it: the analysis reads the traces."""
         model = self._loaded("analysing errors")
         start = time.perf_counter()
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            if request.update_of is None:
-                report = error_pass.analyse(model, request, self.device, progress, cancelled)
-                if report is None:
-                    return None
-                self.error_report, self.error_pass_id = report, request.request_id
-            elif request.update_of == self.error_pass_id:
-                self.error_report = error_pass.updated(model, self.error_report, request, self.device)
-            else:
+        if request.update_of is None:
+            report = error_pass.analyse(model, request, self.device, progress, cancelled)
+            if report is None:
                 return None
+            self.error_report, self.error_pass_id = report, request.request_id
+        elif request.update_of == self.error_pass_id:
+            self.error_report = error_pass.updated(model, self.error_report, request, self.device)
+        else:
+            return None
         return ErrorsResult(request, self.error_report, self.error_pass_id, time.perf_counter() - start)
 
     def _loaded(self, doing: str) -> FasterRCNN:
