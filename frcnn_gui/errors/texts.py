@@ -7,13 +7,27 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from frcnn_core.analysis.tide import BKG, BOTH, CLS, DUPE, FALSE_NEG, FALSE_POS, LOC, MAIN_ERRORS, MISS, TP
+from frcnn_core.analysis.tide import (
+    BG_IOU,
+    BKG,
+    BOTH,
+    CLS,
+    DUPE,
+    FALSE_NEG,
+    FALSE_POS,
+    LOC,
+    MAIN_ERRORS,
+    MISS,
+    POS_IOU,
+    TP,
+)
 from frcnn_core.data.samples import BACKGROUND
 from frcnn_core.vocabulary import ERROR_COLOURS, outcome_words
 from frcnn_gui.inspector.funnel_panel import COLUMNS as FUNNEL_COLUMNS, row_cells
+from frcnn_gui.panels.status import model_title
 
 TYPE_WORDS = {TP: "hit: a detection that found its GT box", CLS: "right place, wrong class",
-              LOC: "right class, box off (IoU 0.1-0.5)", BOTH: "wrong class and box off",
+              LOC: f"right class, box off (IoU {BG_IOU:g}-{POS_IOU:g})", BOTH: "wrong class and box off",
               DUPE: "a second detection of a box already found", BKG: "on background: no GT box near",
               MISS: "a GT box no detection went for"}
 CLASS_SCORES_SHOWN = 4  # a false positive's most likely classes, in its chain's text
@@ -35,7 +49,8 @@ def summary_html(report) -> str:
     rows = "".join(f"<tr><td>{swatch(kind)} {kind}</td><td align='right'>{tide.main[kind]:.2f}</td>"
                    f"<td align='right'>{tide.counts[kind]}</td><td>{TYPE_WORDS[kind]}</td></tr>"
                    for kind in MAIN_ERRORS)
-    return (f"<b>AP50 {tide.ap50:.1f}</b> over {len(report.images)} images — {html.escape(report.model)}, "
+    return (f"<b>AP50 {tide.ap50:.1f}</b> over {len(report.images)} images — {html.escape(model_title(report.model))},"
+            " "
             f"detections scoring ≥ {report.score_thresh:.2f}<br>"
             f"<table cellspacing='0' cellpadding='1'><tr><th align='left'>type</th><th>dAP</th><th>count</th><th></th>"
             f"</tr><tr><td>{swatch(TP)} TP</td><td></td><td></td><td>{TYPE_WORDS[TP]}</td></tr>{rows}</table>"
