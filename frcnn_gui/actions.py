@@ -1,8 +1,8 @@
 """Menus, toolbar and shortcuts (labelImg's where they exist): W draw, A / D previous / next image,
 Del delete, Ctrl+Z / Ctrl+Shift+Z undo / redo (the current image's history), Ctrl+S save, Space
 verified, Ctrl+E relabel, Ctrl+C / Ctrl+V copy / paste boxes, Ctrl++ (or Ctrl+=) / Ctrl+- zoom in /
-out, F or Ctrl+0 fit, 1 or Ctrl+1 actual size, Ctrl+T fine-tune, Ctrl+Shift+M the previous model,
-Ctrl+Q quit; the model and device pickers.
+out, F or Ctrl+0 fit, 1 or Ctrl+1 actual size, Ctrl+Shift+E the Errors view, Ctrl+T fine-tune,
+Ctrl+Shift+M the previous model, Ctrl+Q quit; the model and device pickers.
 
 The toolbar shows icons only (the action's text and shortcut in its tooltip), so that no button
 moves when a text changes (Undo / Redo name the edit they would undo); the View menu reopens every
@@ -75,6 +75,7 @@ def install(window) -> dict[str, QAction]:
         fit=_action(window, "Fit", ("F", "Ctrl+0"), canvas.fit, view_menu),
         actual=_action(window, "Actual size", ("1", "Ctrl+1"), canvas.actual_size, view_menu),
         detect=_action(window, "Detect again", "Ctrl+R", window.detect, view_menu),
+        errors=_action(window, "Errors across the folder…", "Ctrl+Shift+E", window.errors.open, view_menu),
         show_detections=_action(window, "Show detections", "Ctrl+Shift+D",
                                 lambda on: canvas.detection_layer.setVisible(on), view_menu, checkable=True),
         show_boxes=_action(window, "Show boxes", "Ctrl+Shift+B", lambda on: canvas.ground_truth_layer.setVisible(on),

@@ -1,6 +1,8 @@
-"""`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage STAGE] [--screenshot OUT.png]`; STAGE is one of
-the stages the stage panel shows (`frcnn_core.vocabulary.STAGES`), or "funnel": the recall funnel
-dock raised, its first missed GT box (else the first) chosen and its chain drawn."""
+"""`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage STAGE] [--errors] [--screenshot OUT.png]`; STAGE
+is one of the stages the stage panel shows (`frcnn_core.vocabulary.STAGES`), or "funnel": the
+recall funnel dock raised, its first missed GT box (else the first) chosen and its chain drawn.
+--errors opens the Errors view once the first detections are shown and, when its analysis is in,
+opens the worst image and draws the chain of its first missed box (else of its first error)."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +19,7 @@ from frcnn_core.names import default_model, default_weights
 from frcnn_core.resources import SAMPLES
 from frcnn_core.vocabulary import FUNNEL, STAGES
 from frcnn_gui import excepthook, window_layout
+from frcnn_gui.errors.texts import is_false_positive
 
 SCREENSHOT_TIMEOUT_MS = 180_000
 FUNNEL_DOCK_HEIGHT = 260  # room for eight rows of the table
@@ -37,6 +40,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--click", metavar="X,Y", type=_point, default=None,
                         help="with --screenshot: click the image at (X, Y) original pixels once the stage is shown"
                              " (the anchors of a cell, a proposal, a RoI, a detection)")
+    parser.add_argument("--errors", action="store_true",
+                        help="open the Errors view (the folder's errors) and the chain of the worst image's first"
+                             " missed box (else of its first error)")
     return parser.parse_args(argv)
 
 
@@ -64,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         window = MainWindow(model, weights, args.device)
         excepthook.install(window.log.add)
         _show_stage(window, args.stage)
+        if args.errors:
+            _show_errors(window)
         window.open_path(args.path)
         window.show()
         return app.exec()
@@ -73,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         window.resize(*SCREENSHOT_SIZE)
         excepthook.install(window.log.add)
         _show_stage(window, args.stage)
+        if args.errors:
+            _show_errors(window)
         window.open_path(args.path)
         window.show()
-        return _screenshot(app, window, args.screenshot, args.stage, args.click)
+        return _screenshot(app, window, args.screenshot, args.stage, args.click, args.errors)
 
 
 def _show_stage(window, stage: str) -> None:
@@ -103,10 +113,36 @@ def _show_stage(window, stage: str) -> None:
     window.engine_ready.connect(follow)
 
 
-def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[float, float] | None = None) -> int:
+def _show_errors(window) -> None:
+    """Open the Errors view after the first detections; once its analysis is in, open the image
+    listed first (the worst) and choose its first missed box (else its first error), whose chain
+    the canvas then draws."""
+    errors = window.errors
+
+    def first_detections() -> None:
+        window.detections_shown.disconnect(first_detections)
+        window.actions["errors"].trigger()
+
+    def report_in() -> None:
+        errors.report_shown.disconnect(report_in)
+        errors.image_shown.connect(image_in)
+        errors.panel.choose_line(0)
+
+    def image_in() -> None:
+        errors.image_shown.disconnect(image_in)
+        missed = [index for index, error in enumerate(errors.listed) if not is_false_positive(error)]
+        errors.panel.choose_error(missed[0] if missed else 0)
+
+    window.detections_shown.connect(first_detections)
+    errors.report_shown.connect(report_in)
+
+
+def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[float, float] | None = None,
+                errors: bool = False) -> int:
     """Wait for the first detections and, for another stage, for `stage` drawn from the image's
-    inspection (or for the model, when no image can be detected on, or for an engine error), click
-    the image at `click` if given, save the window as a PNG, exit."""
+    inspection, and with `errors` for the Errors view's chain (or for the model, when no image can
+    be detected on, or for an engine error), click the image at `click` if given, save the window
+    as a PNG, exit."""
     status = {"code": None}
 
     def capture(code: int) -> None:
@@ -127,7 +163,7 @@ def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[fl
     def settle() -> None:  # a request still running (the model's first detections, say) settles again when done
         QTimer.singleShot(SCREENSHOT_SETTLE_MS, lambda: window.engine.is_busy or capture(0))
 
-    waiting = {"detections", stage}  # every stage waits for the detections: the panels list them
+    waiting = {"detections", stage, *(["errors"] if errors else [])}  # the panels list the detections
 
     def arrived(what: str) -> None:
         if what in waiting:
@@ -142,6 +178,7 @@ def _screenshot(app: QApplication, window, out: str, stage: str, click: tuple[fl
         window.inspector.funnel_changed.connect(lambda _rows: arrived(FUNNEL))
 
     window.detections_shown.connect(lambda: arrived("detections"))
+    window.errors.chain_shown.connect(lambda: arrived("errors"))
     window.engine.busy.connect(lambda busy: busy or waiting or settle())
     window.engine_ready.connect(follow)
     window.model_ready.connect(lambda _: window.document.image_size is None and settle())

@@ -28,6 +28,7 @@ from frcnn_gui.document.save_lines import problem_line, saved_line, up_to_date_l
 from frcnn_gui.editing.commands import AcceptDetectionsCommand, SetVerifiedCommand
 from frcnn_gui.editing.history import ImageHistories
 from frcnn_gui.engine.worker import EngineClient
+from frcnn_gui.errors.controller import ErrorsController
 from frcnn_gui.finetune.controller import FinetuneController
 from frcnn_gui.inspector.funnel_panel import FunnelPanel
 from frcnn_gui.inspector.stage_panel import StagesPanel
@@ -100,11 +101,12 @@ class MainWindow(QMainWindow):
         self.stages_panel = StagesPanel()
         self.funnel_panel = FunnelPanel()
         self.finetuning = FinetuneController(self)
+        self.errors = ErrorsController(self)
         self.docks = window_layout.add_docks(self, {
             "Images": self.image_list, "Stages": self.stages_panel, "Detections": self.detections_panel,
             "Boxes": self.boxes_table, "Classes": self.classes_panel, "Log": self.log,
             "Why missed?": self.funnel_panel, "Training run": self.finetuning.run_panel,
-            "Runs": self.finetuning.runs_panel, "Review": ReviewPanel()})
+            "Runs": self.finetuning.runs_panel, "Review": ReviewPanel(), "Errors": self.errors.panel})
         self.review = ReviewController(self.document, self.canvas, self.docks["Review"],
                                        lambda command: self._push(lambda: command), self.report, self)
         self.image_list.image_chosen.connect(self.open_index)

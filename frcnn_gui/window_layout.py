@@ -5,7 +5,8 @@ screen's available area; the panels stand in one column on the right (images, st
 boxes, classes, top to bottom) and the log, "Why missed?", the training run and the runs are tabs
 in a low strip under the canvas, the log raised. Every panel scrolls when its dock is shorter or
 narrower than the panel needs, so that no panel sets the window's minimum size: the window fits a
-1024x700 screen. The Review dock waits hidden behind Stages until review mode shows it.
+1024x700 screen. The Review dock waits hidden behind Stages until review mode shows it, the Errors
+dock hidden on the left until the Errors view is opened: then it is a column left of the canvas.
 "Restore default layout" (View menu) puts every dock back where this module puts
 it, shown and docked, and sizes them for the window's current size.
 """
@@ -19,6 +20,8 @@ COLUMN = ("Images", "Stages", "Detections", "Boxes", "Classes")  # the right-han
 COLUMN_HEIGHT_SHARES = (0.13, 0.33, 0.23, 0.16, 0.15)  # of the window's height, in COLUMN's order
 STRIP = ("Log", "Why missed?", "Training run", "Runs")  # tabs under the canvas, the first one raised
 BEHIND = {"Review": "Stages"}  # docks hidden until asked for, then a tab beside the named one
+ASIDE = ("Errors",)  # docks hidden until asked for, then a column left of the canvas
+ASIDE_WIDTH = (0.36, 400, 620)  # share of the window's width when shown, clamped likewise
 COLUMN_WIDTH = (0.2, 300, 360)  # share of the window's width, clamped to [min, max] pixels
 STRIP_HEIGHT = (0.1, 90, 130)  # share of the window's height, clamped likewise
 
@@ -27,7 +30,7 @@ def add_docks(window: QMainWindow, panels: dict[str, QWidget]) -> dict[str, QDoc
     """One dock per panel (titles: those of COLUMN and STRIP), each panel in a scroll area,
     arranged as the module doc says; returns the docks by title."""
     window.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # the column runs down to the status bar
-    docks = {title: _dock(window, title, panels[title]) for title in (*COLUMN, *STRIP, *BEHIND)}
+    docks = {title: _dock(window, title, panels[title]) for title in (*COLUMN, *STRIP, *BEHIND, *ASIDE)}
     for title in COLUMN:
         window.addDockWidget(Qt.RightDockWidgetArea, docks[title], Qt.Vertical)
     for title in STRIP:
@@ -36,6 +39,9 @@ def add_docks(window: QMainWindow, panels: dict[str, QWidget]) -> dict[str, QDoc
         window.tabifyDockWidget(docks[STRIP[0]], docks[title])
     for title in BEHIND:
         window.addDockWidget(Qt.RightDockWidgetArea, docks[title])
+        docks[title].hide()
+    for title in ASIDE:
+        window.addDockWidget(Qt.LeftDockWidgetArea, docks[title])
         docks[title].hide()
     docks[STRIP[0]].raise_()
     return docks
@@ -50,6 +56,16 @@ def show_behind(dock: QDockWidget) -> None:
         window.tabifyDockWidget(beside, dock)
     dock.show()
     dock.raise_()
+
+
+def show_aside(dock: QDockWidget) -> None:
+    """Show a dock of ASIDE, raised, and give it its width when it was hidden."""
+    window = dock.parentWidget()
+    hidden = not dock.isVisible()
+    dock.show()
+    dock.raise_()
+    if hidden and not dock.isFloating():
+        window.resizeDocks([dock], [_clamped(window.width(), *ASIDE_WIDTH)], Qt.Horizontal)
 
 
 def _dock(window: QMainWindow, title: str, panel: QWidget) -> QDockWidget:
@@ -80,7 +96,7 @@ def restore_default(window: QMainWindow, docks: dict[str, QDockWidget], default_
     window.restoreState(default_state)
     for title, dock in docks.items():
         dock.setFloating(False)
-        dock.setVisible(title not in BEHIND)
+        dock.setVisible(title not in BEHIND and title not in ASIDE)
     docks[STRIP[0]].raise_()
     size_docks(window, docks)
 

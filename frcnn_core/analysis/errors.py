@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.ops import box_iou
 
 from frcnn_core.analysis.labels import LabelSpaces
 from frcnn_core.analysis.tide import (
@@ -95,8 +96,10 @@ class FalsePositive:
 @dataclass(frozen=True)
 class FalseNegative:
     """A GT box no hit took. type: Miss, or Loc / Cls when such an FP (`by_detection`) targets it
-    (fixing that error would find it); stage: where the funnel lost it; suppressor_box: the kept
-    pre-NMS proposal that suppressed its best proposal, when NMS did; funnel: the whole row."""
+    (fixing that error would find it); stage: where the funnel lost it; the chain the funnel
+    followed: anchor_box, its best anchor, proposal_box, its best valid pre-NMS proposal (None
+    when none overlaps it), suppressor_box, the kept pre-NMS proposal that suppressed that one,
+    when NMS did; funnel: the whole row."""
 
     gt_index: int
     type: str
@@ -104,6 +107,8 @@ class FalseNegative:
     label: str
     stage: str
     by_detection: int | None
+    anchor_box: Box
+    proposal_box: Box | None
     suppressor_box: Box | None
     funnel: FunnelRow
 
@@ -137,6 +142,8 @@ class ImageErrors:
                   for fp in self.false_positives]
         errors += [{"kind": "FN", "type": fn.type, "box": list(fn.box), "class": fn.label, "score": None,
                     "gt": fn.gt_index, "stage": fn.stage, "by_detection": fn.by_detection,
+                    "anchor_box": list(fn.anchor_box),
+                    "proposal_box": None if fn.proposal_box is None else list(fn.proposal_box),
                     "suppressor_box": None if fn.suppressor_box is None else list(fn.suppressor_box),
                     "funnel": fn.funnel.to_json()} for fn in self.false_negatives]
         return {"image": self.image_path, "TP": len(self.hits), "FP": sum(fp.counted for fp in self.false_positives),
@@ -199,8 +206,10 @@ def _false_negatives(trace: Trace, sample: Sample, verdict: ImageTide, detection
     # the one Loc / Cls error per free box that fixing would turn into its hit
     fixable = np.flatnonzero(verdict.fixed_label >= 0)
     targeted_by = {int(verdict.det_gt[position]): int(position) for position in fixable}
+    proposals = trace.proposals
+    best_proposals = _best_valid_proposals(proposals, sample.boxes[real_idx])
     false_negatives = []
-    for row, gt in zip(rows, real_idx.tolist(), strict=True):
+    for row, gt, best in zip(rows, real_idx.tolist(), best_proposals, strict=True):
         if not missing[gt]:
             continue
         position = targeted_by.get(gt)
@@ -209,9 +218,23 @@ def _false_negatives(trace: Trace, sample: Sample, verdict: ImageTide, detection
             gt_index=gt, type=MISS if verdict.missed[gt] else verdict.kinds[position], box=_box(sample.boxes[gt]),
             label=spaces.dataset_names[int(sample.labels[gt])], stage=row.lost_at or LOST_TO_A_NEIGHBOUR,
             by_detection=None if position is None else detection_idx[position],
-            suppressor_box=None if suppressor is None else _box(trace.proposals.pre_nms_boxes[suppressor]),
+            anchor_box=_box(trace.anchors.boxes[row.best_anchor_index]),
+            proposal_box=None if best is None else _box(proposals.pre_nms_boxes[best]),
+            suppressor_box=None if suppressor is None else _box(proposals.pre_nms_boxes[suppressor]),
             funnel=replace(row, gt_index=gt)))  # the funnel counted the boxes it saw; gt counts them all
     return false_negatives
+
+
+def _best_valid_proposals(proposals, gt_boxes: Tensor) -> list[int | None]:
+    """Per GT box (G, 4): the valid pre-NMS proposal with the highest IoU, the one the funnel
+    follows (`FunnelRow.best_proposal_rank`), None when no valid one overlaps it."""
+    iou = box_iou(gt_boxes.float().reshape(-1, 4), proposals.pre_nms_boxes)  # (G, P)
+    iou = torch.where(proposals.valid[None, :], iou, torch.full_like(iou, -1.0))
+    if iou.shape[1] == 0:
+        return [None] * len(iou)
+    best_iou, best_idx = iou.max(dim=1)
+    return [int(index) if value > 0 else None
+            for value, index in zip(best_iou.tolist(), best_idx.tolist(), strict=True)]
 
 
 def analyse_images(model, samples: Sequence[Sample], class_names: list[str], device,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch's types: the window imports this module before the engine has imported torch
+    from frcnn_core.analysis.errors import ErrorReport
     from frcnn_core.modeling.trace import Trace
 
 
@@ -103,3 +104,41 @@ class WorkerError:
     request_id: int
     message: str
     traceback: str
+
+
+@dataclass(frozen=True)
+class FolderImage:
+    """One image of the open folder and where its VOC annotation is (the file may not exist)."""
+
+    image_path: str
+    annotation_path: str
+
+
+@dataclass(frozen=True)
+class ErrorsRequest:
+    """An error analysis (`frcnn_core.analysis.errors`) of `images` against their annotation
+    files as saved, in the label space `class_names` (background first), of the detections that
+    score >= `score_thresh`; `model_name` names the model in the report.
+
+    update_of: None for a pass over the folder, which replaces the worker's report, reports
+    progress and stops when cancelled; else the request id of the pass whose report gets these
+    images' rows anew (their ground truth changed), answered only while the worker holds it."""
+
+    request_id: int
+    images: tuple[FolderImage, ...]
+    class_names: tuple[str, ...]
+    score_thresh: float
+    model_name: str
+    update_of: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorsResult:
+    """What `request` gave: `report`, an `ErrorReport` of plain data (numbers, tuples, small numpy
+    arrays), for an update the pass's report with the images' rows replaced; `pass_id`: the
+    request id of the pass the report belongs to; `seconds` on the worker's thread."""
+
+    request: ErrorsRequest
+    report: ErrorReport
+    pass_id: int
+    seconds: float

@@ -5,7 +5,8 @@ loads behind a window that is already shown. `Engine` holds the model, its devic
 setting and turns each request into its result message; `check()` raises when the request is no
 longer wanted and `enter(stage)` reports a stage (raising likewise), so that a stale detection
 stops at its next stage. It also keeps the latest image's `Inspection`, which the stage
-inspector's re-runs (`reruns.RERUNS`) start from. Nothing from here reaches the UI thread but the
+inspector's re-runs (`reruns.RERUNS`) start from, and the latest error analysis of the folder, which
+the Errors view's updates edit (`error_pass`). Nothing from here reaches the UI thread but the
 messages, which carry detached CPU tensors only.
 """
 from __future__ import annotations
@@ -24,9 +25,12 @@ from frcnn_core.io.images import load_image
 from frcnn_core.modeling.checkpoints import cached_weights
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import MODELS, build_model
+from frcnn_gui.engine import error_pass
 from frcnn_gui.engine.messages import (
     DetectRequest,
     DetectResult,
+    ErrorsRequest,
+    ErrorsResult,
     InspectRequest,
     InspectResult,
     LoadModelRequest,
@@ -48,8 +52,9 @@ def engine_threads() -> int:
 
 
 class Engine:
-    """The loaded model (None until a load succeeds), where it runs, and the latest inspection
-    (None until one is made, and again after a model load) with the id of its request.
+    """The loaded model (None until a load succeeds), where it runs, the latest inspection and
+    the latest finished error analysis (each None until one is made, and again after a model
+    load) with the id of its request.
 
     Making one sets torch's thread count to `engine_threads()`, before any torch work of the
     window: the count is process-wide and never changes afterwards."""
@@ -61,6 +66,8 @@ class Engine:
         self.amp = False
         self.inspection: Inspection | None = None
         self.inspection_id: int | None = None
+        self.error_report = None  # an ErrorReport
+        self.error_pass_id: int | None = None
 
     def load(self, request: LoadModelRequest, enter: Callable[[str], None]) -> ModelLoaded:
         """Build and move the model; on failure the previous model stays loaded."""
@@ -70,6 +77,7 @@ class Engine:
         model = build_model(request.model, request.weights, score_thresh=0.0).to(device)
         self.model, self.device = model, device
         self.inspection = self.inspection_id = None  # it holds the previous model
+        self.error_report = self.error_pass_id = None  # the previous model's errors
         self.amp = request.amp and device.type == "cuda"
         return ModelLoaded(request.request_id, model.model_name, list(model.class_names), str(device),
                            time.perf_counter() - start)
@@ -110,6 +118,24 @@ class Engine:
         start = time.perf_counter()
         value = RERUNS[request.kind](self.inspection, **request.arguments)
         return RerunResult(request, value, time.perf_counter() - start)
+
+    def errors(self, request: ErrorsRequest, progress: Callable[[int, int], None],
+               cancelled: Callable[[], bool]) -> ErrorsResult | None:
+        """A pass over the folder, kept in place of the previous one, or an update of the kept
+        pass; None when the pass was cancelled, or the update is for a pass no longer kept. In
+        float32 whatever `amp` says, as `frcnn errors` runs it: the analysis reads the traces."""
+        model = self._loaded("analysing errors")
+        start = time.perf_counter()
+        if request.update_of is None:
+            report = error_pass.analyse(model, request, self.device, progress, cancelled)
+            if report is None:
+                return None
+            self.error_report, self.error_pass_id = report, request.request_id
+        elif request.update_of == self.error_pass_id:
+            self.error_report = error_pass.updated(model, self.error_report, request, self.device)
+        else:
+            return None
+        return ErrorsResult(request, self.error_report, self.error_pass_id, time.perf_counter() - start)
 
     def _loaded(self, doing: str) -> FasterRCNN:
         if self.model is None:

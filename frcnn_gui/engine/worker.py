@@ -12,10 +12,14 @@ stale: each one changes what the worker holds.
 
 The stage inspector's re-runs (`RerunRequest`: anchor labels while a GT box is dragged, the
 proposal layer while a knob moves, ...) work on the worker's latest inspection, and the newest
-wins: each kind has one slot (`_Mailbox`) that the worker empties when it starts the request in
+wins: each kind has one slot (`Mailbox`) that the worker empties when it starts the request in
 it. A request put while the slot is full replaces the one waiting there, which is then never run,
 so a drag keeps at most one re-run running and one waiting, never a queue of stale ones. Results
 for an inspection that is no longer the worker's latest are not computed at all.
+
+A pass of the error analysis over the folder (`ErrorsRequest`) is wanted while it is the latest
+and not cancelled; the worker asks after each image. Its updates (an image's row after a GT edit)
+are never stale to the client: the view drops those of a report it no longer shows.
 
 Failures arrive as a `WorkerError`, never as a crash or a hang: an `InputError` (the user's bad
 file, an unknown model, no CUDA) carries its one line and no traceback; anything else is our bug
@@ -31,7 +35,6 @@ from __future__ import annotations
 import functools
 import importlib
 import itertools
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -39,9 +42,13 @@ from collections.abc import Callable
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from frcnn_core.errors import InputError
+from frcnn_gui.engine.gates import Mailbox, RequestGate
 from frcnn_gui.engine.messages import (  # noqa: F401  (re-exported: the worker's public messages)
     DetectRequest,
     DetectResult,
+    ErrorsRequest,
+    ErrorsResult,
+    FolderImage,
     InspectRequest,
     InspectResult,
     LoadModelRequest,
@@ -61,47 +68,6 @@ class _Abandoned(Exception):
     """A detect request was superseded or cancelled; nothing is emitted for it."""
 
 
-class _DetectGate:
-    """Thread-safe record of which detect request is still wanted: the latest, unless cancelled."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._latest = 0
-        self._cancelled_through = 0
-
-    def supersede(self, request_id: int) -> None:
-        with self._lock:
-            self._latest = request_id
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled_through = self._latest
-
-    def wants(self, request_id: int) -> bool:
-        with self._lock:
-            return request_id == self._latest and request_id > self._cancelled_through
-
-
-class _Mailbox:
-    """Thread-safe: per re-run kind, the newest request not yet taken by the worker."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting: dict[str, RerunRequest] = {}
-
-    def put(self, request: RerunRequest) -> RerunRequest | None:
-        """Leave `request` for the worker; returns the request of its kind it replaced, which
-        will never run (None: the slot was empty and the worker must be told to take it)."""
-        with self._lock:
-            replaced = self._waiting.get(request.kind)
-            self._waiting[request.kind] = request
-            return replaced
-
-    def take(self, kind: str) -> RerunRequest | None:
-        with self._lock:
-            return self._waiting.pop(kind, None)
-
-
 class EngineWorker(QObject):
     """Owns the engine; runs one request at a time in its thread. Touch only through signals."""
 
@@ -111,13 +77,17 @@ class EngineWorker(QObject):
     model_loaded = Signal(object)  # ModelLoaded
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
+    errors_done = Signal(object)  # ErrorsResult
+    errors_progress = Signal(int, int, int)  # request id, images analysed, images in all
     request_done = Signal(int)  # every request ends with this, whatever became of it
     engine_ready = Signal(float)  # seconds the engine took to import; once, before the first answer
 
-    def __init__(self, gate: _DetectGate, inspect_gate: _DetectGate, mailbox: _Mailbox) -> None:
+    def __init__(self, gate: RequestGate, inspect_gate: RequestGate, mailbox: Mailbox,
+                 errors_gate: RequestGate) -> None:
         super().__init__()
         self._gate = gate
         self._inspect_gate = inspect_gate
+        self._errors_gate = errors_gate
         self._mailbox = mailbox
         self._engine = None  # an engine.Engine once imported
 
@@ -143,11 +113,19 @@ class EngineWorker(QObject):
         """Run the newest re-run request of `kind` waiting in the mailbox."""
         request = self._mailbox.take(kind)
         if request is not None:
-            self._run(request.request_id, lambda engine: self._emit_rerun(engine.rerun(request)))
+            self._run(request.request_id, lambda engine: self._emit_if_any(self.rerun_done, engine.rerun(request)))
 
-    def _emit_rerun(self, result: RerunResult | None) -> None:
+    @Slot(object)
+    def analyse_errors(self, request: ErrorsRequest) -> None:
+        request_id = request.request_id
+        progress = functools.partial(self.errors_progress.emit, request_id)
+        self._run(request_id, lambda engine: self._emit_if_any(self.errors_done, engine.errors(
+            request, progress, lambda: not self._errors_gate.wants(request_id))))
+
+    @staticmethod
+    def _emit_if_any(signal, result: object | None) -> None:
         if result is not None:
-            self.rerun_done.emit(result)
+            signal.emit(result)
 
     def _run(self, request_id: int, job: Callable) -> None:
         """`job(engine)`, its failure turned into a WorkerError; the engine imported first if need be."""
@@ -175,7 +153,7 @@ class EngineWorker(QObject):
         return self._engine
 
     @staticmethod
-    def _check(gate: _DetectGate, request_id: int) -> None:
+    def _check(gate: RequestGate, request_id: int) -> None:
         if not gate.wants(request_id):
             raise _Abandoned
 
@@ -189,7 +167,7 @@ class EngineClient(QObject):
 
     Create it in the UI thread and call `shutdown()` before the application ends (it is also
     connected to the application's `aboutToQuit`). `busy` is True while the worker has load,
-    detect or inspect requests queued or running, abandoned ones included; the stage inspector's
+    detect, inspect or error requests queued or running, abandoned ones included; the stage inspector's
     re-runs (tens of milliseconds, many during a drag) do not count. With `start=False` the
     thread waits for `start()`; requests made before are answered after, in order,
     `engine_ready` first.
@@ -201,6 +179,8 @@ class EngineClient(QObject):
     model_loaded = Signal(object)  # ModelLoaded
     failed = Signal(object)  # WorkerError
     progress = Signal(int, str)  # request id, stage name
+    errors_done = Signal(object)  # ErrorsResult
+    errors_progress = Signal(int, int, int)  # request id, images analysed, images in all
     busy = Signal(bool)
     engine_ready = Signal(float)  # the worker has imported the engine (seconds it took)
 
@@ -208,21 +188,24 @@ class EngineClient(QObject):
     _detect_requested = Signal(object)
     _inspect_requested = Signal(object)
     _rerun_waiting = Signal(str)  # a re-run kind whose mailbox slot has just been filled
+    _errors_requested = Signal(object)
 
     def __init__(self, parent: QObject | None = None, start: bool = True) -> None:
         super().__init__(parent)
-        self._gate = _DetectGate()
-        self._inspect_gate = _DetectGate()  # inspections and detections do not supersede each other
-        self._mailbox = _Mailbox()
+        self._gate = RequestGate()
+        self._inspect_gate = RequestGate()  # inspections and detections do not supersede each other
+        self._mailbox = Mailbox()
+        self._errors_gate = RequestGate()  # passes over the folder: the latest, unless cancelled
         self._ids = itertools.count(1)
         self._outstanding: set[int] = set()
         self._loads: set[int] = set()
         self._reruns: set[int] = set()  # re-runs waiting or running: never stale to the client
+        self._error_updates: set[int] = set()  # likewise
         self._closed = False
         # No parent: a QThread deleted with its parent while still running aborts the process.
         self._thread = QThread()
         self._thread.setObjectName("engine")
-        self._worker = EngineWorker(self._gate, self._inspect_gate, self._mailbox)
+        self._worker = EngineWorker(self._gate, self._inspect_gate, self._mailbox, self._errors_gate)
         self._worker.moveToThread(self._thread)
         self._thread.finished.connect(self._worker.deleteLater)
         queued = Qt.ConnectionType.QueuedConnection
@@ -230,12 +213,15 @@ class EngineClient(QObject):
         self._detect_requested.connect(self._worker.detect, queued)
         self._inspect_requested.connect(self._worker.inspect, queued)
         self._rerun_waiting.connect(self._worker.rerun, queued)
+        self._errors_requested.connect(self._worker.analyse_errors, queued)
         self._worker.result.connect(self._on_result, queued)
         self._worker.inspected.connect(self._on_inspected, queued)
         self._worker.rerun_done.connect(self._on_rerun_done, queued)
         self._worker.model_loaded.connect(self._on_model_loaded, queued)
         self._worker.failed.connect(self._on_failed, queued)
         self._worker.progress.connect(self._on_progress, queued)
+        self._worker.errors_done.connect(self._on_errors_done, queued)
+        self._worker.errors_progress.connect(self.errors_progress, queued)  # the view knows which pass it waits for
         self._worker.request_done.connect(self._on_request_done, queued)
         self._worker.engine_ready.connect(self.engine_ready, queued)
         app = QCoreApplication.instance()
@@ -290,6 +276,24 @@ class EngineClient(QObject):
             self._reruns.discard(replaced.request_id)
         return request_id
 
+    def analyse_errors(self, images: list[FolderImage], class_names: list[str], score_thresh: float,
+                       model_name: str, update_of: int | None = None) -> int:
+        """Queue an error analysis (`ErrorsRequest`: a pass over the folder, or with `update_of` an
+        update of that pass); returns its request id. Answered by `errors_done` or `failed`, or by
+        nothing for a pass cancelled or superseded, and for an update of a pass no longer held."""
+        request_id = self._issue()
+        if update_of is None:
+            self._errors_gate.supersede(request_id)
+        else:
+            self._error_updates.add(request_id)
+        self._errors_requested.emit(ErrorsRequest(request_id, tuple(images), tuple(class_names), float(score_thresh),
+                                                  model_name, update_of))
+        return request_id
+
+    def cancel_errors(self) -> None:
+        """Stop the running pass over the folder after its current image; nothing is emitted for it."""
+        self._errors_gate.cancel()
+
     def cancel(self) -> None:
         """Abandon the running and queued detect and inspect requests; nothing is emitted for them."""
         self._gate.cancel()
@@ -311,7 +315,7 @@ class EngineClient(QObject):
 
     @property
     def is_busy(self) -> bool:
-        """True while a load, detect or inspect request is outstanding (the state `busy` reports)."""
+        """True while a load, detect, inspect or error request is outstanding (the state `busy` reports)."""
         return bool(self._outstanding)
 
     def _issue(self, busy: bool = True) -> int:
@@ -327,7 +331,8 @@ class EngineClient(QObject):
 
     def _wanted(self, request_id: int) -> bool:
         return not self._closed and (request_id in self._loads or request_id in self._reruns
-                                     or self._gate.wants(request_id) or self._inspect_gate.wants(request_id))
+                                     or request_id in self._error_updates or self._gate.wants(request_id)
+                                     or self._inspect_gate.wants(request_id) or self._errors_gate.wants(request_id))
 
     @Slot(object)
     def _on_result(self, result: DetectResult) -> None:
@@ -359,10 +364,16 @@ class EngineClient(QObject):
         if self._wanted(request_id):
             self.progress.emit(request_id, stage)
 
+    @Slot(object)
+    def _on_errors_done(self, result: ErrorsResult) -> None:
+        if self._wanted(result.request.request_id):
+            self.errors_done.emit(result)
+
     @Slot(int)
     def _on_request_done(self, request_id: int) -> None:
         self._loads.discard(request_id)
         self._reruns.discard(request_id)
+        self._error_updates.discard(request_id)
         if request_id in self._outstanding:
             self._outstanding.discard(request_id)
             if not self._outstanding and not self._closed:

@@ -1,5 +1,8 @@
-"""The folder's images, with their annotation status (none / annotated / verified / error)."""
+"""The folder's images, with their annotation status (none / annotated / verified / error) and,
+once the Errors view has analysed them, their error counts."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -22,6 +25,12 @@ class ImageListPanel(QListWidget):
         document.subscribe(self._changed)
         self.currentRowChanged.connect(self._row_changed)
         self._refreshing = False
+        self._error_counts: dict[Path, int] = {}
+
+    def set_error_counts(self, counts: dict[Path, int]) -> None:
+        """Show each listed image's error count (false positives + false negatives) after its name."""
+        self._error_counts = dict(counts)
+        self.refresh()
 
     def _changed(self, kind: str) -> None:
         if kind in ("images", "image", "saved", "verified", "error"):
@@ -36,7 +45,9 @@ class ImageListPanel(QListWidget):
                     self.addItem(QListWidgetItem())
             for row, entry in enumerate(self.document.images):
                 item = self.item(row)
-                item.setText(f"{STATUS_MARK[entry.status]}  {entry.path.name}")
+                count = self._error_counts.get(entry.path)
+                errors = "" if count is None else f"  ({count} error{'' if count == 1 else 's'})"
+                item.setText(f"{STATUS_MARK[entry.status]}  {entry.path.name}{errors}")
                 colour = STATUS_COLOUR[entry.status]
                 item.setForeground(QBrush(QColor(colour)) if colour else self.palette().text())
                 item.setToolTip(entry.error or f"{entry.path}\n{entry.status}")

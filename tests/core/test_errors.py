@@ -106,6 +106,9 @@ def test_the_false_negatives_with_their_stages():
     assert targeted.stage == "nms" and targeted.suppressor_box == (52, 52, 72, 72)
     assert targeted.funnel.suppressed_by == 2 and targeted.funnel.best_proposal_iou == pytest.approx(361 / 439)
     assert (missed.gt_index, missed.type, missed.stage, missed.suppressor_box) == (2, MISS, "proposals-pre-nms", None)
+    # the chain the funnel followed: G1's best anchor a1 and best proposal p1; G2 sits on a3, no proposal near
+    assert (targeted.anchor_box, targeted.proposal_box) == ((50, 50, 70, 70), (49, 49, 69, 69))
+    assert (missed.anchor_box, missed.proposal_box) == ((0, 60, 20, 80), None)
     assert row.types() == {LOC: 1, BKG: 1, MISS: 1} and row.error_count == 4
 
 
@@ -115,6 +118,7 @@ def test_the_json_row():
     kinds = [(error["kind"], error["type"]) for error in record["errors"]]
     assert kinds == [("FP", LOC), ("FP", BKG), ("FN", LOC), ("FN", MISS)]
     assert record["errors"][0]["anchor_box"] == [54, 54, 74, 74] and record["errors"][3]["stage"] == "proposals-pre-nms"
+    assert record["errors"][2]["proposal_box"] == [49, 49, 69, 69] and record["errors"][3]["proposal_box"] is None
 
 
 def test_a_difficult_box_is_an_ignore_region_not_a_miss():

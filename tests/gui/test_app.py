@@ -45,3 +45,12 @@ def test_a_missing_path_exits_2_with_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: {missing}: no such image or folder"]
     assert not (tmp_path / "out.png").exists()
+
+
+def test_errors_screenshot_waits_for_the_errors_view_s_chain(tmp_path):
+    """--errors: the picture is taken once a chain is drawn (the command fails when none ever is)."""
+    out = tmp_path / "errors.png"
+    done = run_gui(str(SAMPLES), "--errors", "--device", "cpu", "--screenshot", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as picture:
+        assert picture.format == "PNG" and picture.size == WINDOW_SIZE

@@ -16,7 +16,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QTabBar
 
 from frcnn_gui.canvas.image_view import WHEEL_ZOOM
-from frcnn_gui.window_layout import BEHIND, COLUMN, STRIP
+from frcnn_gui.window_layout import ASIDE, BEHIND, COLUMN, STRIP
 
 from journeys_helpers import canvas_pixels, changed_fraction, press
 
@@ -151,7 +151,7 @@ def test_restore_default_layout_docks_and_shows_every_panel(qtbot, window):
     window.actions["restore_layout"].trigger()
     qtbot.waitUntil(lambda: abs(canvas_share(window) - first_share) < 0.02)
     for title, dock in window.docks.items():
-        if title in BEHIND:  # the Review dock waits hidden until review mode shows it
+        if title in BEHIND or title in ASIDE:  # Review and Errors wait hidden until asked for
             assert not dock.isVisible(), title
             continue
         assert dock.isVisible() and not dock.isFloating(), title
@@ -161,7 +161,7 @@ def test_restore_default_layout_docks_and_shows_every_panel(qtbot, window):
 
 
 def test_the_view_menu_lists_every_panel_and_the_way_back(window):
-    assert set(panels_menu(window)) == {*COLUMN, *STRIP, *BEHIND, "Toolbar"}
+    assert set(panels_menu(window)) == {*COLUMN, *STRIP, *BEHIND, *ASIDE, "Toolbar"}
     view = next(action.menu() for action in window.menuBar().actions() if action.text() == "&View")
     assert window.actions["restore_layout"] in view.actions()
 
