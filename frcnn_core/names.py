@@ -9,7 +9,7 @@ from __future__ import annotations
 from frcnn_core.resources import MODELS
 
 MODEL_NAMES = ("paper-vgg16", "resnet50-fpn", "resnet50-fpn-v2", "mobilenet-v3-fpn", "mobilenet-v3-320-fpn",
-               "mobilenet-v2")
+               "mobilenet-v2", "mobilenet-v2-fpn")
 COCO_TRAINED = frozenset({"resnet50-fpn", "resnet50-fpn-v2", "mobilenet-v3-fpn", "mobilenet-v3-320-fpn"})
 BUNDLED = {"bccd-demo": MODELS / "bccd-demo.pt"}
 FALLBACK_MODEL = "mobilenet-v2"  # the default when the bundled model was not built

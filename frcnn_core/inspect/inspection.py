@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
+from torchvision.ops import box_iou
 
 from frcnn_core.modeling import trace_builder as tracing, transform
 from frcnn_core.modeling.anchors import inside_mask
@@ -38,6 +39,8 @@ from frcnn_core.modeling.roi_pool import infer_scale
 from frcnn_core.modeling.rpn import anchor_targets
 from frcnn_core.modeling.stage_outputs import BoxHeadOutputs, PooledRois, StageOutputs
 from frcnn_core.modeling.trace import AnchorLabelsTrace, DetectionsTrace, ProposalsTrace, Trace
+
+IOU_ELEMENTS_KEPT = 16_000_000  # the relabel's remembered IoU rows: 64 MB of floats at most
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class Inspection:
         self._start = outputs.backbone
         self._inside = inside_mask(self._start.anchors.boxes, self._start.batch.input_sizes[0])
         self._generator_seed = generator_seed
+        self._iou_rows: dict[tuple[float, ...], Tensor] = {}  # GT box in input pixels -> its (A,) IoU row
         self.backbone_calls = 1
         self.trace = tracing.build_trace(outputs, 0, keep_pooled=False)
         self.training_trace: Trace | None = None
@@ -139,9 +143,29 @@ class Inspection:
         seeded with the inspection's seed. It is the stage re-run while a GT box is dragged."""
         generator = torch.Generator().manual_seed(self._generator_seed)
         with torch.inference_mode():
-            targets = anchor_targets(self._start.anchors.boxes, self._inside, self._to_input(gt_boxes),
-                                     self._model.config.rpn_train, generator)
+            boxes = self._to_input(gt_boxes)
+            targets = anchor_targets(self._start.anchors.boxes, self._inside, boxes, self._model.config.rpn_train,
+                                     generator, iou=self._anchor_iou(boxes))
         return tracing.anchor_labels_trace(targets)
+
+    def _anchor_iou(self, boxes: Tensor) -> Tensor:
+        """box_iou(boxes, anchors) (G, A), reusing the rows of boxes seen before: a drag moves one
+        box, so only its row is computed again. The rows kept hold at most IOU_ELEMENTS_KEPT floats."""
+        anchors = self._start.anchors.boxes
+        rows_kept = IOU_ELEMENTS_KEPT // max(len(anchors), 1)
+        keys = [tuple(box) for box in boxes.tolist()]
+        if len(keys) > rows_kept:
+            return box_iou(boxes, anchors)
+        missing = [index for index, key in enumerate(keys) if key not in self._iou_rows]
+        if len(self._iou_rows) + len(missing) > rows_kept:
+            wanted = set(keys)
+            self._iou_rows = {key: row for key, row in self._iou_rows.items() if key in wanted}
+        if missing:
+            for index, row in zip(missing, box_iou(boxes[missing], anchors), strict=True):
+                self._iou_rows[keys[index]] = row
+        if not keys:
+            return anchors.new_zeros((0, len(anchors)))
+        return torch.stack([self._iou_rows[key] for key in keys])
 
     def training_trace_for(self, gt_boxes: Tensor, gt_labels: Tensor) -> Trace:
         """The Trace a training pass would give (training settings: anchor labels, proposals, RoI

@@ -109,6 +109,16 @@ def mobilenet_v3_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int 
     return _mobilenet_fpn(mobilenet.features, chosen, pretrained, trainable_layers)
 
 
+def mobilenet_v2_coarse_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int = 3) -> tuple[nn.Module, int]:
+    """MobileNetV2 in torchvision's MobileNet detection shape (`_mobilenet_extractor`, the shape of
+    torchvision's fine-tuning tutorial with a MobileNetV2): a 256-channel FPN on its last two stage
+    indices (both stride 32) + max-pool (64)."""
+    mobilenet = _imagenet(models.mobilenet_v2, models.MobileNet_V2_Weights.IMAGENET1K_V1, pretrained,
+                          norm_layer=_norm(frozen_norm))
+    chosen = _stage_starts(mobilenet.features)[-2:]
+    return _mobilenet_fpn(mobilenet.features, chosen, pretrained, trainable_layers)
+
+
 def mobilenet_v2_fpn(pretrained: bool, frozen_norm: bool, trainable_layers: int = 6) -> tuple[nn.Module, int]:
     """MobileNetV2 + a 128-channel FPN on the last block of each of its stride-8, 16 and 32 stages,
     + max-pool (64): small enough to fine-tune on a CPU."""

@@ -67,14 +67,17 @@ class AnchorTargets:
 
 
 def anchor_targets(
-    anchors: Tensor, inside: Tensor, gt_boxes: Tensor, config: RPNConfig, generator: torch.Generator | None
+    anchors: Tensor, inside: Tensor, gt_boxes: Tensor, config: RPNConfig, generator: torch.Generator | None,
+    iou: Tensor | None = None,
 ) -> AnchorTargets:
     """Label anchors against GT boxes (0.7/0.3 rule + best anchor per GT), then sample the batch.
 
     anchors: (A, 4); inside: (A,) bool; gt_boxes: (G, 4), G may be 0. With
     `config.ignore_cross_boundary`, anchors not fully inside the image are IGNORE (the paper).
+    iou: box_iou(gt_boxes, anchors) when the caller has it already (the inspector keeps the rows
+    of the boxes a drag does not move).
     """
-    iou = box_iou(gt_boxes, anchors)
+    iou = box_iou(gt_boxes, anchors) if iou is None else iou
     if config.ignore_cross_boundary:
         iou = iou * inside  # outside anchors take part in no match, best-anchor ones included
     result = match(iou, config.fg_iou_thresh, config.bg_iou_thresh, config.allow_low_quality_matches)

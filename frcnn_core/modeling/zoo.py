@@ -76,6 +76,11 @@ MODELS: dict[str, ModelSpec] = {
         torchvision_overrides={"min_size": 480, "max_size": 640, "rpn_post_nms_top_n_test": 300},
         trainable_norm=True,
     ),
+    "mobilenet-v2-fpn": ModelSpec(
+        "MobileNetV2 in torchvision's MobileNet shape (the fine-tuning tutorial's): 256-channel FPN on "
+        "two stride-32 maps + max-pool, frozen batch norm, anchors 32-512 px on every map: for large objects",
+        MOBILENET_ANCHORS,
+    ),
 }
 
 COCO_CLASS_NAMES: list[str] = list(tv_detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
@@ -108,13 +113,15 @@ def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool,
         box_head = ConvFCHead(channels, 7) if v2 else TwoMLPHead(channels * 7 * 7)
         rpn_head = RPNHead(channels, shapes, conv_depth=2 if v2 else 1)
     else:
-        builder = backbones.mobilenet_v2_fpn if name == "mobilenet-v2" else backbones.mobilenet_v3_fpn
+        builder = {"mobilenet-v2": backbones.mobilenet_v2_fpn,
+                   "mobilenet-v2-fpn": backbones.mobilenet_v2_coarse_fpn}.get(name, backbones.mobilenet_v3_fpn)
         backbone, channels = builder(pretrained_backbone, frozen_norm)
         box_head = TwoMLPHead(channels * 7 * 7)
         rpn_head = RPNHead(channels, shapes)
     # torchvision pools from FPN outputs '0'-'3' only, never from the extra max-pool level: four
-    # levels for ResNet, two for MobileNetV3; our mobilenet-v2 pools from all four of its levels
-    pooled_levels = {"mobilenet-v2": None, "mobilenet-v3-fpn": 2, "mobilenet-v3-320-fpn": 2}.get(name, 4)
+    # levels for ResNet, two for the MobileNet shape; our mobilenet-v2 pools from all four of its levels
+    pooled_levels = {"mobilenet-v2": None, "mobilenet-v2-fpn": 2, "mobilenet-v3-fpn": 2,
+                     "mobilenet-v3-320-fpn": 2}.get(name, 4)
     pooler = functools.partial(multiscale_roi_align, output_size=7, sampling_ratio=2, num_levels=pooled_levels)
     return dict(backbone=backbone, rpn_head=rpn_head, pooler=pooler, box_head=box_head,
                 box_predictor=Predictor(1024, num_classes))

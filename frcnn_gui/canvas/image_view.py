@@ -47,6 +47,8 @@ class ImageView(QGraphicsView):
         scene.setItemIndexMethod(QGraphicsScene.NoIndex)  # a handful of items: an index only costs
         self.setScene(scene)
         self._pixmap_item = QGraphicsPixmapItem()
+        # every overlay change repaints the whole view: the image, scaled once per zoom, is a blit
+        self._pixmap_item.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         scene.addItem(self._pixmap_item)
         self.setViewportUpdateMode(QGraphicsView.FullViewportUpdate)
         self.setTransformationAnchor(QGraphicsView.NoAnchor)  # zoom_by keeps its anchor itself

@@ -14,6 +14,8 @@ from frcnn_core.inspect.inspection import Inspection, roi_align_grid, roi_pool_b
 from frcnn_core.io.images import load_image
 from frcnn_core.modeling import boxes as box_ops, transform
 from frcnn_core.modeling.config import NEG
+from frcnn_core.modeling.rpn import anchor_targets
+from frcnn_core.modeling.trace_builder import anchor_labels_trace
 from frcnn_core.modeling.zoo import build_model
 from frcnn_core.resources import SAMPLES
 
@@ -123,6 +125,24 @@ def test_relabel_anchors_follows_a_moved_gt_box(bccd):
     # the other boxes did not move: anchors matched to them with a high IoU keep their label
     others = (before.labels == 1) & (before.matched_gt_idx != 0) & (before.max_iou >= 0.7)
     assert (after.labels[others] == 1).all()
+
+
+def test_relabel_anchors_during_a_drag_equals_labelling_from_scratch(bccd, monkeypatch):
+    """The relabel keeps the IoU rows of boxes that did not move: each step of a drag (one box
+    moved, then put back, then a box deleted) labels exactly as anchor_targets from scratch, and
+    the rows kept stay within their memory bound."""
+    model, _, gt_boxes, _, inspection = bccd
+    monkeypatch.setattr("frcnn_core.inspect.inspection.IOU_ELEMENTS_KEPT", 23 * len(inspection.trace.anchors.boxes))
+    first = (torch.arange(len(gt_boxes)) == 0)[:, None]
+    moves = [gt_boxes + torch.tensor([3.0, 2.0, 3.0, 2.0]) * step * first for step in range(6)]
+    steps = [*moves, gt_boxes, gt_boxes[1:]]
+    for boxes in steps:
+        kept = inspection.relabel_anchors(boxes)
+        generator = torch.Generator().manual_seed(SEED)
+        expected = anchor_targets(inspection._start.anchors.boxes, inspection._inside, inspection._to_input(boxes),
+                                  model.config.rpn_train, generator)
+        assert_same_fields(kept, anchor_labels_trace(expected), LABEL_FIELDS)
+        assert len(inspection._iou_rows) <= 23
 
 
 def test_relabel_anchors_without_gt_boxes_makes_every_anchor_negative(bccd):

@@ -145,3 +145,17 @@ def test_a_state_dict_without_a_predictor_names_the_file(tmp_path):
     with pytest.raises(InputError, match="cls_score") as raised:
         build_model("mobilenet-v3-320-fpn", str(path))
     assert str(path) in str(raised.value)
+
+
+def test_mobilenet_v2_fpn_has_torchvisions_mobilenet_shape_on_imagenet_mobilenet_v2():
+    """The tutorial's shape: two stride-32 maps + a stride-64 pool, 256 channels, 15 anchors a
+    cell, frozen batch norm and the first stages frozen with the ImageNet backbone."""
+    model = build_model("mobilenet-v2-fpn", "imagenet", class_names=["__background__", "raccoon"])
+    features = model.backbone(torch.zeros(1, 3, 256, 320))
+    maps = list(features.values()) if isinstance(features, dict) else features
+    assert [tuple(m.shape[-2:]) for m in maps] == [(8, 10), (8, 10), (4, 5)]
+    assert all(m.shape[1] == 256 for m in maps)
+    assert model.config.anchors.num_anchors_per_location == [15, 15, 15]
+    assert any(isinstance(module, FrozenBatchNorm2d) for module in model.backbone.modules())
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.backbone.body.modules())
+    assert not model.backbone.body["0"][0].weight.requires_grad
