@@ -1,7 +1,8 @@
 """Shared test data: a one-image dataset of 200 random float boxes, for exact round trips; a tiny
 labelImg folder (128x96 crops of a real photo, VOC XML beside them) for fine-tuning runs; a few
 raccoon photos with their labelImg XML (the shared raccoon data set) for runs on classes the
-bundled blood-cell model does not know."""
+bundled blood-cell model does not know; `photo_folder`: crops with boxes of a chosen size, flat or
+as a VOC folder with a val split, for the time-budget planner."""
 from __future__ import annotations
 
 import shutil
@@ -54,4 +55,30 @@ def copy_raccoons(folder: Path, annotated: tuple[int, ...] = (2, 3, 4, 5), unann
         shutil.copyfile(RACCOON / f"raccoon-{number}.jpg", folder / f"raccoon-{number}.jpg")
     for number in annotated:
         shutil.copyfile(RACCOON / f"raccoon-{number}.xml", folder / f"raccoon-{number}.xml")
+    return folder
+
+
+def photo_folder(folder, count: int, box_side: int, size=(160, 120), voc_val: int = 0):
+    """`count` crops of a real photo with two boxes of about `box_side` px each (labelImg layout);
+    with voc_val > 0 a VOC folder whose last voc_val images are the "val" split."""
+    photo = Image.open(PHOTO).convert("RGB")
+    voc = voc_val > 0
+    images = folder / "JPEGImages" if voc else folder
+    notes = folder / "Annotations" if voc else folder
+    images.mkdir(parents=True, exist_ok=True)
+    notes.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index in range(count):
+        name = f"img{index:02d}"
+        photo.crop((index * 7, index * 3, index * 7 + 320, index * 3 + 240)).resize(size).save(images / f"{name}.jpg")
+        x, y = 5 + index % 5, 4 + index % 3
+        boxes = torch.tensor([[x, y, x + box_side, y + box_side],
+                              [x + box_side + 2, y + 2, x + 2 * box_side, y + box_side]], dtype=torch.float32)
+        write_voc_xml(notes / f"{name}.xml", images / f"{name}.jpg", *size, boxes, ["cat", "dog"])
+        names.append(name)
+    if voc:
+        split = folder / "ImageSets" / "Main"
+        split.mkdir(parents=True)
+        (split / "train.txt").write_text("\n".join(names[:-voc_val]) + "\n")
+        (split / "val.txt").write_text("\n".join(names[-voc_val:]) + "\n")
     return folder

@@ -9,6 +9,8 @@ import argparse
 import math
 import sys
 import traceback
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -27,6 +29,8 @@ from frcnn_core.io.images import load_image
 from frcnn_core.modeling.config import PRESETS
 from frcnn_core.modeling.zoo import MODELS, WEIGHT_CHOICES, build_model
 from frcnn_core.names import BUNDLED, default_model
+from frcnn_core.training.budget import plan_budget
+from frcnn_core.training.runs import SETTINGS_FILE, read_json
 from frcnn_core.training.train import TrainSettings, train
 
 
@@ -50,8 +54,10 @@ GPU_BATCH = 8  # `frcnn errors`' images per forward pass on a GPU (on a CPU one 
 NON_NEGATIVE = _in_range(float, 0.0, math.inf, "a number >= 0")
 
 
-def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=default_model(), help=f"model name ({', '.join(MODELS)}) or checkpoint file")
+def _model_arguments(parser: argparse.ArgumentParser, model: str | None = "default") -> None:
+    """--model (default: `model`; "default": the default model), --weights, --preset, --device, --fast."""
+    parser.add_argument("--model", default=default_model() if model == "default" else model,
+                        help=f"model name ({', '.join(MODELS)}) or checkpoint file")
     parser.add_argument("--weights", default=None,
                         help=f"{' | '.join(WEIGHT_CHOICES)} | PATH "
                              "(default: coco where the model has it, else imagenet)")
@@ -119,26 +125,34 @@ def _errors_arguments(errors: argparse.ArgumentParser) -> None:
 
 
 def _train_arguments(train: argparse.ArgumentParser) -> None:
+    """`frcnn train`. The settings default to None so that `--minutes` can tell the ones you gave
+    (they win over its plan) from the ones it chooses; TRAIN_DEFAULTS fill them in otherwise."""
     train.add_argument("--data", required=True, metavar="DATASET", help="VOC folder, folder of images + XML, COCO JSON")
     train.add_argument("--split", default="train", help="ImageSets/Main/<split>.txt of a VOC folder (default train)")
-    _model_arguments(train)
+    _model_arguments(train, model=None)
+    train.add_argument("--minutes", type=_in_range(float, 0.0, math.inf, "a number of minutes"),
+                       help="a time budget: the run picks the model, input size, schedule and hold-out from the "
+                            "data, validates as it goes and keeps the best checkpoint (flags you give win)")
     train.add_argument("--iters", type=COUNT, help="iterations (default: --epochs 1)")
     train.add_argument("--epochs", type=COUNT)
-    train.add_argument("--batch-size", type=COUNT, default=2)
-    train.add_argument("--lr", type=NON_NEGATIVE, default=0.01)
-    train.add_argument("--warmup", type=NATURAL, default=100, help="warm-up iterations")
-    train.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    train.add_argument("--batch-size", type=COUNT, help=f"default {TRAIN_DEFAULTS['batch_size']}")
+    train.add_argument("--lr", type=NON_NEGATIVE, help=f"default {TRAIN_DEFAULTS['lr']}")
+    train.add_argument("--warmup", type=NATURAL, help=f"warm-up iterations (default {TRAIN_DEFAULTS['warmup_iters']})")
+    train.add_argument("--schedule", choices=("cosine", "step"), help="default cosine")
     train.add_argument("--frozen-stages", type=NATURAL, default=None, help="freeze the first N backbone stages")
-    train.add_argument("--checkpoint-every", type=COUNT, default=200)
+    train.add_argument("--checkpoint-every", type=COUNT, help=f"default {TRAIN_DEFAULTS['checkpoint_every']}")
     train.add_argument("--seed", type=SEED, default=0)
-    train.add_argument("--hflip", type=FRACTION, default=0.5, help="probability of a horizontal flip")
-    train.add_argument("--vflip", type=FRACTION, default=0.0, help="probability of a vertical flip")
+    train.add_argument("--hflip", type=FRACTION, help="probability of a horizontal flip (default 0.5)")
+    train.add_argument("--vflip", type=FRACTION, help="probability of a vertical flip (default 0)")
     train.add_argument("--scale-jitter", type=_in_range(float, 1e-3, 1e3, "a scale from 0.001 to 1000"), nargs=2,
-                       default=(1.0, 1.0), metavar=("LO", "HI"))
+                       metavar=("LO", "HI"))
     train.add_argument("--photometric", action="store_true", help="brightness / contrast / saturation jitter")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--out", required=True, metavar="RUN_DIR")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
+
+
+TRAIN_DEFAULTS = {"batch_size": 2, "lr": 0.01, "warmup_iters": 100, "schedule": "cosine", "checkpoint_every": 200}
 
 
 def _device_name(text: str) -> str:
@@ -224,28 +238,57 @@ def command_trace(args) -> int:
 
 
 def command_train(args) -> int:
-    settings = TrainSettings(
-        data=args.data, out=args.out, split=args.split, model=args.model, weights=args.weights or "imagenet",
-        preset=args.preset, iters=args.iters, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        warmup_iters=args.warmup, schedule=args.schedule, frozen_stages=args.frozen_stages,
-        checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device, amp=not args.no_amp,
-        augment=AugmentConfig(hflip=args.hflip, vflip=args.vflip, scale=tuple(args.scale_jitter),
-                              photometric=args.photometric),
-    )
+    given = _given_train_settings(args)
+    if args.resume and (Path(args.out) / SETTINGS_FILE).is_file():  # the run goes on as it was planned
+        settings = replace(TrainSettings.from_dict(read_json(Path(args.out) / SETTINGS_FILE)), out=args.out)
+    elif args.minutes is not None:
+        if args.iters or args.epochs:
+            raise InputError(None, "give a time budget (--minutes) or a length (--iters, --epochs), not both")
+        plan = plan_budget(args.data, args.minutes, args.out, given, split=args.split, seed=args.seed,
+                           device=args.device)
+        print("plan for " + f"{args.minutes:g} minutes:\n" + "\n".join(f"  why: {line}" for line in plan.why),
+              file=sys.stderr)
+        settings = plan.settings
+    else:
+        settings = TrainSettings(data=args.data, out=args.out, split=args.split, model=args.model or default_model(),
+                                 weights=args.weights or "imagenet", iters=args.iters, epochs=args.epochs,
+                                 seed=args.seed, **{**TRAIN_DEFAULTS, **given})
     runs = train(settings, resume=args.resume)
     for progress in runs:
         if progress.event == "started":
             print(progress.message, file=sys.stderr)
-            bar = tqdm(total=progress.total, initial=progress.iteration, unit="it", file=sys.stderr)
+            bar = tqdm(total=progress.total or None, initial=progress.iteration, unit="it", file=sys.stderr)
         elif progress.event == "iteration":
+            bar.total = progress.total or None
             bar.update(1)
             bar.set_postfix(loss=f"{sum(progress.losses.values()):.3f}", lr=f"{progress.lr:.2g}")
+        elif progress.event == "validated":
+            bar.write(progress.message, file=sys.stderr)
         elif progress.event in ("stopped", "cancelled", "done"):
             bar.close()
             print(progress.message, file=sys.stderr)
             if progress.event == "stopped":
                 return 2
     return 0
+
+
+def _given_train_settings(args) -> dict:
+    """The TrainSettings fields set by flags the user gave (argparse's None: not given)."""
+    given = {"model": args.model, "weights": args.weights, "preset": args.preset, "batch_size": args.batch_size,
+             "lr": args.lr, "warmup_iters": args.warmup, "schedule": args.schedule,
+             "frozen_stages": args.frozen_stages, "checkpoint_every": args.checkpoint_every, "device": args.device}
+    given = {key: value for key, value in given.items() if value is not None}
+    if given.get("device") == "auto":
+        del given["device"]
+    flips = {"hflip": args.hflip, "vflip": args.vflip}
+    if any(value is not None for value in flips.values()) or args.scale_jitter or args.photometric:
+        base = AugmentConfig()
+        given["augment"] = AugmentConfig(hflip=base.hflip if args.hflip is None else args.hflip,
+                                         vflip=base.vflip if args.vflip is None else args.vflip,
+                                         scale=tuple(args.scale_jitter or base.scale), photometric=args.photometric)
+    if args.no_amp:
+        given["amp"] = False
+    return given
 
 
 def command_eval(args) -> int:
@@ -317,7 +360,7 @@ def _problem(error: InputError | OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and args.scale_jitter[0] > args.scale_jitter[1]:
+    if args.command == "train" and args.scale_jitter and args.scale_jitter[0] > args.scale_jitter[1]:
         parser.error(f"argument --scale-jitter: LO {args.scale_jitter[0]} is above HI {args.scale_jitter[1]}")
     try:
         return COMMANDS[args.command](args)

@@ -40,6 +40,7 @@ from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import BUNDLED, MODELS, WEIGHT_CHOICES, build_model
 from frcnn_core.training.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, LOG_FILE, METRICS_FILE, PLAN_FILE, read_json
 from frcnn_core.training.train import Progress, TrainSettings, pick_device, train
+from frcnn_core.training.validation import split_train_val
 
 
 @dataclass(frozen=True)
@@ -79,30 +80,6 @@ class FinetunePlan:
                    str(data["base_weights"]), data.get("val_split"),
                    None if base_classes is None else tuple(str(name) for name in base_classes),
                    tuple(str(line) for line in data.get("problems", ())))
-
-
-def split_train_val(names: list[str], labels: list[torch.Tensor], val_fraction: float,
-                    seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split N images into (train names, validation names), deterministically from `seed`.
-
-    names: N image file names; labels: N int64 tensors (G_i,), each image's box labels.
-    round(val_fraction * N) images are asked for validation, at least 1 when N >= 2, never all;
-    they are taken in a seeded random order, passing over any image whose move would leave a
-    class without a box in train. So validation comes out smaller than asked (even empty) when
-    the data has too few boxes of some class. Both tuples keep the order of `names`.
-    """
-    wanted = 0 if len(names) < 2 else min(len(names) - 1, max(1, round(val_fraction * len(names))))
-    train_counts = Counter(label for image_labels in labels for label in image_labels.tolist())
-    val_idx: set[int] = set()
-    for index in torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist():
-        if len(val_idx) == wanted:
-            break
-        image_counts = Counter(labels[index].tolist())
-        if all(train_counts[label] > count for label, count in image_counts.items()):
-            train_counts.subtract(image_counts)
-            val_idx.add(index)
-    return (tuple(name for index, name in enumerate(names) if index not in val_idx),
-            tuple(name for index, name in enumerate(names) if index in val_idx))
 
 
 def plan_finetune(data: str, runs_dir: str, base_model: str = "bccd-demo", base_weights: str = "none", *,

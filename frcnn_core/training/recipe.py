@@ -7,6 +7,7 @@ So a resumed run, or a run under torchrun, sees exactly the batches it would hav
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -63,9 +64,11 @@ def lr_factor(iteration: int, total: int, warmup: int, schedule: str) -> float:
     raise ValueError(f"unknown schedule {schedule!r}; choose cosine or step")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, settings, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, settings, total: int,
+                   factor: Callable[[int], float] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """`lr_factor` over `total` iterations, or `factor` (a budgeted run's clock, whose plan moves)."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(i, total, settings.warmup_iters, settings.schedule)
+        optimizer, factor or (lambda i: lr_factor(i, total, settings.warmup_iters, settings.schedule))
     )
 
 

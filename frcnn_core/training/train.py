@@ -40,6 +40,8 @@ from frcnn_core.modeling.checkpoints import save_checkpoint
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import build_model
 from frcnn_core.training.recipe import Batches, freeze_stages, make_optimizer, make_scheduler
+from frcnn_core.training.timekeeping import BudgetState, Clock
+from frcnn_core.training.validation import ValidationState, Validator, holdout_dataset
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class TrainSettings:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     images: tuple[str, ...] | None = None
     class_names: tuple[str, ...] | None = None
+    minutes: float | None = None  # a time budget instead of iters/epochs (timekeeping.py)
+    val_split: str | None = None  # the hold-out validated on while training: this split of data,
+    val_images: tuple[str, ...] | None = None  # or these images of `split` (by file name)
+    input_size: tuple[int, int] | None = None  # (min_size, max_size) of the resize; None: the model's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +96,7 @@ class TrainSettings:
         if "scale" in augment:
             augment["scale"] = tuple(augment["scale"])
         values["augment"] = AugmentConfig(**augment)
-        for name in ("images", "class_names"):
+        for name in ("images", "class_names", "val_images", "input_size"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -99,8 +105,9 @@ class TrainSettings:
 @dataclass(frozen=True)
 class Progress:
     """One record of the run. event: "started" (message: what the dataset reader skipped or
-    fixed), "iteration", "checkpoint", "done", "cancelled" or "stopped" (a non-finite loss;
-    `message` says which term and at which iteration)."""
+    fixed), "iteration", "checkpoint", "validated" (a budgeted run scored its hold-out), "done",
+    "cancelled" or "stopped" (a non-finite loss; `message` says which term and at which iteration).
+    A budgeted run's `total` is its current plan, which may change as it goes."""
 
     event: str
     iteration: int
@@ -111,6 +118,7 @@ class Progress:
     images_per_s: float
     eta_s: float
     message: str = ""
+    validation: dict | None = None  # "validated": {"iteration", "AP50", "AP", "seconds", "best"}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -131,7 +139,10 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     (0: never), on rank 0, with the model in eval mode under torch.inference_mode(); afterwards
     every module's mode and torch's random state are restored, so the run is bit-identical to
     one without a preview.
+    With `settings.minutes` the run ends with its time budget (timekeeping.py) and validates on
+    its hold-out as it goes (validation.py): final.pt is then the best model by validation AP50.
     """
+    clock = Clock(settings.minutes * 60, warmup_iters=settings.warmup_iters) if settings.minutes else None
     rank, world = process_group()
     device = resolve_device(settings.device)
     run = Path(settings.out)
@@ -151,18 +162,28 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     # would load in place of any weights.
     model_source, weights = (str(checkpoint), "none") if resume else (settings.model, settings.weights)
     model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names)
+    if settings.input_size is not None and not resume:
+        low, high = settings.input_size
+        model.config = replace(model.config, transform=replace(model.config.transform, min_size=low, max_size=high))
     freeze_stages(model, settings.frozen_stages)
     model.to(device).train()
     if device.type == "cuda":
         model.use_channels_last()
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = make_optimizer(model, settings)
-    total = total_iterations(settings, len(dataset), world)
-    scheduler = make_scheduler(optimizer, settings, total)
+    total = 0 if clock else total_iterations(settings, len(dataset), world)
+    scheduler = make_scheduler(optimizer, settings, total, clock.lr_factor if clock else None)
     generator = torch.Generator().manual_seed(settings.seed + rank)
-    start = 0
+    start, saved = 0, {}
     if resume:
-        start = _restore(checkpoint, optimizer, scheduler, generator, rank)
+        start, saved = _restore(checkpoint, optimizer, scheduler, generator, rank)
+    if clock is not None and "budget" in saved:
+        clock.state = BudgetState(**saved["budget"])
+    validator = None
+    if clock is not None and rank == 0:
+        holdout = holdout_dataset(settings, dataset.class_names)
+        if holdout is not None and len(holdout):
+            validator = Validator(holdout, run, device, ValidationState(**saved.get("validation", {})))
     dataset.transform = Augment(settings.augment, seed=settings.seed)
     batches = Batches(dataset, settings.batch_size, settings.seed, rank, world)
     if rank == 0 and not resume:  # settings.json marks when the run began
@@ -173,8 +194,8 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     show = None
     if preview is not None and preview_every > 0 and rank == 0:
         show = functools.partial(_preview, model, preview, preview_every, device)
-    records = _loop(trained, model, optimizer, scheduler, generator, batches, settings, start, total, device, rank,
-                    cancel, show)
+    parts = _Run(trained, model, optimizer, scheduler, generator, batches, settings, device, rank, clock, validator)
+    records = _loop(parts, start, total, cancel, show)
     log = _append_log(run / "log.jsonl") if rank == 0 else None
     try:
         for record in (started, *[]), records:
@@ -202,49 +223,92 @@ def _append_log(path: Path):
     return log
 
 
-def _restore(checkpoint: Path, optimizer, scheduler, generator, rank: int) -> int:
-    """Put the training state of `checkpoint` (a run's last.pt) back; its iteration. InputError
-    for a file without one (a model checkpoint, say) or with a damaged one."""
+def _restore(checkpoint: Path, optimizer, scheduler, generator, rank: int) -> tuple[int, dict]:
+    """Put the training state of `checkpoint` (a run's last.pt) back; its iteration and the
+    budget's and validation's states ({} for a run without a budget). InputError for a file
+    without one (a model checkpoint, say) or with a damaged one."""
     extra = torch.load(checkpoint, map_location="cpu", weights_only=True)
     try:
         optimizer.load_state_dict(extra["optimizer"])
         scheduler.load_state_dict(extra["scheduler"])
         generator.set_state(extra["rng"]["sampling"][rank])
         torch.set_rng_state(extra["rng"]["torch"])
-        return int(extra["iteration"])
+        return int(extra["iteration"]), {key: extra[key] for key in ("budget", "validation") if key in extra}
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
         raise InputError(checkpoint, f"cannot resume: no usable training state in it ({type(error).__name__}: "
                                      f"{str(error).splitlines()[0] if str(error) else 'missing'}); "
                                      "it is a model, not a run's last.pt") from error
 
 
-def _loop(trained, model, optimizer, scheduler, generator, batches, settings, start: int, total: int, device,
-          rank: int, cancel, show: Callable[[int], None] | None) -> Iterator[Progress]:
-    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and device.type == "cuda")
+@dataclass
+class _Run:
+    """What the loop works with."""
+
+    trained: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    model: FasterRCNN
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    generator: torch.Generator
+    batches: Batches
+    settings: TrainSettings
+    device: torch.device
+    rank: int
+    clock: Clock | None
+    validator: Validator | None
+
+
+def _loop(run: _Run, start: int, total: int, cancel, show: Callable[[int], None] | None) -> Iterator[Progress]:
+    settings, clock, validator = run.settings, run.clock, run.validator
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and run.device.type == "cuda")
     began, done_images = time.perf_counter(), 0
     iteration = start
     record = None
 
-    def emit(event: str, losses: dict, message: str = "") -> Progress:
+    def planned() -> int:
+        return clock.state.total if clock else total
+
+    def emit(event: str, losses: dict, message: str = "", validation: dict | None = None) -> Progress:
         elapsed = time.perf_counter() - began
         speed = done_images / elapsed if elapsed > 0 else 0.0
-        remaining = (total - iteration) * settings.batch_size / speed if speed > 0 else float("inf")
-        return Progress(event, iteration, total, batches.epoch_of(iteration), losses,
-                        optimizer.param_groups[0]["lr"], speed, remaining, message)
+        if clock is not None:
+            remaining = max(clock.left(), 0.0)
+        else:
+            remaining = (total - iteration) * settings.batch_size / speed if speed > 0 else float("inf")
+        return Progress(event, iteration, planned(), run.batches.epoch_of(iteration), losses,
+                        run.optimizer.param_groups[0]["lr"], speed, remaining, message, validation)
+
+    def state() -> dict:
+        extra = {"train_settings": settings.to_dict()}
+        if clock is not None:
+            extra["budget"] = clock.to_dict()
+        if validator is not None:
+            extra["validation"] = asdict(validator.state)
+        return extra
 
     def save() -> None:  # every rank takes part (the sampling states are gathered), rank 0 writes
-        _save(Path(settings.out) / "last.pt", model, optimizer, scheduler, generator, iteration, settings, rank)
+        _save(Path(settings.out) / "last.pt", run, iteration, state())
 
-    while iteration < total:
+    def validate() -> Progress | None:
+        if validator is None:
+            return None
+        result = validator.validate(run.model, iteration, {"iteration": iteration, **state()})
+        clock.validation_took(result["seconds"])
+        clock.plan(iteration)
+        message = (f"validation AP50 {result['AP50']:.3f} (AP {result['AP']:.3f}) at iteration {iteration}; "
+                   f"{validator.summary()}")
+        return emit("validated", record.losses if record else {}, message, result)
+
+    stop_reason = ""
+    while not _finished(run, iteration, total):
         if cancel():
             save()
             yield emit("cancelled", record.losses if record else {}, f"cancelled at iteration {iteration}")
             return
-        images, targets = batches.get(iteration)
-        images = [image.to(device) for image in images]
-        targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
-        with torch.autocast(device.type, enabled=scaler.is_enabled()):
-            losses = trained(images, targets, generator=generator)
+        images, targets = run.batches.get(iteration)
+        images = [image.to(run.device) for image in images]
+        targets = [{"boxes": t["boxes"].to(run.device), "labels": t["labels"].to(run.device)} for t in targets]
+        with torch.autocast(run.device.type, enabled=scaler.is_enabled()):
+            losses = run.trained(images, targets, generator=run.generator)
         loss = sum(losses.values())
         values = {k: float(v.detach()) for k, v in losses.items()}
         if not math.isfinite(float(loss.detach())):
@@ -252,25 +316,56 @@ def _loop(trained, model, optimizer, scheduler, generator, batches, settings, st
             yield emit("stopped", values, f"non-finite loss at iteration {iteration + 1} ({bad}); "
                                           f"the last good checkpoint is kept — lower --lr or check the boxes")
             return
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.step(optimizer)
+        scaler.step(run.optimizer)
         scaler.update()
-        scheduler.step()
         iteration += 1
         done_images += len(images)
+        if clock is not None:
+            clock.iteration_done()
+            if not clock.state.total:
+                clock.plan(iteration)
+        run.scheduler.step()
         if show is not None:
             show(iteration)
         record = emit("iteration", values)
         yield record
-        if iteration % settings.checkpoint_every == 0 or iteration == total:
+        if clock is not None and clock.validation_due(iteration) and validator is not None:
+            yield validate()
+            if validator.plateaued(clock.spent() / clock.budget_s):
+                stop_reason = f"stopped early: validation AP50 has not risen for {validator.state.since_best} checks"
+                break
+        if iteration % settings.checkpoint_every == 0 or (clock is None and iteration == total):
             save()
             yield replace(record, event="checkpoint")
-    if rank == 0:
+    if clock is not None:
+        if validator is not None and not validator.validated_at(iteration):
+            yield validate()
+        save()
+    if run.rank == 0:
         final = Path(settings.out) / "final.pt"
-        save_checkpoint(final, model.model_name, model.config, model.class_names, model.state_dict(),
-                        extra={"train_settings": settings.to_dict()})
-    yield emit("done", record.losses if record else {}, f"finished {total} iterations")
+        if validator is None or not validator.promote(final):
+            save_checkpoint(final, run.model.model_name, run.model.config, run.model.class_names,
+                            run.model.state_dict(), extra={"train_settings": settings.to_dict()})
+    summary = f"finished {iteration} iterations"
+    if clock is not None:
+        summary += f" in {clock.spent() / 60:.1f} of {settings.minutes:g} minutes"
+    if validator is not None:
+        summary += f"; final.pt is the {validator.summary()}, last.pt the last"
+    yield emit("done", record.losses if record else {}, "; ".join(filter(None, [stop_reason, summary])))
+
+
+def _finished(run: _Run, iteration: int, total: int) -> bool:
+    """The end of the run: `total` iterations, or the budget spent. Under torchrun rank 0's
+    clock decides for every rank, and its plan (the learning rate follows it) is everyone's."""
+    if run.clock is None:
+        return iteration >= total
+    done = torch.tensor([float(run.clock.time_is_up(iteration)), float(run.clock.state.total)])
+    if dist.is_initialized():
+        dist.broadcast(done, src=0)
+        run.clock.state.total = int(done[1])
+    return bool(done[0])
 
 
 def _preview(model: FasterRCNN, preview: Callable[[FasterRCNN, int], None], every: int, device: torch.device,
@@ -289,19 +384,20 @@ def _preview(model: FasterRCNN, preview: Callable[[FasterRCNN, int], None], ever
             module.training = training
 
 
-def _save(path: Path, model, optimizer, scheduler, generator, iteration: int, settings, rank: int) -> None:
+def _save(path: Path, run: _Run, iteration: int, extra: dict) -> None:
     """An atomic checkpoint holding everything `resume` needs (written by rank 0)."""
-    states = [generator.get_state()]
+    states = [run.generator.get_state()]
     if dist.is_initialized():
         states = [torch.zeros_like(states[0]) for _ in range(dist.get_world_size())]
-        dist.all_gather(states, generator.get_state())
-    if rank != 0:
+        dist.all_gather(states, run.generator.get_state())
+    if run.rank != 0:
         return
     extra = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        **extra,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
         "iteration": iteration,
         "rng": {"sampling": states, "torch": torch.get_rng_state()},
-        "train_settings": settings.to_dict(),
     }
+    model = run.model
     save_checkpoint(path, model.model_name, model.config, model.class_names, model.state_dict(), extra=extra)

@@ -1,0 +1,182 @@
+"""A time budget instead of knobs: the plan from the data, the clock, validation and the best checkpoint."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from frcnn_core.data.voc import write_voc_xml
+from frcnn_core.errors import InputError
+from frcnn_core.training import timekeeping
+from frcnn_core.training.budget import COARSE_MODEL, FINE_MODEL, plan_budget
+from frcnn_core.training.timekeeping import FINAL_SAVE_S, BudgetState, Clock
+from frcnn_core.training.train import TrainSettings, train
+
+from datasets import photo_folder
+from reference import PHOTO
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    clock = FakeTime()
+    monkeypatch.setattr(timekeeping.time, "monotonic", clock)
+    return clock
+
+
+# ---------------------------------------------------------------- the clock
+
+
+def test_the_clock_plans_the_iterations_that_fit_and_the_schedule_ends_with_them(fake_time):
+    clock = Clock(100.0, warmup_iters=5)
+    assert clock.plan(0) == 0 and clock.state.total == 0  # nothing measured: no plan yet
+    for _ in range(10):  # 0.5 s an iteration
+        clock.iteration_done()
+        fake_time.now += 0.5
+    clock.iteration_done()
+    total = clock.plan(10)
+    spent = clock.spent()  # 5 s
+    # what is left, less a validation (none measured: 0 s) and the final save, at 0.5 s an iteration
+    assert total == 10 + math.floor((100 - spent - FINAL_SAVE_S) / 0.5)
+    assert clock.lr_factor(0) == pytest.approx(0.001)
+    assert clock.lr_factor(5) == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / total)))
+    assert clock.lr_factor(total) == pytest.approx(0.0, abs=1e-12)
+    assert not clock.time_is_up(11)
+    fake_time.now += 100 - spent - FINAL_SAVE_S - 0.4  # less than one iteration left before the reserve
+    assert clock.time_is_up(12)
+
+
+def test_slow_validations_are_fewer_and_come_after_the_warm_up(fake_time):
+    clock = Clock(600.0, warmup_iters=20)
+    for _ in range(12):
+        clock.iteration_done()
+        fake_time.now += 1.0
+    clock.plan(12)
+    fake_time.now += 100  # a tenth of the budget is long past, but the warm-up is not over
+    assert not clock.validation_due(12)
+    assert clock.validation_due(20)
+    clock.validation_took(30.0)  # 30 s each: 15% of 600 s affords 3
+    assert clock.validations() == 3
+    assert not clock.validation_due(21)  # the next is at 2/3 of the budget
+    fake_time.now = 1000.0 + 2 / 3 * 600
+    assert clock.validation_due(300)
+
+
+def test_a_resumed_clock_counts_the_time_spent_before(fake_time):
+    clock = Clock(300.0, BudgetState(spent_s=120.0, total=500, validations_done=4))
+    fake_time.now += 30
+    assert clock.spent() == pytest.approx(150.0) and clock.left() == pytest.approx(150.0)
+    assert clock.to_dict() == {"spent_s": pytest.approx(150.0), "total": 500, "validations_done": 4}
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_the_plan_fits_the_model_and_input_to_the_boxes(tmp_path):
+    large = plan_budget(str(photo_folder(tmp_path / "large", 10, 50)), 5, str(tmp_path / "run"))
+    small = plan_budget(str(photo_folder(tmp_path / "small", 10, 8)), 5, str(tmp_path / "run"))
+
+    assert large.settings.model == COARSE_MODEL and small.settings.model == FINE_MODEL
+    assert large.settings.weights == small.settings.weights == "imagenet"  # no COCO file here
+    assert large.settings.input_size == (320, 416)  # 120 px images: the CPU's smallest input, about 4:3
+    assert large.settings.minutes == 5 and large.settings.augment.hflip == 0.5
+    assert any(line.startswith("base: mobilenet-v2,") for line in small.why)
+    assert len(large.why) >= 5 and all(len(line) < 400 for line in large.why)
+
+
+def test_the_hold_out_is_a_voc_val_split_or_a_seeded_share(tmp_path):
+    voc = plan_budget(str(photo_folder(tmp_path / "voc", 12, 40, voc_val=3)), 5, "run")
+    assert voc.settings.val_split == "val" and voc.settings.val_images is None
+    folder = str(photo_folder(tmp_path / "flat", 20, 40))
+    first, again = plan_budget(folder, 5, "run", seed=1), plan_budget(folder, 5, "run", seed=1)
+    other = plan_budget(folder, 5, "run", seed=2)
+    assert first.settings.val_images == again.settings.val_images != other.settings.val_images
+    assert len(first.settings.val_images) == 4  # 15% of 20, at least 4
+    assert not set(first.settings.val_images) & set(first.settings.images)
+    few = plan_budget(str(photo_folder(tmp_path / "few", 5, 40)), 5, "run")
+    assert few.settings.val_images is None and few.settings.val_split is None
+    assert any("too few" in line for line in few.why)
+
+
+def test_flags_the_user_gives_win_over_the_plan(tmp_path):
+    plan = plan_budget(str(photo_folder(tmp_path / "data", 10, 50)), 5, "run", {"lr": 0.02, "model": "mobilenet-v2"})
+    assert plan.settings.lr == 0.02 and plan.settings.model == "mobilenet-v2"
+    assert plan.why[-1] == "yours: lr = 0.02, model = mobilenet-v2"
+
+
+@pytest.mark.parametrize("minutes", [0.5, 0.0, -3, math.inf, math.nan, 1e9])
+def test_an_absurd_budget_is_one_line(tmp_path, minutes):
+    with pytest.raises(InputError) as raised:
+        plan_budget(str(photo_folder(tmp_path / "data", 3, 50)), minutes, "run")
+    assert "\n" not in str(raised.value) and "minute" in str(raised.value)
+
+
+def test_data_without_training_boxes_is_one_line(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    Image.open(PHOTO).convert("RGB").resize((64, 48)).save(folder / "a.jpg")
+    write_voc_xml(folder / "a.xml", folder / "a.jpg", 64, 48, torch.zeros(0, 4), [])
+    with pytest.raises(InputError, match="no training boxes"):
+        plan_budget(str(folder), 5, "run")
+
+
+# ---------------------------------------------------------------- a budgeted run
+
+
+def budget_settings(data, out, minutes: float) -> TrainSettings:
+    plan = plan_budget(str(data), 5, str(out), {"model": "mobilenet-v3-320-fpn", "weights": "none"})
+    return TrainSettings(**{**plan.settings.__dict__, "minutes": minutes, "input_size": (96, 128),
+                            "warmup_iters": 3})
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_ends_in_time_and_keeps_the_best_checkpoint(tmp_path):
+    data, run = photo_folder(tmp_path / "data", 12, 40), tmp_path / "run"
+    began = time.monotonic()
+    records = list(train(budget_settings(data, run, minutes=0.3)))
+    took = time.monotonic() - began
+
+    assert took <= 0.3 * 60 + 2.0  # the budget holds building, validating and saving
+    assert records[-1].event == "done" and "final.pt is the best validation AP50" in records[-1].message
+    validations = [r.validation for r in records if r.event == "validated"]
+    assert len(validations) >= 2 and all(0.0 <= v["AP50"] <= 1.0 for v in validations)
+    best = max(validations, key=lambda v: (v["AP50"], -v["iteration"]))
+    final = torch.load(run / "final.pt", map_location="cpu", weights_only=True)
+    assert final["iteration"] == best["iteration"]
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    iterations = [r for r in records if r.event == "iteration"]
+    assert last["iteration"] == iterations[-1].iteration and not (run / "best.pt").exists()
+    assert iterations[-1].lr < 0.2 * iterations[len(iterations) // 2].lr  # the cosine ends with the budget
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [entry["validation"] for entry in log if entry["event"] == "validated"] == validations
+
+
+@pytest.mark.slow
+def test_a_resumed_budgeted_run_continues_the_same_plan(tmp_path):
+    data, run = photo_folder(tmp_path / "data", 12, 40), tmp_path / "run"
+    settings = budget_settings(data, run, minutes=0.3)
+    counter = iter(range(10_000))
+    first = list(train(settings, cancel=lambda: next(counter) >= 25))
+    assert first[-1].event == "cancelled"
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    spent_before = saved["budget"]["spent_s"]
+
+    began = time.monotonic()
+    resumed = list(train(settings, resume=True))
+
+    assert resumed[-1].event == "done"
+    assert time.monotonic() - began <= 0.3 * 60 - spent_before + 2.0  # only what was left of the budget
+    assert [r.iteration for r in resumed if r.event == "iteration"][0] == 26
+    history = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["validation"]["history"]
+    assert history[:len(saved["validation"]["history"])] == saved["validation"]["history"]
