@@ -11,7 +11,9 @@ models then run that BatchNorm2d in eval mode.
 from __future__ import annotations
 
 import os
+import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,3 +158,15 @@ def summary(times: list[float], unit: float = 1.0) -> dict:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (the project's one atomic-write helper)."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def cpu_model() -> str:
+    """lscpu's model name, else platform.processor(), else 'unknown'."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        lines = []
+    for line in lines:
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"

@@ -21,21 +21,9 @@ import bench_errors
 import bench_inference
 import bench_seed_stages
 import bench_startup
-from common import atomic_write_text
+from common import atomic_write_text, cpu_model
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.md"
-
-
-def cpu_model() -> str:
-    """lscpu's model name, else platform.processor(), else 'unknown'."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        lines = []
-    for line in lines:
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def gui_benchmark() -> dict:
