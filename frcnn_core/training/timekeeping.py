@@ -43,6 +43,7 @@ class Clock:
         self._iteration_s: list[float] = []
         self._validation_s: list[float] = []
         self._last_tick: float | None = None
+        self.stop_requested = False  # set to end the run early (a plateau)
 
     # -- time --------------------------------------------------------------------------------
 

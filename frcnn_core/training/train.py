@@ -299,7 +299,8 @@ def _loop(run: _Run, start: int, total: int, cancel, show: Callable[[int], None]
         return emit("validated", record.losses if record else {}, message, result)
 
     stop_reason = ""
-    while not _finished(run, iteration, total):
+    finished = _finished(run, iteration, total)
+    while not finished:
         if cancel():
             save()
             yield emit("cancelled", record.losses if record else {}, f"cancelled at iteration {iteration}")
@@ -326,6 +327,7 @@ def _loop(run: _Run, start: int, total: int, cancel, show: Callable[[int], None]
             clock.iteration_done()
             if not clock.state.total:
                 clock.plan(iteration)
+        finished = _finished(run, iteration, total)  # before the scheduler: every rank steps with rank 0's plan
         run.scheduler.step()
         if show is not None:
             show(iteration)
@@ -333,9 +335,9 @@ def _loop(run: _Run, start: int, total: int, cancel, show: Callable[[int], None]
         yield record
         if clock is not None and clock.validation_due(iteration) and validator is not None:
             yield validate()
-            if validator.plateaued(clock.spent() / clock.budget_s):
+            if validator.plateaued(clock.spent() / clock.budget_s):  # the run ends after the next iteration
                 stop_reason = f"stopped early: validation AP50 has not risen for {validator.state.since_best} checks"
-                break
+                clock.stop_requested = True
         if iteration % settings.checkpoint_every == 0 or (clock is None and iteration == total):
             save()
             yield replace(record, event="checkpoint")
@@ -361,7 +363,8 @@ def _finished(run: _Run, iteration: int, total: int) -> bool:
     clock decides for every rank, and its plan (the learning rate follows it) is everyone's."""
     if run.clock is None:
         return iteration >= total
-    done = torch.tensor([float(run.clock.time_is_up(iteration)), float(run.clock.state.total)])
+    done = torch.tensor([float(run.clock.stop_requested or run.clock.time_is_up(iteration)),
+                         float(run.clock.state.total)])
     if dist.is_initialized():
         dist.broadcast(done, src=0)
         run.clock.state.total = int(done[1])
