@@ -37,6 +37,7 @@ from frcnn_core.distributed import process_group
 from frcnn_core.errors import InputError
 from frcnn_core.io.atomic import write_bytes_atomic
 from frcnn_core.modeling.checkpoints import save_checkpoint
+from frcnn_core.modeling.config import AnchorConfig
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import build_model
 from frcnn_core.training.recipe import Batches, freeze_stages, make_optimizer, make_scheduler
@@ -49,6 +50,8 @@ class TrainSettings:
     images: train only on the samples whose image file name (no folder) is listed; None = all.
     class_names: a fixed class order for the model (background first or not), as `open_dataset`
     takes it; None = the dataset's own order.
+    anchors: the anchors of a fresh run's model (e.g. fitted by `auto_anchors.choose_anchors`);
+    None = the model's own. A resumed run keeps those its last.pt holds.
     """
 
     data: str
@@ -73,6 +76,7 @@ class TrainSettings:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     images: tuple[str, ...] | None = None
     class_names: tuple[str, ...] | None = None
+    anchors: AnchorConfig | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +97,8 @@ class TrainSettings:
         for name in ("images", "class_names"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
+        if values.get("anchors") is not None:
+            values["anchors"] = AnchorConfig.from_dict(values["anchors"])
         return cls(**values)
 
 
@@ -150,7 +156,8 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     # On resume last.pt is the model: settings.model may itself be a checkpoint, which build_model
     # would load in place of any weights.
     model_source, weights = (str(checkpoint), "none") if resume else (settings.model, settings.weights)
-    model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names)
+    model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names,
+                        anchors=None if resume else settings.anchors)
     freeze_stages(model, settings.frozen_stages)
     model.to(device).train()
     if device.type == "cuda":
