@@ -54,6 +54,11 @@ class AnchorConfig:
     def num_anchors_per_location(self) -> list[int]:
         return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios, strict=True)]
 
+    @classmethod
+    def from_dict(cls, data: dict) -> AnchorConfig:
+        """The inverse of `dataclasses.asdict`, also after a JSON round trip."""
+        return cls(**{k: _tuples(v) for k, v in data.items()})
+
 
 @dataclass(frozen=True)
 class RPNConfig:
@@ -109,18 +114,20 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> DetectorConfig:
-        def tuples(value):
-            return tuple(tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
         return cls(
             preset=data["preset"],
-            transform=TransformConfig(**{k: tuples(v) for k, v in data["transform"].items()}),
-            anchors=AnchorConfig(**{k: tuples(v) for k, v in data["anchors"].items()}),
-            rpn_train=RPNConfig(**{k: tuples(v) for k, v in data["rpn_train"].items()}),
-            rpn_test=RPNConfig(**{k: tuples(v) for k, v in data["rpn_test"].items()}),
-            roi_train=RoIConfig(**{k: tuples(v) for k, v in data["roi_train"].items()}),
-            roi_test=RoIConfig(**{k: tuples(v) for k, v in data["roi_test"].items()}),
+            transform=TransformConfig(**{k: _tuples(v) for k, v in data["transform"].items()}),
+            anchors=AnchorConfig.from_dict(data["anchors"]),
+            rpn_train=RPNConfig(**{k: _tuples(v) for k, v in data["rpn_train"].items()}),
+            rpn_test=RPNConfig(**{k: _tuples(v) for k, v in data["rpn_test"].items()}),
+            roi_train=RoIConfig(**{k: _tuples(v) for k, v in data["roi_train"].items()}),
+            roi_test=RoIConfig(**{k: _tuples(v) for k, v in data["roi_test"].items()}),
         )
+
+
+def _tuples(value):
+    """Lists (a JSON round trip's) back to the tuples the configs hold, nested ones too."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _torchvision(anchors: AnchorConfig, model_overrides: dict) -> DetectorConfig:

@@ -38,21 +38,37 @@ def normalize(image: Tensor, config: TransformConfig) -> Tensor:
     return (image - mean[:, None, None]) / std[:, None, None]
 
 
+def _scale_factor(height: int, width: int, config: TransformConfig) -> float:
+    return min(config.min_size / min(height, width), config.max_size / max(height, width))
+
+
 def resize(image: Tensor, config: TransformConfig) -> Tensor:
     """Resize (3, H, W) by the config's rule (see `TransformConfig`)."""
     if config.fixed_size is not None:
         return F.interpolate(image[None], size=list(config.fixed_size), mode="bilinear", align_corners=False)[0]
     height, width = image.shape[-2:]
-    factor = min(config.min_size / min(height, width), config.max_size / max(height, width))
-    return F.interpolate(
-        image[None], scale_factor=factor, mode="bilinear", recompute_scale_factor=True, align_corners=False
-    )[0]
+    return F.interpolate(image[None], scale_factor=_scale_factor(height, width, config), mode="bilinear",
+                         recompute_scale_factor=True, align_corners=False)[0]
+
+
+def resized_size(height: int, width: int, config: TransformConfig) -> tuple[int, int]:
+    """(h, w) that `resize` gives an image of (height, width), without any pixel: interpolate
+    floors size * factor."""
+    if config.fixed_size is not None:
+        return int(config.fixed_size[0]), int(config.fixed_size[1])
+    factor = _scale_factor(height, width, config)
+    return math.floor(height * factor), math.floor(width * factor)
+
+
+def padded_size(height: int, width: int, size_divisible: int) -> tuple[int, int]:
+    """(h, w) after zero-padding to multiples of `size_divisible` (`pad_batch`'s rule)."""
+    return (int(math.ceil(height / size_divisible) * size_divisible),
+            int(math.ceil(width / size_divisible) * size_divisible))
 
 
 def pad_batch(images: list[Tensor], size_divisible: int) -> Tensor:
     """Zero-pad (3, Hi, Wi) images to one (N, 3, Hp, Wp) tensor, Hp and Wp multiples of size_divisible."""
-    height = int(math.ceil(max(i.shape[1] for i in images) / size_divisible) * size_divisible)
-    width = int(math.ceil(max(i.shape[2] for i in images) / size_divisible) * size_divisible)
+    height, width = padded_size(max(i.shape[1] for i in images), max(i.shape[2] for i in images), size_divisible)
     batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
     for slot, image in zip(batch, images, strict=True):
         slot[:, : image.shape[1], : image.shape[2]].copy_(image)

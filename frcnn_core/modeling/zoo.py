@@ -27,6 +27,8 @@ from frcnn_core.modeling.rpn import RPNHead
 from frcnn_core.names import BUNDLED
 
 WEIGHT_CHOICES = ("coco", "imagenet", "none")
+PREDICTOR = "roi_heads.box_predictor."  # the class-specific layers: fresh for another class set
+RPN_PREDICTORS = ("rpn.head.cls_logits.", "rpn.head.bbox_pred.")  # one output per anchor shape: fresh for new anchors
 FPN_ANCHORS = AnchorConfig()
 MOBILENET_ANCHORS = AnchorConfig(sizes=((32, 64, 128, 256, 512),) * 3, aspect_ratios=((0.5, 1.0, 2.0),) * 3)
 
@@ -93,11 +95,9 @@ def class_names_for(num_classes: int) -> list[str]:
     return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
 
 
-def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool,
-                  num_classes: int) -> dict[str, nn.Module | Callable]:
-    """Backbone, RPN head, pooler, box head and predictor of a model name."""
-    spec = MODELS[name]
-    shapes = spec.anchors.num_anchors_per_location[0]
+def _architecture(name: str, pretrained_backbone: bool, frozen_norm: bool, num_classes: int,
+                  shapes: int) -> dict[str, nn.Module | Callable]:
+    """Backbone, RPN head (`shapes` anchor shapes per cell), pooler, box head and predictor of a model name."""
     if name == "paper-vgg16":
         backbone, classifier, channels = backbones.vgg16_conv5(pretrained_backbone)
         box_head = PaperHead(channels * 7 * 7)
@@ -144,22 +144,30 @@ def _uses_running_counts(state_dict: dict) -> bool:
 
 
 def build_model(model: str, weights: str = "none", preset: str | None = None, score_thresh: float | None = None,
-                class_names: list[str] | None = None) -> FasterRCNN:
+                class_names: list[str] | None = None, anchors: AnchorConfig | None = None) -> FasterRCNN:
     """A detector by name (or checkpoint path) and weights, in eval mode.
 
     `class_names` (background first) asks for a predictor of that many classes: when the weights
     carry other classes, every weight but the predictor's loads and the predictor starts fresh
-    (fine-tuning). Raises InputError for unknown names, missing weights, and files that are not a
-    checkpoint of this architecture.
+    (fine-tuning). `anchors` replaces the model's anchors (one per feature level, the same number
+    of shapes per cell on each); the RPN head has as many shapes per cell as the anchors in use,
+    and when they differ from those the weights were trained with (sizes or ratios), its
+    objectness and box layers start fresh. Raises InputError for unknown names, missing weights,
+    anchors of another level count, and files that are not a checkpoint of this architecture.
     """
     model, source = _resolve(model, weights)
     spec = MODELS[model]
     state_dict = source.state_dict if source else (_coco_state_dict(model) if weights == "coco" else None)
+    trained_anchors = source.config.anchors if source and source.config else spec.anchors
     config = source.config if source and source.config and preset is None else None
-    if config is None:
-        config = make_config(preset or spec.default_preset, spec.anchors, spec.torchvision_overrides)
+    if config is None:  # another preset keeps the anchor shapes the weights were trained with
+        shapes = replace(spec.anchors, sizes=trained_anchors.sizes, aspect_ratios=trained_anchors.aspect_ratios)
+        config = make_config(preset or spec.default_preset, shapes, spec.torchvision_overrides)
     if score_thresh is not None:
         config = replace(config, roi_test=replace(config.roi_test, score_thresh=score_thresh))
+    if anchors is not None:
+        _check_levels(anchors, len(spec.anchors.sizes), model)
+        config = replace(config, anchors=anchors)
     stored_names = None
     if state_dict is not None:
         stored_names = (source.class_names if source and source.class_names
@@ -167,13 +175,30 @@ def build_model(model: str, weights: str = "none", preset: str | None = None, sc
     names = list(class_names or stored_names or COCO_CLASS_NAMES)
     from_file = source is not None
     pretrained_backbone = weights == "imagenet" and not from_file
-    parts = _architecture(model, pretrained_backbone, _frozen_norm(spec, weights, state_dict, from_file), len(names))
+    parts = _architecture(model, pretrained_backbone, _frozen_norm(spec, weights, state_dict, from_file), len(names),
+                          config.anchors.num_anchors_per_location[0])
     detector = FasterRCNN(config=config, class_names=names, **parts)
     detector.model_name = model
     if state_dict is not None:
-        new_head = stored_names != names
-        _load_strict(detector, state_dict, source.path if source else weights, model, skip_predictor=new_head)
+        fresh = (PREDICTOR,) if stored_names != names else ()
+        if _shapes(config.anchors) != _shapes(trained_anchors):
+            fresh += RPN_PREDICTORS
+        _load_strict(detector, state_dict, source.path if source else weights, model, fresh)
     return detector.eval()
+
+
+def _shapes(anchors: AnchorConfig) -> tuple:
+    """What the RPN's outputs are trained for: the anchor sizes and ratios of each level."""
+    return anchors.sizes, anchors.aspect_ratios
+
+
+def _check_levels(anchors: AnchorConfig, levels: int, name: str) -> None:
+    """InputError unless `anchors` has `levels` levels with one shape count on all of them."""
+    if len(anchors.sizes) != levels:
+        raise InputError(None, f"anchors for {len(anchors.sizes)} feature levels; model {name} has {levels}")
+    if len(set(anchors.num_anchors_per_location)) != 1:
+        raise InputError(None, f"anchors with {anchors.num_anchors_per_location} shapes per level; the RPN head "
+                               "is shared by all levels, so each needs the same number")
 
 
 def _resolve(model: str, weights: str):
@@ -217,23 +242,22 @@ def _num_classes(state_dict: dict, path=None) -> int:
     return int(weight.shape[0])
 
 
-def _load_strict(detector: FasterRCNN, state_dict: dict, path, name: str, skip_predictor: bool = False) -> None:
+def _load_strict(detector: FasterRCNN, state_dict: dict, path, name: str, fresh: tuple[str, ...] = ()) -> None:
     """Load all weights or none: any missing, unexpected or misshapen key is an InputError.
 
-    With `skip_predictor` the class-specific predictor is left as initialised (a new head)."""
-    predictor = "roi_heads.box_predictor."
-    state_dict = {k: v for k, v in state_dict.items() if not (skip_predictor and k.startswith(predictor))}
+    Parameters whose names start with one of `fresh` are left as initialised (a new head)."""
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(fresh)}
     for kind in ("weight", "bias"):  # torchvision's pre-0.13 RPN head layout (its COCO v1 file)
         old = f"rpn.head.conv.{kind}"
         if old in state_dict:
             state_dict[f"rpn.head.conv.0.0.{kind}"] = state_dict.pop(old)
     expected = detector.state_dict()
     ignorable = {k for k in state_dict if k.endswith("num_batches_tracked") and k not in expected}
-    missing = [k for k in expected if k not in state_dict and not (skip_predictor and k.startswith(predictor))]
+    missing = [k for k in expected if k not in state_dict and not k.startswith(fresh)]
     unexpected = [k for k in state_dict if k not in expected and k not in ignorable]
     misshapen = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or misshapen:
         example = (missing or unexpected or misshapen)[0]
         raise InputError(path, f"weights do not fit model {name}: {len(missing)} missing, {len(unexpected)} "
                                f"unexpected, {len(misshapen)} misshapen keys (first: {example})")
-    detector.load_state_dict({k: v for k, v in state_dict.items() if k not in ignorable}, strict=not skip_predictor)
+    detector.load_state_dict({k: v for k, v in state_dict.items() if k not in ignorable}, strict=not fresh)

@@ -37,6 +37,7 @@ from frcnn_core.distributed import process_group
 from frcnn_core.errors import InputError
 from frcnn_core.io.atomic import write_bytes_atomic
 from frcnn_core.modeling.checkpoints import save_checkpoint
+from frcnn_core.modeling.config import AnchorConfig
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import build_model
 from frcnn_core.training.recipe import Batches, freeze_stages, make_optimizer, make_scheduler
@@ -51,6 +52,8 @@ class TrainSettings:
     images: train only on the samples whose image file name (no folder) is listed; None = all.
     class_names: a fixed class order for the model (background first or not), as `open_dataset`
     takes it; None = the dataset's own order.
+    anchors: the anchors of a fresh run's model (e.g. fitted by `auto_anchors.choose_anchors`);
+    None = the model's own. A resumed run keeps those its last.pt holds.
     """
 
     data: str
@@ -79,6 +82,7 @@ class TrainSettings:
     val_split: str | None = None  # the hold-out validated on while training: this split of data,
     val_images: tuple[str, ...] | None = None  # or these images of `split` (by file name)
     input_size: tuple[int, int] | None = None  # (min_size, max_size) of the resize; None: the model's
+    anchors: AnchorConfig | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +103,8 @@ class TrainSettings:
         for name in ("images", "class_names", "val_images", "input_size"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
+        if values.get("anchors") is not None:
+            values["anchors"] = AnchorConfig.from_dict(values["anchors"])
         return cls(**values)
 
 
@@ -161,7 +167,8 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     # On resume last.pt is the model: settings.model may itself be a checkpoint, which build_model
     # would load in place of any weights.
     model_source, weights = (str(checkpoint), "none") if resume else (settings.model, settings.weights)
-    model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names)
+    model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names,
+                        anchors=None if resume else settings.anchors)
     if settings.input_size is not None and not resume:
         low, high = settings.input_size
         model.config = replace(model.config, transform=replace(model.config.transform, min_size=low, max_size=high))
