@@ -29,7 +29,7 @@ from frcnn_core.io.images import load_image
 from frcnn_core.modeling.config import PRESETS
 from frcnn_core.modeling.zoo import MODELS, WEIGHT_CHOICES, build_model
 from frcnn_core.names import BUNDLED, default_model
-from frcnn_core.training.budget import plan_budget
+from frcnn_core.training.budget import ANCHOR_CHOICES, plan_budget
 from frcnn_core.training.runs import SETTINGS_FILE, read_json
 from frcnn_core.training.train import TrainSettings, train
 
@@ -133,6 +133,9 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--minutes", type=_in_range(float, 0.0, math.inf, "a number of minutes"),
                        help="a time budget: the run picks the model, input size, schedule and hold-out from the "
                             "data, validates as it goes and keeps the best checkpoint (flags you give win)")
+    train.add_argument("--anchors", choices=ANCHOR_CHOICES, default="auto",
+                       help="with --minutes: fit the anchors to the training boxes when the detection heads start "
+                            "new (auto), whenever it covers more boxes (fit), or keep the model's (model)")
     train.add_argument("--iters", type=COUNT, help="iterations (default: --epochs 1)")
     train.add_argument("--epochs", type=COUNT)
     train.add_argument("--batch-size", type=COUNT, help=f"default {TRAIN_DEFAULTS['batch_size']}")
@@ -245,10 +248,11 @@ def command_train(args) -> int:
         if args.iters or args.epochs:
             raise InputError(None, "give a time budget (--minutes) or a length (--iters, --epochs), not both")
         plan = plan_budget(args.data, args.minutes, args.out, given, split=args.split, seed=args.seed,
-                           device=args.device)
+                           device=args.device, anchors=args.anchors)
         print("plan for " + f"{args.minutes:g} minutes:\n" + "\n".join(f"  why: {line}" for line in plan.why),
               file=sys.stderr)
         settings = plan.settings
+        plan.save_anchor_report(args.out)
     else:
         settings = TrainSettings(data=args.data, out=args.out, split=args.split, model=args.model or default_model(),
                                  weights=args.weights or "imagenet", iters=args.iters, epochs=args.epochs,

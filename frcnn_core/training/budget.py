@@ -9,7 +9,9 @@ else a seeded share). Every setting the user gives wins over the plan and is sai
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,15 +19,18 @@ import torch
 
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.formats import open_dataset
-from frcnn_core.data.samples import DetectionDataset, sample_size
+from frcnn_core.data.samples import DetectionDataset, sample_size, select_images
 from frcnn_core.devices import resolve_device
 from frcnn_core.errors import InputError
+from frcnn_core.io.atomic import write_bytes_atomic
 from frcnn_core.modeling.checkpoints import cached_weights
-from frcnn_core.modeling.zoo import MODELS
+from frcnn_core.modeling.zoo import MODELS, build_model
+from frcnn_core.training.auto_anchors import AnchorFit, choose_anchors
 from frcnn_core.training.train import TrainSettings
 from frcnn_core.training.validation import holdout_split
 
 MIN_MINUTES, MAX_MINUTES = 1.0, 7 * 24 * 60.0
+ANCHOR_REPORT, ANCHOR_PICTURE = "anchors.json", "anchors.png"  # in the run folder
 COARSE_MODEL, FINE_MODEL = "mobilenet-v2-fpn", "mobilenet-v2"  # ImageNet MobileNetV2: strides 32-64 / 8-64
 COARSE_SMALLEST = 32.0  # the coarse model's smallest anchor: boxes under it are for the fine model
 COCO_BY_DEVICE = {"cpu": ("mobilenet-v3-fpn", "resnet50-fpn"), "cuda": ("resnet50-fpn", "mobilenet-v3-fpn")}
@@ -36,19 +41,34 @@ WARMUP_ITERS = 50
 SMALL_BOX_QUANTILE = 0.1  # "the small boxes": this quantile of sqrt(area)
 
 
+ANCHOR_CHOICES = ("auto", "fit", "model")  # fit when the heads are new / fit anyway / keep the model's
+
+
 @dataclass(frozen=True)
 class BudgetPlan:
-    """The settings of a budgeted run and why each was chosen (one line each)."""
+    """The settings of a budgeted run, why each was chosen (one line each), and the anchor
+    coverage measured on the training boxes (before / after a fit)."""
 
     settings: TrainSettings
     why: tuple[str, ...]
+    anchor_fit: AnchorFit
+
+    def save_anchor_report(self, folder: str | os.PathLike) -> None:
+        """anchors.json (the coverage before / after and the anchors) and anchors.png in `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(folder / ANCHOR_REPORT, json.dumps(self.anchor_fit.to_json(), indent=1).encode())
+        self.anchor_fit.save_picture(folder / ANCHOR_PICTURE)
 
 
 def plan_budget(data: str, minutes: float, out: str, given: dict | None = None, split: str | None = "train",
-                seed: int = 0, device: str = "auto") -> BudgetPlan:
+                seed: int = 0, device: str = "auto", anchors: str = "auto") -> BudgetPlan:
     """Plan a run of `minutes` on the annotations in `data` (any layout `open_dataset` reads).
 
     given: TrainSettings fields the user set (they win; e.g. {"model": "resnet50-fpn", "lr": 0.02}).
+    anchors: "auto" fits anchors to the training boxes when the detection heads start new (an
+    ImageNet or random base, or another class set) and the fit covers more boxes; "fit" whenever
+    it covers more; "model" keeps the model's (coverage is measured and reported in every case).
     InputError (one line): a budget under MIN_MINUTES or over MAX_MINUTES, no boxes, a class
     without training boxes.
     """
@@ -80,7 +100,7 @@ def plan_budget(data: str, minutes: float, out: str, given: dict | None = None, 
     lr = LR_PER_IMAGE * batch
     why.append(f"batch {batch} images, SGD learning rate {lr:g} ({LR_PER_IMAGE:g} an image), warm-up "
                f"{WARMUP_ITERS} iterations, then cosine to 0 when the {minutes:g} minutes end; the iterations "
-               "are planned from the measured speed and planned again at every validation")
+               "are planned from the measured speed and planned again after every iteration")
     why.append("flips: left-right half of the time; upside down never unless you ask (--vflip 0.5 suits "
                "microscopy or aerial images): the boxes of photos and of microscopy look alike in their "
                "shapes and places, so the data cannot tell which way is up")
@@ -94,8 +114,28 @@ def plan_budget(data: str, minutes: float, out: str, given: dict | None = None, 
     chosen = {key: value for key, value in given.items() if value is not None}
     if chosen:
         settings = replace(settings, **chosen)
+    fit = _anchor_fit(settings, dataset, anchors)
+    why.append(f"anchors: {fit.why}")
+    settings = replace(settings, anchors=fit.anchors if fit.fitted else None)
+    if chosen:
         why.append("yours: " + ", ".join(f"{key} = {value}" for key, value in chosen.items()))
-    return BudgetPlan(settings, tuple(why))
+    return BudgetPlan(settings, tuple(why), fit)
+
+
+def _anchor_fit(settings: TrainSettings, dataset: DetectionDataset, choice: str) -> AnchorFit:
+    """The anchor coverage of the planned model on the training boxes, at the planned input size,
+    with anchors fitted as `choice` says (see plan_budget)."""
+    if choice not in ANCHOR_CHOICES:
+        raise InputError(None, f"anchors {choice!r}: choose one of {', '.join(ANCHOR_CHOICES)}")
+    with torch.random.fork_rng():  # fresh layers draw from torch's generator; leave the caller's as it was
+        model = build_model(settings.model, settings.weights, preset=settings.preset)
+    if settings.input_size is not None:
+        low, high = settings.input_size
+        model.config = replace(model.config, transform=replace(model.config.transform, min_size=low, max_size=high))
+    untrained = settings.model in MODELS and settings.weights in ("imagenet", "none")
+    trained_heads = not untrained and set(model.class_names[1:]) == set(dataset.class_names[1:])
+    train_set = select_images(dataset, settings.images) if settings.images is not None else dataset
+    return choose_anchors(model, train_set, heads_new=choice == "fit" or (choice == "auto" and not trained_heads))
 
 
 def _holdout_line(val_split, val_images, train_images, count: int) -> str:

@@ -4,10 +4,10 @@ The budget is wall time from the start of `train()` (model building, data readin
 and checkpoints included), so that a run given N minutes returns within N minutes. The number of
 iterations is not known in advance: after PROBE_ITERATIONS the clock measures the time of one
 iteration (median of the recent ones) and plans the total so that training, the validations
-still due and the final save fit in what is left; every validation plans again from fresher
-measurements. The learning-rate schedule (warm-up, then cosine to 0) follows the current plan,
-so it ends with the budget. Resuming continues the same budget: the time already spent travels
-in the checkpoint.
+still due and the final save fit in what is left; it plans again after every iteration, so the
+plan follows the time actually left (validations, checkpoints, a busy machine). The
+learning-rate schedule (warm-up, then cosine to 0) follows the current plan, so it ends with the
+budget. Resuming continues the same budget: the time already spent travels in the checkpoint.
 """
 from __future__ import annotations
 

@@ -332,8 +332,7 @@ def _loop(run: _Run, start: int, total: int, cancel, show: Callable[[int], None]
         done_images += len(images)
         if clock is not None:
             clock.iteration_done()
-            if not clock.state.total:
-                clock.plan(iteration)
+            clock.plan(iteration)  # every iteration: the schedule follows the time actually left
         finished = _finished(run, iteration, total)  # before the scheduler: every rank steps with rank 0's plan
         run.scheduler.step()
         if show is not None:

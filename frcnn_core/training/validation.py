@@ -129,6 +129,7 @@ class Validator:
         return bool(self.state.history) and self.state.history[-1]["iteration"] == iteration
 
     def plateaued(self, budget_share_spent: float) -> bool:
+        """PATIENCE validations in a row without a gain, once half the budget is spent."""
         return budget_share_spent >= 0.5 and self.state.since_best >= PATIENCE
 
     def promote(self, final: Path) -> bool:

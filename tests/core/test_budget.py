@@ -11,10 +11,11 @@ from PIL import Image
 
 from frcnn_core.data.voc import write_voc_xml
 from frcnn_core.errors import InputError
-from frcnn_core.training import timekeeping
+from frcnn_core.training import timekeeping, validation
 from frcnn_core.training.budget import COARSE_MODEL, FINE_MODEL, plan_budget
 from frcnn_core.training.timekeeping import FINAL_SAVE_S, BudgetState, Clock
 from frcnn_core.training.train import TrainSettings, train
+from frcnn_core.training.validation import PATIENCE, ValidationState, Validator
 
 from datasets import photo_folder
 from reference import PHOTO
@@ -140,8 +141,18 @@ def budget_settings(data, out, minutes: float) -> TrainSettings:
                             "warmup_iters": 3})
 
 
+def test_a_plateau_is_patience_checks_without_gain_after_half_the_budget():
+    state = ValidationState(best_ap50=0.6, best_iteration=40, since_best=PATIENCE)
+    validator = Validator.__new__(Validator)  # the rule alone: no dataset, no model
+    validator.state = state
+    assert validator.plateaued(0.5) and not validator.plateaued(0.45)
+    state.since_best = PATIENCE - 1
+    assert not validator.plateaued(0.9)
+
+
 @pytest.mark.slow
-def test_a_budgeted_run_ends_in_time_and_keeps_the_best_checkpoint(tmp_path):
+def test_a_budgeted_run_ends_in_time_and_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(validation, "PATIENCE", 10**6)  # an untrained model plateaus at once; here: no early stop
     data, run = photo_folder(tmp_path / "data", 12, 40), tmp_path / "run"
     began = time.monotonic()
     records = list(train(budget_settings(data, run, minutes=0.3)))
