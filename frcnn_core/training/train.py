@@ -11,6 +11,7 @@ Resuming continues exactly: model, optimizer, scheduler, the sampling generator,
 the iteration. Data order and augmentation depend only on (seed, epoch, image), so they replay.
 Under `torchrun` (WORLD_SIZE > 1) the same call trains with DistributedDataParallel: NCCL on GPUs,
 gloo on CPUs, each rank taking every WORLD_SIZE-th image of the epoch's order; rank 0 writes.
+This module sets a run up; the iterations themselves are `loop.py`'s.
 """
 from __future__ import annotations
 
@@ -18,13 +19,11 @@ import functools
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from frcnn_core.data.augment import Augment, AugmentConfig
 from frcnn_core.data.formats import open_dataset
@@ -36,10 +35,10 @@ from frcnn_core.devices import (
 from frcnn_core.distributed import process_group
 from frcnn_core.errors import InputError
 from frcnn_core.io.atomic import write_bytes_atomic
-from frcnn_core.modeling.checkpoints import save_checkpoint
-from frcnn_core.modeling.config import AnchorConfig
+from frcnn_core.modeling.config import AnchorConfig, DetectorConfig
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import build_model
+from frcnn_core.training.loop import Progress, RunParts, run_loop
 from frcnn_core.training.recipe import Batches, freeze_stages, make_optimizer, make_scheduler
 from frcnn_core.training.timekeeping import BudgetState, Clock
 from frcnn_core.training.validation import ValidationState, Validator, holdout_dataset
@@ -82,6 +81,7 @@ class TrainSettings:
     val_split: str | None = None  # the hold-out validated on while training: this split of data,
     val_images: tuple[str, ...] | None = None  # or these images of `split` (by file name)
     input_size: tuple[int, int] | None = None  # (min_size, max_size) of the resize; None: the model's
+    roi_batch: int | None = None  # RoIs sampled per image for the box head in training; None: the model's
     anchors: AnchorConfig | None = None
 
     def to_dict(self) -> dict:
@@ -106,28 +106,6 @@ class TrainSettings:
         if values.get("anchors") is not None:
             values["anchors"] = AnchorConfig.from_dict(values["anchors"])
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One record of the run. event: "started" (message: what the dataset reader skipped or
-    fixed), "iteration", "checkpoint", "validated" (a budgeted run scored its hold-out), "done",
-    "cancelled" or "stopped" (a non-finite loss; `message` says which term and at which iteration).
-    A budgeted run's `total` is its current plan, which may change as it goes."""
-
-    event: str
-    iteration: int
-    total: int
-    epoch: int
-    losses: dict[str, float]
-    lr: float
-    images_per_s: float
-    eta_s: float
-    message: str = ""
-    validation: dict | None = None  # "validated": {"iteration", "AP50", "AP", "seconds", "best"}
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
 
 
 def total_iterations(settings: TrainSettings, dataset_size: int, world: int) -> int:
@@ -169,9 +147,8 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     model_source, weights = (str(checkpoint), "none") if resume else (settings.model, settings.weights)
     model = build_model(model_source, weights, preset=settings.preset, class_names=dataset.class_names,
                         anchors=None if resume else settings.anchors)
-    if settings.input_size is not None and not resume:
-        low, high = settings.input_size
-        model.config = replace(model.config, transform=replace(model.config.transform, min_size=low, max_size=high))
+    if not resume:
+        model.config = with_settings(model.config, settings)
     freeze_stages(model, settings.frozen_stages)
     model.to(device).train()
     if device.type == "cuda":
@@ -201,8 +178,8 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     show = None
     if preview is not None and preview_every > 0 and rank == 0:
         show = functools.partial(_preview, model, preview, preview_every, device)
-    parts = _Run(trained, model, optimizer, scheduler, generator, batches, settings, device, rank, clock, validator)
-    records = _loop(parts, start, total, cancel, show)
+    parts = RunParts(trained, model, optimizer, scheduler, generator, batches, settings, device, rank, clock, validator)
+    records = run_loop(parts, start, total, cancel, show)
     log = _append_log(run / "log.jsonl") if rank == 0 else None
     try:
         for record in (started, *[]), records:
@@ -214,6 +191,16 @@ def train(settings: TrainSettings, cancel: Callable[[], bool] = lambda: False, r
     finally:
         if log:
             log.close()
+
+
+def with_settings(config: DetectorConfig, settings: TrainSettings) -> DetectorConfig:
+    """`config` with the settings' input size and RoI batch where they set one."""
+    if settings.input_size is not None:
+        low, high = settings.input_size
+        config = replace(config, transform=replace(config.transform, min_size=low, max_size=high))
+    if settings.roi_batch is not None:
+        config = replace(config, roi_train=replace(config.roi_train, batch_size_per_image=settings.roi_batch))
+    return config
 
 
 def _append_log(path: Path):
@@ -247,136 +234,6 @@ def _restore(checkpoint: Path, optimizer, scheduler, generator, rank: int) -> tu
                                      "it is a model, not a run's last.pt") from error
 
 
-@dataclass
-class _Run:
-    """What the loop works with."""
-
-    trained: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
-    model: FasterRCNN
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    generator: torch.Generator
-    batches: Batches
-    settings: TrainSettings
-    device: torch.device
-    rank: int
-    clock: Clock | None
-    validator: Validator | None
-
-
-def _loop(run: _Run, start: int, total: int, cancel, show: Callable[[int], None] | None) -> Iterator[Progress]:
-    settings, clock, validator = run.settings, run.clock, run.validator
-    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and run.device.type == "cuda")
-    began, done_images = time.perf_counter(), 0
-    iteration = start
-    record = None
-
-    def planned() -> int:
-        return clock.state.total if clock else total
-
-    def emit(event: str, losses: dict, message: str = "", validation: dict | None = None) -> Progress:
-        elapsed = time.perf_counter() - began
-        speed = done_images / elapsed if elapsed > 0 else 0.0
-        if clock is not None:
-            remaining = max(clock.left(), 0.0)
-        else:
-            remaining = (total - iteration) * settings.batch_size / speed if speed > 0 else float("inf")
-        return Progress(event, iteration, planned(), run.batches.epoch_of(iteration), losses,
-                        run.optimizer.param_groups[0]["lr"], speed, remaining, message, validation)
-
-    def state() -> dict:
-        extra = {"train_settings": settings.to_dict()}
-        if clock is not None:
-            extra["budget"] = clock.to_dict()
-        if validator is not None:
-            extra["validation"] = asdict(validator.state)
-        return extra
-
-    def save() -> None:  # every rank takes part (the sampling states are gathered), rank 0 writes
-        _save(Path(settings.out) / "last.pt", run, iteration, state())
-
-    def validate() -> Progress | None:
-        if validator is None:
-            return None
-        result = validator.validate(run.model, iteration, {"iteration": iteration, **state()})
-        clock.validation_took(result["seconds"])
-        clock.plan(iteration)
-        message = (f"validation AP50 {result['AP50']:.3f} (AP {result['AP']:.3f}) at iteration {iteration}; "
-                   f"{validator.summary()}")
-        return emit("validated", record.losses if record else {}, message, result)
-
-    stop_reason = ""
-    finished = _finished(run, iteration, total)
-    while not finished:
-        if cancel():
-            save()
-            yield emit("cancelled", record.losses if record else {}, f"cancelled at iteration {iteration}")
-            return
-        images, targets = run.batches.get(iteration)
-        images = [image.to(run.device) for image in images]
-        targets = [{"boxes": t["boxes"].to(run.device), "labels": t["labels"].to(run.device)} for t in targets]
-        with torch.autocast(run.device.type, enabled=scaler.is_enabled()):
-            losses = run.trained(images, targets, generator=run.generator)
-        loss = sum(losses.values())
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        if not math.isfinite(float(loss.detach())):
-            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
-            yield emit("stopped", values, f"non-finite loss at iteration {iteration + 1} ({bad}); "
-                                          f"the last good checkpoint is kept — lower --lr or check the boxes")
-            return
-        run.optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(run.optimizer)
-        scaler.update()
-        iteration += 1
-        done_images += len(images)
-        if clock is not None:
-            clock.iteration_done()
-            clock.plan(iteration)  # every iteration: the schedule follows the time actually left
-        finished = _finished(run, iteration, total)  # before the scheduler: every rank steps with rank 0's plan
-        run.scheduler.step()
-        if show is not None:
-            show(iteration)
-        record = emit("iteration", values)
-        yield record
-        if clock is not None and clock.validation_due(iteration) and validator is not None:
-            yield validate()
-            if validator.plateaued(clock.spent() / clock.budget_s):  # the run ends after the next iteration
-                stop_reason = f"stopped early: validation AP50 has not risen for {validator.state.since_best} checks"
-                clock.stop_requested = True
-        if iteration % settings.checkpoint_every == 0 or (clock is None and iteration == total):
-            save()
-            yield replace(record, event="checkpoint")
-    if clock is not None:
-        if validator is not None and not validator.validated_at(iteration):
-            yield validate()
-        save()
-    if run.rank == 0:
-        final = Path(settings.out) / "final.pt"
-        if validator is None or not validator.promote(final):
-            save_checkpoint(final, run.model.model_name, run.model.config, run.model.class_names,
-                            run.model.state_dict(), extra={"train_settings": settings.to_dict()})
-    summary = f"finished {iteration} iterations"
-    if clock is not None:
-        summary += f" in {clock.spent() / 60:.1f} of {settings.minutes:g} minutes"
-    if validator is not None:
-        summary += f"; final.pt is the {validator.summary()}, last.pt the last"
-    yield emit("done", record.losses if record else {}, "; ".join(filter(None, [stop_reason, summary])))
-
-
-def _finished(run: _Run, iteration: int, total: int) -> bool:
-    """The end of the run: `total` iterations, or the budget spent. Under torchrun rank 0's
-    clock decides for every rank, and its plan (the learning rate follows it) is everyone's."""
-    if run.clock is None:
-        return iteration >= total
-    done = torch.tensor([float(run.clock.stop_requested or run.clock.time_is_up(iteration)),
-                         float(run.clock.state.total)])
-    if dist.is_initialized():
-        dist.broadcast(done, src=0)
-        run.clock.state.total = int(done[1])
-    return bool(done[0])
-
-
 def _preview(model: FasterRCNN, preview: Callable[[FasterRCNN, int], None], every: int, device: torch.device,
              iteration: int) -> None:
     """On every `every`-th iteration, `preview(model, iteration)` in eval mode under inference
@@ -393,20 +250,3 @@ def _preview(model: FasterRCNN, preview: Callable[[FasterRCNN, int], None], ever
             module.training = training
 
 
-def _save(path: Path, run: _Run, iteration: int, extra: dict) -> None:
-    """An atomic checkpoint holding everything `resume` needs (written by rank 0)."""
-    states = [run.generator.get_state()]
-    if dist.is_initialized():
-        states = [torch.zeros_like(states[0]) for _ in range(dist.get_world_size())]
-        dist.all_gather(states, run.generator.get_state())
-    if run.rank != 0:
-        return
-    extra = {
-        **extra,
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "iteration": iteration,
-        "rng": {"sampling": states, "torch": torch.get_rng_state()},
-    }
-    model = run.model
-    save_checkpoint(path, model.model_name, model.config, model.class_names, model.state_dict(), extra=extra)

@@ -33,7 +33,12 @@ def test_minutes_alone_plan_the_run_and_say_why(tmp_path, capsys, handed):
     assert settings.minutes == 8 and settings.model == "mobilenet-v2-fpn" and settings.weights == "imagenet"
     assert settings.val_images and settings.input_size == (320, 416) and not resume
     err = capsys.readouterr().err
-    assert err.startswith("plan for 8 minutes:") and err.count("  why: ") >= 5
+    assert err.startswith("plan for 8 minutes:") and err.count("  why: ") >= 6 and "  why: anchors: " in err
+    report = json.loads((tmp_path / "run" / "anchors.json").read_text())
+    assert set(report) >= {"fitted", "before", "after", "anchors", "model_anchors", "why"}
+    assert (report["anchors"] == report["model_anchors"]) != report["fitted"]
+    assert (settings.anchors is not None) == report["fitted"]
+    assert (tmp_path / "run" / "anchors.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_flags_given_win_and_the_others_are_planned(tmp_path, handed):
