@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         dialog = finetuning.dialog()
         choices = [dialog.base.itemData(index) for index in range(dialog.base.count())]
         dialog.base.setCurrentIndex(choices.index(("mobilenet-v2", "imagenet")))
+        dialog.by_iterations.setChecked(True)
         dialog.iterations.setValue(args.iters)
         dialog.check()
         dialog.show()

@@ -33,6 +33,15 @@ def base_anchors(sizes: tuple[float, ...], aspect_ratios: tuple[float, ...], rou
     return shapes.round() if round_corners else shapes
 
 
+def anchor_sides(config: AnchorConfig) -> list[Tensor]:
+    """Per level, the (S, 2) float32 width and height of each anchor shape of a cell, as the model lays them out."""
+    sides = []
+    for sizes, ratios in zip(config.sizes, config.aspect_ratios, strict=True):
+        shapes = base_anchors(sizes, ratios, config.round_base)
+        sides.append(shapes[:, 2:] - shapes[:, :2])
+    return sides
+
+
 def grid_anchors(shapes: Tensor, grid_size: tuple[int, int], stride: tuple[int, int], center_offset: float) -> Tensor:
     """Shift a cell's shapes (S, 4) over a (H, W) grid. Returns (H * W * S, 4) float32."""
     grid_h, grid_w = grid_size

@@ -8,20 +8,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
-from frcnn_core.modeling.anchors import base_anchors
+from frcnn_core.modeling.anchors import anchor_sides
 from frcnn_core.modeling.config import AnchorConfig
 from frcnn_core.render.plots import plt, save_figure
 
 MODEL_ANCHOR_COLOUR = "#8c8c8c"
-
-
-def anchor_sides(anchors: AnchorConfig) -> list[np.ndarray]:
-    """Per level, the (S, 2) width and height of each anchor shape, as the model lays them out."""
-    sides = []
-    for sizes, ratios in zip(anchors.sizes, anchors.aspect_ratios, strict=True):
-        shapes = base_anchors(sizes, ratios, anchors.round_base).numpy()
-        sides.append(np.stack([shapes[:, 2] - shapes[:, 0], shapes[:, 3] - shapes[:, 1]], axis=1))
-    return sides
 
 
 def _recall_words(recall: tuple[float, float]) -> str:
@@ -40,15 +31,16 @@ def save_anchor_fit(box_shapes, model_anchors: AnchorConfig, model_recall: tuple
     crowd = min(0.8, max(0.25, 150 / max(len(shapes), 1)))  # a few boxes stay visible, thousands stay a cloud
     axes.scatter(shapes[:, 0], shapes[:, 1], s=8, alpha=crowd, color="tab:blue", linewidths=0,
                  label=f"{len(shapes)} training boxes")
-    model_sides = np.concatenate(anchor_sides(model_anchors))
+    model_sides = np.concatenate([sides.numpy() for sides in anchor_sides(model_anchors)])
     axes.scatter(model_sides[:, 0], model_sides[:, 1], marker="x", s=40, color=MODEL_ANCHOR_COLOUR,
                  label="the model's anchors")
     title = f"model's anchors{' (kept)' if fitted_anchors is None else ''}: {_recall_words(model_recall)}"
     if fitted_anchors is not None:
         colours = plt.get_cmap("plasma")(np.linspace(0.1, 0.85, len(fitted_anchors.sizes)))
         for level, (sides, colour) in enumerate(zip(anchor_sides(fitted_anchors), colours, strict=True)):
-            axes.scatter(sides[:, 0], sides[:, 1], marker="o", s=46, facecolors="none", edgecolors=[colour],
-                         linewidths=1.6, label=f"fitted anchors, level {level}")
+            widths, heights = sides.numpy().T
+            axes.scatter(widths, heights, marker="o", s=46, facecolors="none", edgecolors=[colour], linewidths=1.6,
+                         label=f"fitted anchors, level {level}")
         title += f"\nfitted anchors: {_recall_words(fitted_recall)}"
     axes.set(xscale="log", yscale="log", xlabel="width (model-input pixels)", ylabel="height (model-input pixels)")
     for axis in (axes.xaxis, axes.yaxis):  # whole pixels at powers of two: log labels such as 2x10^1 crowd

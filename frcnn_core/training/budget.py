@@ -55,11 +55,16 @@ class BudgetPlan:
     anchor_fit: AnchorFit
 
     def save_anchor_report(self, folder: str | os.PathLike) -> None:
-        """anchors.json (the coverage before / after and the anchors) and anchors.png in `folder`."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(folder / ANCHOR_REPORT, json.dumps(self.anchor_fit.to_json(), indent=1).encode())
-        self.anchor_fit.save_picture(folder / ANCHOR_PICTURE)
+        """The plan's `write_anchor_report` in `folder`."""
+        write_anchor_report(self.anchor_fit, folder)
+
+
+def write_anchor_report(fit: AnchorFit, folder: str | os.PathLike) -> None:
+    """anchors.json (the coverage before / after and the anchors) and anchors.png in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(folder / ANCHOR_REPORT, json.dumps(fit.to_json(), indent=1).encode())
+    fit.save_picture(folder / ANCHOR_PICTURE)
 
 
 def plan_budget(data: str, minutes: float, out: str, given: dict | None = None, split: str | None = "train",

@@ -7,6 +7,7 @@ the plan into the run folder as plan.json and trains; `score_run` scores the run
 the validation images and compares it with the base model there (on the classes both know, by
 name: `frcnn_core.analysis.compare_models.ClassOverlap`), writing metrics.json, so every run holds its own
 before/after comparison. `load_plan` reads a plan back (resume, the Runs panel).
+`plan_budgeted_finetune` plans the same kind of run from a time budget (`budget.plan_budget`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,6 +39,8 @@ from frcnn_core.errors import InputError
 from frcnn_core.io.atomic import write_bytes_atomic
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import BUNDLED, MODELS, WEIGHT_CHOICES, build_model
+from frcnn_core.training.auto_anchors import AnchorFit
+from frcnn_core.training.budget import plan_budget, write_anchor_report
 from frcnn_core.training.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, LOG_FILE, METRICS_FILE, PLAN_FILE, read_json
 from frcnn_core.training.train import Progress, TrainSettings, pick_device, train
 from frcnn_core.training.validation import split_train_val
@@ -55,6 +58,9 @@ class FinetunePlan:
     detection head is untrained; None in a plan.json written before it was recorded.
     problems: the annotation problems met reading the data, one sentence each
     (`annotation_problems`).
+    why: a budgeted plan's reasons for its choices, one line each (`plan_budget`); () otherwise.
+    anchor_fit: a budgeted plan's anchor coverage, whose report a fresh run writes into its
+    folder (anchors.json, anchors.png); not saved in plan.json, so None in a plan read back.
     """
 
     settings: TrainSettings
@@ -67,9 +73,14 @@ class FinetunePlan:
     val_split: str | None = None
     base_classes: tuple[str, ...] | None = None
     problems: tuple[str, ...] = ()
+    why: tuple[str, ...] = ()
+    anchor_fit: AnchorFit | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field but `anchor_fit`, JSON-ready."""
+        data = asdict(replace(self, anchor_fit=None))
+        del data["anchor_fit"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> FinetunePlan:
@@ -79,7 +90,8 @@ class FinetunePlan:
                    dict(data["train_boxes"]), dict(data["val_boxes"]), str(data["base_model"]),
                    str(data["base_weights"]), data.get("val_split"),
                    None if base_classes is None else tuple(str(name) for name in base_classes),
-                   tuple(str(line) for line in data.get("problems", ())))
+                   tuple(str(line) for line in data.get("problems", ())),
+                   tuple(str(line) for line in data.get("why", ())))
 
 
 def plan_finetune(data: str, runs_dir: str, base_model: str = "bccd-demo", base_weights: str = "none", *,
@@ -141,6 +153,30 @@ def plan_finetune(data: str, runs_dir: str, base_model: str = "bccd-demo", base_
     return FinetunePlan(settings, val_names, classes, train_boxes,
                         _boxes_per_class(select_images(val_set, val_names), classes), model, weights, val_split,
                         base_classes, annotation_problems(problems, [*dataset.samples, *val_set.samples]))
+
+
+def plan_budgeted_finetune(data: str, runs_dir: str, minutes: float, base_model: str | None = None,
+                           base_weights: str | None = None, *, split: str | None = None, device: str = "auto",
+                           name: str | None = None, seed: int = 0) -> FinetunePlan:
+    """Plan fine-tuning for `minutes` of wall time, everything else chosen from the data by
+    `plan_budget` (its `why` lines and anchor fit travel in the plan); writes nothing.
+
+    base_model, base_weights: the user's choice, which wins over the plan's; None: the plan's.
+    split: the VOC split to train on (None: the data's default; pass "train" for a VOC folder
+    with a "val" split, which the plan then validates on). The hold-out, the classes (in the base
+    model's order when it has the same ones), the box counts, the annotation problems and the run
+    folder are `plan_finetune`'s for that hold-out. InputError (one line) as either raises it.
+    """
+    given = {} if base_model is None else {"model": base_model, "weights": base_weights or "none"}
+    # the run folder is named after the planned base model: `plan_finetune` picks it below
+    budget = plan_budget(data, minutes, str(runs_dir), given, split=split, seed=seed, device=device)
+    chosen = budget.settings
+    held_out = None if chosen.val_split is not None else chosen.val_images or ()  # (): too few images to hold out
+    plan = plan_finetune(data, runs_dir, chosen.model, chosen.weights, train_split=split, val_split=chosen.val_split,
+                         val_images=held_out, device=device, name=name, seed=seed)
+    settings = replace(chosen, out=plan.settings.out, model=plan.settings.model, images=plan.settings.images,
+                       class_names=plan.settings.class_names)
+    return replace(plan, settings=settings, why=budget.why, anchor_fit=budget.anchor_fit)
 
 
 def _check_numbers(iters: int, lr: float, batch_size: int, val_fraction: float) -> None:
@@ -265,6 +301,8 @@ def run_finetune(plan: FinetunePlan, cancel: Callable[[], bool] = lambda: False,
     if not resume and (run / LOG_FILE).exists():
         raise InputError(run, "already holds a run; resume it or plan a new one")
     write_bytes_atomic(run / PLAN_FILE, json.dumps(plan.to_dict(), indent=1).encode())
+    if plan.anchor_fit is not None and not resume:
+        write_anchor_report(plan.anchor_fit, run)
     yield from train(plan.settings, cancel, resume, preview=preview, preview_every=preview_every)
 
 

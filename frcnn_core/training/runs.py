@@ -16,6 +16,7 @@ from frcnn_core.errors import InputError
 
 SETTINGS_FILE, LOG_FILE, PLAN_FILE, METRICS_FILE = "settings.json", "log.jsonl", "plan.json", "metrics.json"
 FINAL_CHECKPOINT, LAST_CHECKPOINT = "final.pt", "last.pt"
+BEST_CHECKPOINT = "best.pt"  # a budgeted run's best model while it trains; final.pt when it ends
 FINISHED, CANCELLED, STOPPED, RUNNING = "finished", "cancelled", "stopped", "running or interrupted"
 
 

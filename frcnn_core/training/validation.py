@@ -22,8 +22,8 @@ from frcnn_core.data.formats import open_dataset
 from frcnn_core.data.samples import DetectionDataset, select_images
 from frcnn_core.modeling.checkpoints import save_checkpoint
 from frcnn_core.modeling.model import FasterRCNN
+from frcnn_core.training.runs import BEST_CHECKPOINT
 
-BEST_CHECKPOINT = "best.pt"
 VAL_SHARE, MIN_VAL, MAX_VAL = 0.15, 4, 100  # a budgeted run's hold-out, without a split in the data
 MIN_IMAGES_TO_HOLD_OUT = 8
 PATIENCE = 4

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the window imports this module before the engine has import
     from frcnn_gui.finetune.dialog import FinetuneDialog
 
 DEFAULT_RUNS_DIR = Path.home() / "frcnn-studio" / "runs"
+RUN_DOCK_MAX = 0.4  # of the window's height: the most the Training run dock grows to show a run whole
 COMPARE_LAYER_Z = 12  # above the detections (10), below the stage overlays (15) and the GT boxes (20)
 GAINED, LOST, CHANGED = QColor("#3cb44b"), QColor("#e6194b"), QColor("#f58231")
 
@@ -109,11 +110,13 @@ class FinetuneController(QObject):
         self.runs_panel.set_runs_dir(runs_dir)
         records = _log(Path(plan.settings.out), self.window) if resume else []
         self.run_panel.begin(plan.settings.out, plan.settings.iters or 0, records)
-        self._raise(self.run_panel)
+        self._show_run_panel()
         image = self.window.document.current_path
         self.runner.start(plan, str(image) if image else None, preview_every, resume)
-        self.window.log.add(f"fine-tuning {plan.base_model} → {plan.settings.out} "
-                            f"({'resumed' if resume else f'{plan.settings.iters} iterations'})")
+        length = f"{plan.settings.minutes:g} minutes" if plan.settings.minutes else f"{plan.settings.iters} iterations"
+        self.window.log.add(f"fine-tuning {plan.base_model} → {plan.settings.out} ({'resumed' if resume else length})")
+        for line in () if resume else plan.why:
+            self.window.log.add(f"why: {line}")
         self.runs_panel.refresh()
 
     def resume(self, run_dir: Path) -> None:
@@ -131,7 +134,7 @@ class FinetuneController(QObject):
         from frcnn_core.training.finetune import load_plan  # torch: imported when first needed, not with the window
 
         self.run_panel.show_run(summarize_run(run_dir), _log(run_dir, self.window))
-        self._raise(self.run_panel)
+        self._show_run_panel()
         try:
             self.plan = load_plan(run_dir)
         except InputError as error:
@@ -153,6 +156,7 @@ class FinetuneController(QObject):
 
     def _finished(self, result) -> None:
         self.run_panel.finish(result, _log(result.run_dir, self.window))
+        self._fit_run_dock()  # room for the metrics that came with the end
         self.runs_panel.refresh()
         final = result.final
         self.window.log.add(f"{result.run_dir.name}: {final.event} at iteration {final.iteration}"
@@ -270,11 +274,23 @@ class FinetuneController(QObject):
         self.runner.shutdown()
         return True
 
-    def _raise(self, widget) -> None:
-        dock = dock_of(widget)
+    def _show_run_panel(self) -> None:
+        dock = dock_of(self.run_panel)
         if dock is not None:
             dock.show()
             dock.raise_()
+            self._fit_run_dock()
+
+    def _fit_run_dock(self) -> None:
+        """The Training run dock tall enough to show the run panel as it likes (its curves and
+        metrics without scrolling), at most RUN_DOCK_MAX of the window; never made lower."""
+        dock = dock_of(self.run_panel)
+        if dock is None or dock.isFloating() or not dock.isVisible():
+            return
+        chrome = dock.height() - dock.widget().viewport().height()  # title bar, tabs, frame
+        wanted = min(self.run_panel.sizeHint().height() + chrome, round(RUN_DOCK_MAX * self.window.height()))
+        if dock.height() < wanted:
+            self.window.resizeDocks([dock], [wanted], Qt.Vertical)
 
 
 def _log(run_dir: Path, window) -> list[dict]:

@@ -1,23 +1,33 @@
-"""The fine-tuning dialog: which data, which validation images, which base model, how long and on
-what device. Check and Start plan the run (that reads the annotations); a plan that fails shows
-its one-line reason in red and the dialog stays open. A plan that works shows the split, what
-the before/after comparison will compare (or why the base model cannot be compared), and the
-annotation problems by name ("10 images have no annotation file: not used for training").
+"""The fine-tuning dialog: which data, which base model, how long and on what device.
 
-With a QSettings the dialog opens with the settings last checked or started (every field but the
-run name, which is new for each run; the runs folder is the window's).
+How long is a time budget in minutes (the default, 5) or a number of iterations. With minutes
+the plan comes from the data (`plan_budgeted_finetune`): the base model is "automatic (from the
+data)" unless the user picks one, which then wins, and the validation hold-out, learning rate,
+batch, frozen stages and flips are the plan's (their fields are greyed). With iterations every
+field is the user's (`plan_finetune`).
 
-`plan_kwargs()` is the keyword dict for `frcnn_core.training.finetune.plan_finetune`. After `exec()`
-returns Accepted, `plan` is the FinetunePlan and `preview_every()` how often to preview.
+Check and Start plan the run (that reads the annotations); a plan that fails shows its one-line
+reason in red and the dialog stays open. A plan that works shows the split, what the
+before/after comparison will compare (or why the base model cannot be compared), and the
+annotation problems by name ("10 images have no annotation file: not used for training"); a
+budgeted plan also its "why" lines and the anchor coverage with its picture (`budget_box`).
+Planning takes seconds (it builds the base model): it runs in the background
+(`background.call_in_background`) under a busy cursor, with Check and Start disabled.
+
+With a QSettings the dialog opens with the settings last checked or started (`dialog_memory`).
+
+`plan_kwargs()` and `budget_kwargs()` are the keyword dicts for `plan_finetune` and
+`plan_budgeted_finetune` (frcnn_core.training.finetune). After `exec()` returns Accepted, `plan`
+is the FinetunePlan and `preview_every()` how often to preview.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QCheckBox,
     QComboBox,
@@ -38,48 +48,18 @@ from PySide6.QtWidgets import (
 
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.errors import InputError
-from frcnn_core.modeling.zoo import MODELS
-from frcnn_core.training.finetune import FinetunePlan, class_overlap, plan_finetune
-from frcnn_gui.finetune.text import counted, format_duration
+from frcnn_core.training.budget import MAX_MINUTES, MIN_MINUTES
+from frcnn_core.training.finetune import FinetunePlan, class_overlap, plan_budgeted_finetune, plan_finetune
+from frcnn_gui.finetune.background import call_in_background
+from frcnn_gui.finetune.budget_box import BudgetBox
+from frcnn_gui.finetune.choices import base_model_choices, voc_splits
+from frcnn_gui.finetune.dialog_memory import remember, restore
+from frcnn_gui.finetune.text import format_duration, plan_summary
 
-DEFAULT_ITERATIONS, DEFAULT_BATCH, DEFAULT_LR, DEFAULT_PREVIEW_EVERY = 100, 2, 0.01, 25
+DEFAULT_MINUTES, DEFAULT_ITERATIONS, DEFAULT_BATCH, DEFAULT_LR, DEFAULT_PREVIEW_EVERY = 5.0, 100, 2, 0.01, 25
 FLIP_PROBABILITY = 0.5
 MAX_FROZEN_STAGES = 4
-# VOC's per-class lists (cat_train.txt ...) are not splits
-_CLASS_LIST = re.compile(r".+_(train|val|trainval|test)$")
-SETTINGS_GROUP = "finetune"
 PROBLEM_STYLE, WARNING_STYLE = "color: #c62828", "color: #b35900"
-
-
-def base_model_choices(current: tuple[str, str, str] | None = None) -> list[tuple[str, str, str]]:
-    """(label, model, weights) for the base-model combo: the current model first when given as
-    (label, model, weights), then the bundled demo, MobileNetV2 on ImageNet, and every other zoo
-    model with its COCO weights when it has them, else ImageNet's."""
-    choices = [(f"the current model: {current[0]}", current[1], current[2])] if current else []
-    choices += [("bccd-demo (bundled, blood cells)", "bccd-demo", "none"),
-                ("mobilenet-v2, ImageNet backbone", "mobilenet-v2", "imagenet")]
-    for name, spec in MODELS.items():
-        if name != "mobilenet-v2":
-            weights = "coco" if spec.coco_weights is not None else "imagenet"
-            choices.append((f"{name}, {'COCO' if weights == 'coco' else 'ImageNet backbone'}", name, weights))
-    return choices
-
-
-def voc_splits(data: str | Path) -> list[str]:
-    """The split names of a VOC folder (ImageSets/Main/<split>.txt), sorted; [] for other data."""
-    folder = Path(data) / "ImageSets" / "Main"
-    if not folder.is_dir():
-        return []
-    return sorted(path.stem for path in folder.glob("*.txt") if not _CLASS_LIST.fullmatch(path.stem))
-
-
-def plan_summary(plan: FinetunePlan) -> str:
-    """'train: 12 images, 30 boxes · validation: 3 images, 8 boxes — per class (train/val): cat 20/5, dog 10/3'."""
-    per_class = ", ".join(f"{name} {count}/{plan.val_boxes.get(name, 0)}" for name, count in plan.train_boxes.items())
-    train_boxes, val_boxes = (counted(sum(boxes.values()), "box", "boxes")
-                              for boxes in (plan.train_boxes, plan.val_boxes))
-    return (f"train: {counted(len(plan.settings.images or ()), 'image')}, {train_boxes} · "
-            f"validation: {counted(len(plan.val_images), 'image')}, {val_boxes} — per class (train/val): {per_class}")
 
 
 class FinetuneDialog(QDialog):
@@ -93,16 +73,17 @@ class FinetuneDialog(QDialog):
         self._settings = settings
         self.setWindowTitle("Fine-tune a model")
         self.plan: FinetunePlan | None = None
+        self._closed_while_planning = False
         self._seconds_per_iteration: float | None = None
         self._device_measured = ""
-        self._current_data = current_data
-        form = QFormLayout()
+        self.current_data = current_data
+        self.form_fields = QWidget()
+        form = QFormLayout(self.form_fields)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Data", self._data_row())
+        form.addRow("Length", self._length_row())
+        form.addRow("Base model", self._base_row(current_model))
         form.addRow("Validation", self._validation_row())
-        self.base = QComboBox()
-        for label, model, weights in base_model_choices(current_model):
-            self.base.addItem(label, (model, weights))
-        form.addRow("Base model", self.base)
         form.addRow("Training", self._training_row())
         form.addRow("Augment", self._augment_row())
         form.addRow("Runs folder", self._runs_row(runs_dir))
@@ -119,6 +100,8 @@ class FinetuneDialog(QDialog):
         self.problems.setStyleSheet(WARNING_STYLE)
         self.error = QLabel(wordWrap=True, visible=False)
         self.error.setStyleSheet(PROBLEM_STYLE)
+        self.budget_box = BudgetBox()
+        self.budget_box.setVisible(False)
         buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
         self.check_button = buttons.addButton("Check", QDialogButtonBox.ActionRole)
         self.start_button = buttons.addButton("Start", QDialogButtonBox.AcceptRole)
@@ -127,32 +110,35 @@ class FinetuneDialog(QDialog):
         buttons.accepted.connect(self.start)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        for label in (self.time_hint, self.summary, self.problems, self.error):
+        layout.addWidget(self.form_fields)
+        for label in (self.time_hint, self.summary, self.problems, self.budget_box, self.error):
             layout.addWidget(label)
         layout.addWidget(buttons)
         self.iterations.valueChanged.connect(self._show_time_hint)
-        self._data_changed()
+        self.minutes.valueChanged.connect(self._show_time_hint)
+        self.by_minutes.toggled.connect(self._mode_changed)
+        self.base_auto.toggled.connect(self._mode_changed)
+        self.data_changed()
         if settings is not None:
-            self._restore(settings)
-        self._show_time_hint()
+            restore(self, settings)
+        self._mode_changed()
 
     # --- rows -------------------------------------------------------------------------------
     def _data_row(self) -> QWidget:
-        self.data_current = QRadioButton(f"the open folder ({Path(self._current_data).name})" if self._current_data
+        self.data_current = QRadioButton(f"the open folder ({Path(self.current_data).name})" if self.current_data
                                          else "the open folder (none is open)")
-        self.data_current.setEnabled(self._current_data is not None)
+        self.data_current.setEnabled(self.current_data is not None)
         self.data_other = QRadioButton("another dataset:")
         self.data_path = QLineEdit(placeholderText="a VOC folder or a COCO .json")
         folder, json_file = QPushButton("Folder…"), QPushButton("COCO JSON…")
         folder.clicked.connect(lambda: self._browse_data(json_file=False))
         json_file.clicked.connect(lambda: self._browse_data(json_file=True))
-        (self.data_current if self._current_data else self.data_other).setChecked(True)
+        (self.data_current if self.current_data else self.data_other).setChecked(True)
         group = QButtonGroup(self)
         group.addButton(self.data_current)
         group.addButton(self.data_other)
-        group.buttonToggled.connect(self._data_changed)
-        self.data_path.editingFinished.connect(self._data_changed)
+        group.buttonToggled.connect(self.data_changed)
+        self.data_path.editingFinished.connect(self.data_changed)
         other = QHBoxLayout()
         for widget in (self.data_other, self.data_path, folder, json_file):
             other.addWidget(widget)
@@ -173,11 +159,38 @@ class FinetuneDialog(QDialog):
         for widget in (self.val_voc, self.train_split, QLabel("validate on"), self.val_split):
             voc.addWidget(widget)
         voc.addStretch()
-        return _column(auto, voc)
+        self.validation_fields = _column(auto, voc)
+        return self.validation_fields
 
-    def _training_row(self) -> QWidget:
+    def _base_row(self, current_model: tuple[str, str, str] | None) -> QWidget:
+        self.base_auto = QCheckBox("automatic (from the data)", checked=True)
+        self.base_auto.setToolTip("With a time budget: COCO weights when they are on this machine, else an "
+                                  "ImageNet backbone in the shape that suits the boxes")
+        self.base = QComboBox()
+        for label, model, weights in base_model_choices(current_model):
+            self.base.addItem(label, (model, weights))
+        row = QHBoxLayout()
+        row.addWidget(self.base_auto)
+        row.addWidget(self.base, stretch=1)
+        return _column(row)
+
+    def _length_row(self) -> QWidget:
+        self.by_minutes = QRadioButton("a time budget of", checked=True)
+        self.minutes = QDoubleSpinBox(decimals=1, minimum=MIN_MINUTES, maximum=MAX_MINUTES, value=DEFAULT_MINUTES,
+                                      singleStep=1.0, suffix=" min")
+        self.by_iterations = QRadioButton("a number of iterations:")
         self.iterations = QSpinBox(minimum=1, maximum=1_000_000, value=DEFAULT_ITERATIONS, singleStep=50,
                                    suffix=" iterations")
+        group = QButtonGroup(self)
+        row = QHBoxLayout()
+        for button, spin_box in ((self.by_minutes, self.minutes), (self.by_iterations, self.iterations)):
+            group.addButton(button)
+            row.addWidget(button)
+            row.addWidget(spin_box)
+        row.addStretch()
+        return _column(row)
+
+    def _training_row(self) -> QWidget:
         self.lr = QDoubleSpinBox(decimals=4, minimum=1e-4, maximum=1.0, value=DEFAULT_LR, singleStep=0.001,
                                  prefix="lr ")
         self.batch = QSpinBox(minimum=1, maximum=64, value=DEFAULT_BATCH, prefix="batch ")
@@ -192,7 +205,7 @@ class FinetuneDialog(QDialog):
             self.device.addItem(f"on {device}", device)
         self.device.setToolTip("auto: the GPU when there is one, else the CPU")
         row = QHBoxLayout()
-        for widget in (self.iterations, self.lr, self.batch, self.frozen, self.device):
+        for widget in (self.lr, self.batch, self.frozen, self.device):
             row.addWidget(widget)
         return _column(row)
 
@@ -204,7 +217,8 @@ class FinetuneDialog(QDialog):
         for widget in (self.hflip, self.vflip, self.photometric):
             row.addWidget(widget)
         row.addStretch()
-        return _column(row)
+        self.augment_fields = _column(row)
+        return self.augment_fields
 
     def _runs_row(self, runs_dir: str) -> QWidget:
         self.runs_dir = QLineEdit(runs_dir)
@@ -218,7 +232,7 @@ class FinetuneDialog(QDialog):
     # --- values -----------------------------------------------------------------------------
     def data(self) -> str:
         """The chosen dataset path; "" when none is chosen."""
-        return (self._current_data or "") if self.data_current.isChecked() else self.data_path.text().strip()
+        return (self.current_data or "") if self.data_current.isChecked() else self.data_path.text().strip()
 
     def preview_every(self) -> int:
         return self.preview.value()
@@ -238,6 +252,15 @@ class FinetuneDialog(QDialog):
             name=self.name.text().strip() or None,
         )
 
+    def budget_kwargs(self) -> dict:
+        """Keyword arguments for `plan_budgeted_finetune`, as the dialog stands; the base model is
+        None (the plan's) while "automatic" is ticked. A VOC folder trains on its "train" split."""
+        model, weights = (None, None) if self.base_auto.isChecked() else self.base.currentData()
+        data = self.data()
+        return dict(data=data, runs_dir=self.runs_dir.text().strip(), minutes=self.minutes.value(), base_model=model,
+                    base_weights=weights, split="train" if "train" in voc_splits(data) else None,
+                    device=self.device.currentData(), name=self.name.text().strip() or None)
+
     def set_time_per_iteration(self, seconds: float | None, device: str) -> None:
         """A measured (or estimated) time per training iteration on `device`, for the hint line."""
         self._seconds_per_iteration, self._device_measured = seconds, device
@@ -246,13 +269,18 @@ class FinetuneDialog(QDialog):
     # --- actions ----------------------------------------------------------------------------
     def check(self) -> FinetunePlan | None:
         """Plan the run: show its summary, or the reason it cannot run (and return None)."""
-        kwargs = self.plan_kwargs()
+        budgeted = self.by_minutes.isChecked()
+        kwargs = self.budget_kwargs() if budgeted else self.plan_kwargs()
+        self.budget_box.setVisible(False)
+        self.summary.setText("planning: reading the annotations and building the base model…")
+        QApplication.setOverrideCursor(Qt.BusyCursor)
+        self._set_planning(True)
         try:
             if not kwargs["data"]:
                 raise InputError(None, "choose the data: the open folder, a VOC folder or a COCO .json")
             if not kwargs["runs_dir"]:
                 raise InputError(None, "choose a runs folder: each run gets a folder inside it")
-            plan = plan_finetune(**kwargs)
+            plan = call_in_background(plan_budgeted_finetune if budgeted else plan_finetune, **kwargs)
         except InputError as error:
             self.error.setText(str(error))
             self.error.setVisible(True)
@@ -260,67 +288,30 @@ class FinetuneDialog(QDialog):
             self.problems.setVisible(False)
             return None
         finally:
+            self._set_planning(False)
+            QApplication.restoreOverrideCursor()
             if self._settings is not None:
-                self._remember(self._settings)
+                remember(self, self._settings)
+        if plan.anchor_fit is not None:
+            self.budget_box.show_plan(plan.why, plan.anchor_fit)
+            self.budget_box.setVisible(True)
         self.error.setVisible(False)
         self.summary.setText(f"{plan_summary(plan)}\nbefore/after: {class_overlap(plan).note()}")
         self.problems.setText("\n".join(f"annotation problem: {line}" for line in plan.problems))
         self.problems.setVisible(bool(plan.problems))
+        self.layout().activate()  # the size hint with all that shown
+        self.resize(self.size().expandedTo(self.sizeHint()))  # not adjustSize: it keeps to 2/3 of the screen
         return plan
 
     def start(self) -> None:
+        self._closed_while_planning = False
         plan = self.check()
-        if plan is not None:
+        if plan is not None and not self._closed_while_planning:
             self.plan = plan
             self.accept()
 
-    # --- remembered settings -----------------------------------------------------------------
-    def _remember(self, settings: QSettings) -> None:
-        """Keep the fields as they stand (all but the run name and the runs folder)."""
-        settings.beginGroup(SETTINGS_GROUP)
-        model, weights = self.base.currentData()
-        for key, value in (("data_other", self.data_other.isChecked()), ("data_path", self.data_path.text()),
-                           ("val_voc", self.val_voc.isChecked()), ("val_percent", self.val_percent.value()),
-                           ("train_split", self.train_split.currentText()), ("val_split", self.val_split.currentText()),
-                           ("base_model", model), ("base_weights", weights), ("iterations", self.iterations.value()),
-                           ("lr", self.lr.value()), ("batch", self.batch.value()),
-                           ("frozen", self.frozen.currentIndex()), ("device", self.device.currentData()),
-                           ("hflip", self.hflip.isChecked()), ("vflip", self.vflip.isChecked()),
-                           ("photometric", self.photometric.isChecked()), ("preview", self.preview.value())):
-            settings.setValue(key, value)
-        settings.endGroup()
-
-    def _restore(self, settings: QSettings) -> None:
-        """The fields as `_remember` kept them; a field never kept, or whose choice is gone (a
-        base model no longer offered, a split the data lacks), keeps its default."""
-        settings.beginGroup(SETTINGS_GROUP)
-        try:
-            def value(key: str, default, kind=str):
-                return settings.value(key, default, type=kind) if settings.contains(key) else default
-
-            self.data_path.setText(value("data_path", ""))
-            if value("data_other", False, bool) or not self._current_data:
-                self.data_other.setChecked(True)
-            self._data_changed()
-            _choose(self.base, (value("base_model", ""), value("base_weights", "")))
-            for combo, key in ((self.train_split, "train_split"), (self.val_split, "val_split")):
-                if combo.findText(value(key, "")) >= 0:
-                    combo.setCurrentText(value(key, ""))
-            if value("val_voc", False, bool) and self.val_voc.isEnabled():
-                self.val_voc.setChecked(True)
-            self.val_percent.setValue(value("val_percent", self.val_percent.value(), int))
-            self.iterations.setValue(value("iterations", self.iterations.value(), int))
-            self.lr.setValue(value("lr", self.lr.value(), float))
-            self.batch.setValue(value("batch", self.batch.value(), int))
-            self.frozen.setCurrentIndex(min(value("frozen", 0, int), self.frozen.count() - 1))
-            _choose(self.device, value("device", "auto"))
-            for box, key in ((self.hflip, "hflip"), (self.vflip, "vflip"), (self.photometric, "photometric")):
-                box.setChecked(value(key, box.isChecked(), bool))
-            self.preview.setValue(value("preview", self.preview.value(), int))
-        finally:
-            settings.endGroup()
-
-    def _data_changed(self, *_) -> None:
+    # --- reactions ------------------------------------------------------------------------
+    def data_changed(self, *_) -> None:
         splits = voc_splits(self.data()) if self.data() else []
         for combo, preferred in ((self.train_split, "train"), (self.val_split, "val")):
             combo.clear()
@@ -341,14 +332,40 @@ class FinetuneDialog(QDialog):
         if path:
             self.data_path.setText(path)
             self.data_other.setChecked(True)
-            self._data_changed()
+            self.data_changed()
 
     def _browse_runs(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Runs folder", self.runs_dir.text())
         if path:
             self.runs_dir.setText(path)
 
+    def reject(self) -> None:
+        self._closed_while_planning = not self.check_button.isEnabled()  # Start then leaves it closed
+        super().reject()
+
+    def _set_planning(self, planning: bool) -> None:
+        for widget in (self.check_button, self.start_button, self.form_fields):
+            widget.setEnabled(not planning)
+
+    def _mode_changed(self, *_) -> None:
+        """Grey what a time budget plans; the base model combo while "automatic" is ticked."""
+        budgeted = self.by_minutes.isChecked()
+        self.minutes.setEnabled(budgeted)
+        self.iterations.setEnabled(not budgeted)
+        self.base_auto.setEnabled(budgeted)
+        self.base.setEnabled(not (budgeted and self.base_auto.isChecked()))
+        for planned in (self.validation_fields, self.lr, self.batch, self.frozen, self.augment_fields):
+            planned.setEnabled(not budgeted)
+        self.summary.clear()
+        self.budget_box.setVisible(False)
+        self._show_time_hint()
+
     def _show_time_hint(self, *_) -> None:
+        if self.by_minutes.isChecked():
+            self.time_hint.setText(f"The run ends within {self.minutes.value():g} min, validating and saving "
+                                   "included; final.pt is the model that scored best on the validation images. The "
+                                   "plan chooses the greyed fields: choose iterations to set them yourself.")
+            return
         seconds = self._seconds_per_iteration
         if seconds is None:
             self.time_hint.setText("On a CPU, small models take about a second per iteration; "
@@ -357,13 +374,6 @@ class FinetuneDialog(QDialog):
         total = format_duration(seconds * self.iterations.value())
         self.time_hint.setText(f"About {seconds:.2g} s per iteration on {self._device_measured} after the first few: "
                                f"{self.iterations.value()} iterations take about {total}.")
-
-
-def _choose(combo: QComboBox, data) -> None:
-    """Select the combo entry whose data is `data`, when there is one."""
-    index = next((index for index in range(combo.count()) if combo.itemData(index) == data), -1)
-    if index >= 0:
-        combo.setCurrentIndex(index)
 
 
 def _column(*rows) -> QWidget:

@@ -1,5 +1,7 @@
 """The dock content for one run: a status line, the progress bar with speed and time left, Cancel
-and Resume, the loss curves, and once the run is done the before/after metrics.
+and Resume, the loss curves, a budgeted run's validation curve with its best checkpoint, and once
+the run is done the before/after metrics. A budgeted run's total is its current plan, which may
+change with every record (none before the first plan: the bar then only shows that it works).
 
 It shows either the live run (`begin`, `add`, `finish`, `fail`, fed from FinetuneRunner's
 signals) or a past one (`show_run`, fed from the run folder). It holds no run state of its own
@@ -11,12 +13,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from frcnn_core.training.runs import CANCELLED, FINISHED, STOPPED, RunSummary
+from frcnn_core.training.runs import BEST_CHECKPOINT, CANCELLED, FINAL_CHECKPOINT, FINISHED, STOPPED, RunSummary
 from frcnn_gui.finetune.before_after import ComparisonView
 from frcnn_gui.finetune.curves import LossCurves
-from frcnn_gui.finetune.text import before_after, format_duration
+from frcnn_gui.finetune.text import before_after, format_ap, format_duration
+from frcnn_gui.finetune.validation_curve import ValidationCurve
 
 if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
     from frcnn_gui.finetune.messages import FinetuneResult
@@ -26,10 +38,18 @@ ENDED = {"done": "finished", "cancelled": "cancelled", "stopped": "stopped"}
 
 
 def progress_text(progress) -> str:
-    """'37 / 100 · 2.4 images/s · about 1 min 15 s left' for a Progress."""
+    """'37 / 100 · 2.4 images/s · about 1 min 15 s left' for a Progress; '37 / planning…' for a
+    budgeted run that has not planned its iterations yet."""
     speed = f" · {progress.images_per_s:.1f} images/s" if progress.images_per_s > 0 else ""
     left = format_duration(progress.eta_s)
-    return f"{progress.iteration} / {progress.total}{speed}" + (f" · about {left} left" if progress.eta_s > 0 else "")
+    total = progress.total or "planning…"
+    return f"{progress.iteration} / {total}{speed}" + (f" · about {left} left" if progress.eta_s > 0 else "")
+
+
+def validated_text(validation: dict) -> str:
+    """'validation AP50 41.2 at iteration 120 (the best so far)' for a "validated" record's dict."""
+    best = " (the best so far)" if validation.get("best") else ""
+    return f"validation AP50 {format_ap(validation['AP50'])} at iteration {validation['iteration']}{best}"
 
 
 class RunPanel(QWidget):
@@ -39,7 +59,10 @@ class RunPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.run_dir: Path | None = None
-        self.status = QLabel("No fine-tuning run yet.", wordWrap=True)
+        # one line, cut at the dock's edge (the tooltip holds it whole): a wrapping label would make the
+        # dock's scroll area hold the panel at its preferred height, the curves then scrolling out of view
+        self.status = QLabel("No fine-tuning run yet.")
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.progress = QProgressBar(textVisible=True)
         self.progress.setFormat("")
         self.cancel_button, self.resume_button = QPushButton("Cancel"), QPushButton("Resume")
@@ -48,6 +71,8 @@ class RunPanel(QWidget):
         self.cancel_button.clicked.connect(self._cancel)
         self.resume_button.clicked.connect(lambda: self.run_dir and self.resume_requested.emit(self.run_dir))
         self.curves = LossCurves()
+        self.validation = ValidationCurve()
+        self.validation.plot.setXLink(self.curves.loss_plot)
         self.comparison = ComparisonView()
         self.comparison.setMinimumWidth(340)  # before, after and change readable beside the curves
         row = QHBoxLayout()
@@ -55,10 +80,9 @@ class RunPanel(QWidget):
         row.addWidget(self.cancel_button)
         row.addWidget(self.resume_button)
         splitter = QSplitter(Qt.Horizontal)  # side by side: the dock stays short, the canvas tall
-        splitter.addWidget(self.curves)
-        splitter.addWidget(self.comparison)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        for widget, stretch in ((self.curves, 3), (self.validation, 2), (self.comparison, 2)):
+            splitter.addWidget(widget)
+            splitter.setStretchFactor(splitter.count() - 1, stretch)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.status)
@@ -74,18 +98,22 @@ class RunPanel(QWidget):
         self._show_status("starting…")
         self._show_iterations(0, total)
         self.curves.set_records(list(records))
+        self.validation.set_records(list(records))
         self.comparison.clear()
         self.comparison.setVisible(False)
         self._set_running(True, resumable=False)
 
     def add(self, progress) -> None:
         """A Progress of the live run."""
-        self.progress.setRange(0, progress.total)
+        self.progress.setRange(0, max(progress.total, progress.iteration) if progress.total else 0)  # 0: busy
         self.progress.setValue(progress.iteration)
         self.progress.setFormat(progress_text(progress))
         self.curves.add(progress)
+        self.validation.add(progress)
         if progress.event == "started":
             self._show_status(f"training · {progress.message.splitlines()[0]}" if progress.message else "training")
+        elif progress.event == "validated" and progress.validation:
+            self._show_status(f"training · {validated_text(progress.validation)}")
         elif progress.event == "checkpoint":
             self._show_status(f"training · checkpoint saved at iteration {progress.iteration}")
         elif progress.event == "done":  # the runner scores the run next
@@ -96,6 +124,7 @@ class RunPanel(QWidget):
         final = result.final
         self.run_dir = result.run_dir
         self.curves.set_records(records)
+        self.validation.set_records(records, FINAL_CHECKPOINT if final.event == "done" else BEST_CHECKPOINT)
         self._show_iterations(final.iteration, final.total)
         self.comparison.set_metrics(result.metrics)
         self.comparison.set_comparison(result.comparison, "validation")
@@ -117,6 +146,7 @@ class RunPanel(QWidget):
 
         self.run_dir = Path(run.path)
         self.curves.set_records(records)
+        self.validation.set_records(records, FINAL_CHECKPOINT if run.state == FINISHED else BEST_CHECKPOINT)
         self._show_iterations(run.iteration, run.total)
         self.comparison.clear()
         self.comparison.set_metrics(run.metrics)
@@ -136,9 +166,9 @@ class RunPanel(QWidget):
         self.cancel_requested.emit()
 
     def _show_iterations(self, iteration: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
+        self.progress.setRange(0, max(total, iteration, 1))
         self.progress.setValue(iteration)
-        self.progress.setFormat(f"{iteration} / {total}")
+        self.progress.setFormat(f"{iteration} / {total}" if total else str(iteration))  # 0: a budget not planned yet
 
     def _set_running(self, running: bool, resumable: bool) -> None:
         self.cancel_button.setVisible(running)
@@ -149,4 +179,5 @@ class RunPanel(QWidget):
         """'<run folder>: <state> · <detail>' (red for a problem)."""
         text = f"{state} · {detail}" if detail else state
         self.status.setText(f"{self.run_dir.name}: {text}" if self.run_dir else text)
+        self.status.setToolTip(self.status.text())
         self.status.setStyleSheet(PROBLEM_STYLE if problem else "")

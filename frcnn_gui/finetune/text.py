@@ -1,10 +1,14 @@
-"""How the fine-tuning widgets write durations, metrics and before/after verdicts, so that every panel
-and the log agree."""
+"""How the fine-tuning widgets write durations, plans, metrics and before/after verdicts, so that
+every panel and the log agree."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from frcnn_core.vocabulary import COMPARABLE, NO_DETECTOR, NOT_COMPARABLE
+
+if TYPE_CHECKING:  # the window imports this module before the engine has imported torch
+    from frcnn_core.training.finetune import FinetunePlan
 
 NO_VALUE = "—"
 
@@ -26,6 +30,15 @@ def format_duration(seconds: float | None) -> str:
 def counted(count: int, noun: str, plural: str | None = None) -> str:
     """'1 image', '3 images', '2 boxes' (with plural="boxes"): the noun is plural unless count is 1."""
     return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"
+
+
+def plan_summary(plan: FinetunePlan) -> str:
+    """'train: 12 images, 30 boxes · validation: 3 images, 8 boxes — per class (train/val): cat 20/5, dog 10/3'."""
+    per_class = ", ".join(f"{name} {count}/{plan.val_boxes.get(name, 0)}" for name, count in plan.train_boxes.items())
+    train_boxes, val_boxes = (counted(sum(boxes.values()), "box", "boxes")
+                              for boxes in (plan.train_boxes, plan.val_boxes))
+    return (f"train: {counted(len(plan.settings.images or ()), 'image')}, {train_boxes} · "
+            f"validation: {counted(len(plan.val_images), 'image')}, {val_boxes} — per class (train/val): {per_class}")
 
 
 def format_ap(value: float | None) -> str:

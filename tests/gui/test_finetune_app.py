@@ -39,6 +39,7 @@ def planned(window, iterations: int):
     """The plan the Fine-tune dialog makes for the open folder and the current model."""
     dialog = window.finetuning.dialog()
     assert dialog.data_current.isChecked() and dialog.base.currentData() == (FAST_MODEL, "none")
+    dialog.by_iterations.setChecked(True)
     dialog.iterations.setValue(iterations)
     plan = dialog.check()
     assert plan is not None, dialog.error.text()

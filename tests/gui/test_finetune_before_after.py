@@ -104,6 +104,7 @@ def test_the_dialog_names_annotation_problems_and_what_will_be_compared(qtbot, t
     dialog = FinetuneDialog(str(data), FAST_MODEL, str(tmp_path / "runs"), settings=settings)
     qtbot.addWidget(dialog)
     dialog.show()
+    dialog.by_iterations.setChecked(True)
     assert dialog.check() is not None
     assert dialog.problems.isVisible()
     assert dialog.problems.text() == ("annotation problem: 1 image has no annotation file: not used for training "
@@ -120,6 +121,8 @@ def test_the_dialog_opens_with_the_settings_last_checked(qtbot, tmp_path, settin
     data = write_tiny_dataset(tmp_path / "data")
     first = FinetuneDialog(str(data), FAST_MODEL, str(tmp_path / "runs"), settings=settings)
     qtbot.addWidget(first)
+    first.by_iterations.setChecked(True)
+    first.minutes.setValue(12.5)
     first.base.setCurrentIndex(1)
     first.val_percent.setValue(35)
     first.iterations.setValue(7)
@@ -137,6 +140,7 @@ def test_the_dialog_opens_with_the_settings_last_checked(qtbot, tmp_path, settin
     qtbot.addWidget(second)
     assert {**second.plan_kwargs(), "name": "once"} == expected  # every field but the run name
     assert second.preview_every() == 0 and second.name.text() == ""
+    assert second.by_iterations.isChecked() and second.minutes.value() == 12.5
     third = FinetuneDialog(str(data), ("another", "mobilenet-v2", "imagenet"), str(tmp_path / "runs"),
                            settings=settings)  # the remembered base is still offered, as its own entry
     qtbot.addWidget(third)

@@ -16,8 +16,9 @@ from frcnn_core.modeling.zoo import MODELS
 from frcnn_core.training.runs import CANCELLED, summarize_run
 from frcnn_core.training.train import Progress
 from frcnn_gui.finetune.before_after import ComparisonView
+from frcnn_gui.finetune.choices import base_model_choices, voc_splits
 from frcnn_gui.finetune.curves import LR, TOTAL, LossCurves
-from frcnn_gui.finetune.dialog import FinetuneDialog, base_model_choices, voc_splits
+from frcnn_gui.finetune.dialog import FinetuneDialog
 from frcnn_gui.finetune.messages import FinetuneResult
 from frcnn_gui.finetune.run_panel import RunPanel
 from frcnn_gui.finetune.runs_panel import COLUMNS, RunsPanel
@@ -49,7 +50,23 @@ def dialog(qtbot, tmp_path):
 
 
 # --- dialog -------------------------------------------------------------------------------
-def test_dialog_defaults_train_the_open_folder_briefly(dialog, tmp_path):
+def test_dialog_defaults_to_a_five_minute_budget_planned_from_the_open_folder(dialog, tmp_path):
+    assert dialog.by_minutes.isChecked() and dialog.minutes.value() == 5.0 and not dialog.iterations.isEnabled()
+    assert dialog.base_auto.isChecked() and not dialog.base.isEnabled()
+    assert not (dialog.lr.isEnabled() or dialog.batch.isEnabled() or dialog.hflip.isEnabled()
+                or dialog.val_percent.isEnabled())  # the plan chooses them
+    assert dialog.budget_kwargs() == dict(data=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"), minutes=5.0,
+                                          base_model=None, base_weights=None, split=None, device="auto", name=None)
+    assert "ends within 5 min" in dialog.time_hint.text()
+    dialog.base_auto.setChecked(False)  # a base model the user picks wins over the plan's
+    assert dialog.base.isEnabled()
+    assert (dialog.budget_kwargs()["base_model"], dialog.budget_kwargs()["base_weights"]) == FAST_MODEL[1:]
+
+
+def test_dialog_by_iterations_trains_the_open_folder_briefly(dialog, tmp_path):
+    dialog.by_iterations.setChecked(True)
+    assert dialog.iterations.isEnabled() and dialog.lr.isEnabled() and dialog.base.isEnabled()
+    assert not dialog.base_auto.isEnabled()
     kwargs = dialog.plan_kwargs()
     augment = kwargs.pop("augment")
     assert kwargs == dict(data=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"),
@@ -95,6 +112,7 @@ def test_voc_splits_offered_when_the_folder_has_them(dialog, tmp_path):
     for split in ("train", "val", "trainval", "cat_train"):
         (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("img0\n")
     assert voc_splits(voc) == ["train", "trainval", "val"]
+    dialog.by_iterations.setChecked(True)  # a time budget plans its own hold-out: the row is greyed
     dialog.data_path.setText(str(voc))
     dialog.data_other.setChecked(True)
     assert dialog.val_voc.isEnabled()
@@ -102,6 +120,7 @@ def test_voc_splits_offered_when_the_folder_has_them(dialog, tmp_path):
     kwargs = dialog.plan_kwargs()
     assert (kwargs["data"], kwargs["train_split"], kwargs["val_split"]) == (str(voc), "train", "val")
     assert "val_fraction" not in kwargs
+    assert dialog.budget_kwargs()["split"] == "train"  # a budget trains on "train" and validates on "val"
 
 
 def test_plan_error_is_shown_inline_and_the_dialog_stays_open(qtbot, tmp_path):
@@ -111,7 +130,7 @@ def test_plan_error_is_shown_inline_and_the_dialog_stays_open(qtbot, tmp_path):
     dialog.show()
     qtbot.mouseClick(dialog.start_button, Qt.LeftButton)
     assert dialog.isVisible() and dialog.result() != QDialog.Accepted and dialog.plan is None
-    assert dialog.error.isVisible() and "no annotated images" in dialog.error.text()
+    assert dialog.error.isVisible() and dialog.error.text().endswith("2 annotated images, none with a box")
     assert "\n" not in dialog.error.text()
     assert not (tmp_path / "runs").exists()
 
@@ -125,6 +144,7 @@ def test_missing_data_or_runs_folder_is_said_inline(qtbot, dialog):
 
 
 def test_check_shows_the_plan_summary_and_start_accepts(qtbot, dialog):
+    dialog.by_iterations.setChecked(True)
     plan = dialog.check()
     assert plan is not None and not dialog.error.isVisible()
     assert dialog.summary.text().startswith(f"train: {4 - len(plan.val_images)} images")
@@ -135,6 +155,7 @@ def test_check_shows_the_plan_summary_and_start_accepts(qtbot, dialog):
 
 
 def test_time_hint_follows_the_measured_speed_and_the_iterations(dialog):
+    dialog.by_iterations.setChecked(True)
     dialog.set_time_per_iteration(1.5, "cpu")
     assert "1.5 s per iteration on cpu" in dialog.time_hint.text()
     assert format_duration(150) in dialog.time_hint.text()

@@ -53,8 +53,10 @@ def type_number(qtbot, spin_box, value: int) -> None:
 
 
 def fill_and_start(qtbot, iterations: int, seen: dict):
-    """A dialog handler: a short run, batch 1, no live preview; Check, note what the dialog says, Start."""
+    """A dialog handler: a short run by iterations, batch 1, no live preview; Check, note what the
+    dialog says, Start."""
     def handle(dialog: FinetuneDialog) -> None:
+        qtbot.mouseClick(dialog.by_iterations, Qt.LeftButton)
         type_number(qtbot, dialog.iterations, iterations)
         type_number(qtbot, dialog.batch, 1)
         type_number(qtbot, dialog.preview, 0)
@@ -107,10 +109,11 @@ def test_raccoons_on_the_blood_cell_model_are_not_comparable_and_nothing_is_lost
     # the dialog, reopened, shows the settings of the last run
     reopened: dict = {}
     when_the_dialog_opens(qtbot, lambda dialog: reopened.update(
-        iterations=dialog.iterations.value(), batch=dialog.batch.value(), preview=dialog.preview_every(),
+        budgeted=dialog.by_minutes.isChecked(), iterations=dialog.iterations.value(), batch=dialog.batch.value(),
+        preview=dialog.preview_every(),
         base=dialog.base.currentData(), current=dialog.base.itemText(0)))
     window.actions["finetune"].trigger()
-    assert reopened == {"iterations": 1, "batch": 1, "preview": 0, "base": ("bccd-demo", "none"),
+    assert reopened == {"budgeted": False, "iterations": 1, "batch": 1, "preview": 0, "base": ("bccd-demo", "none"),
                         "current": f"the current model: {run.name}/final.pt"}
 
 
