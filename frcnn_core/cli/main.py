@@ -254,9 +254,9 @@ def command_train(args) -> int:
         settings = plan.settings
         plan.save_anchor_report(args.out)
     else:
-        settings = TrainSettings(data=args.data, out=args.out, split=args.split, model=args.model or default_model(),
-                                 weights=args.weights or "imagenet", iters=args.iters, epochs=args.epochs,
-                                 seed=args.seed, **{**TRAIN_DEFAULTS, **given})
+        defaults = {**TRAIN_DEFAULTS, "model": default_model(), "weights": "imagenet"}
+        settings = TrainSettings(data=args.data, out=args.out, split=args.split, iters=args.iters, epochs=args.epochs,
+                                 seed=args.seed, **{**defaults, **given})
     runs = train(settings, resume=args.resume)
     for progress in runs:
         if progress.event == "started":
