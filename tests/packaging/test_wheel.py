@@ -61,8 +61,9 @@ def installed(wheel, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("installed") / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
+    # away from the checkout: with PYTHONPATH on it, pip would find the project "already installed"
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--quiet",
-         str(wheel)])
+         str(wheel)], env=away_from_the_checkout())
     site_packages = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
     ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (site_packages / "project-venv.pth").write_text("".join(f"{path}\n" for path in ours))
