@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from frcnn_core.errors import InputError
+from frcnn_core.inspect.saliency import DETECTION, PROPOSAL, SaliencyTarget, proposal_target
 from frcnn_core.modeling import trace_builder as tracing, transform
 from frcnn_core.modeling.anchors import inside_mask
 from frcnn_core.modeling.model import FasterRCNN
@@ -96,16 +98,18 @@ class _SecondStage:
 class Inspection:
     """One image's forward pass, cached so that each stage can re-run on its own (module docstring).
 
-    Attributes: trace — the inference Trace, plus the anchor labels when GT boxes were given;
+    Attributes: image — the (3, H, W) image, on the model's device; trace — the inference Trace,
+    plus the anchor labels when GT boxes were given;
     training_trace — the training-settings Trace (anchor labels, training proposals, RoI samples),
     when GT boxes and labels were given; backbone_calls — backbone passes made (always 1).
     Besides the feature maps it keeps the current RoIs' pooled features (R x C x 7 x 7 floats:
     50 MB for resnet50-fpn's 1,000 proposals).
     """
 
-    def __init__(self, model: FasterRCNN, outputs: StageOutputs, generator_seed: int):
-        """From a one-image pass of `model.run_stages` without targets."""
+    def __init__(self, model: FasterRCNN, outputs: StageOutputs, generator_seed: int, image: Tensor):
+        """From a one-image pass of `model.run_stages` without targets on `image` (3, H, W)."""
         self._model = model
+        self.image = image
         self._start = outputs.backbone
         self._inside = inside_mask(self._start.anchors.boxes, self._start.batch.input_sizes[0])
         self._generator_seed = generator_seed
@@ -129,8 +133,9 @@ class Inspection:
         that the labels equal a training pass's with `torch.Generator().manual_seed(seed)`.
         """
         with torch.inference_mode():
-            outputs = model.run_stages([image.to(_device(model))])
-        inspection = cls(model, outputs, generator_seed)
+            image = image.to(_device(model))
+            outputs = model.run_stages([image])
+        inspection = cls(model, outputs, generator_seed, image)
         if gt_boxes is not None:
             inspection.trace = replace(inspection.trace, anchor_labels=inspection.relabel_anchors(gt_boxes))
             if gt_labels is not None:
@@ -256,6 +261,18 @@ class Inspection:
             detection_box=detections.boxes[detection_index],
             proposals=second.proposals,
         )
+
+    def saliency_target(self, kind: str, index: int) -> SaliencyTarget:
+        """The saliency target (`saliency.py`) of current detection `index` (kind DETECTION) or of
+        current proposal `index` (PROPOSAL, after NMS: its objectness)."""
+        if kind == PROPOSAL:
+            return proposal_target(self._second.proposals, index)
+        if not 0 <= index < len(self._detections.keep_idx):
+            raise InputError(None, f"there is no detection {index}: the image has {len(self._detections.keep_idx)}")
+        chain = self.provenance(index)
+        return SaliencyTarget(kind=DETECTION, box=chain.detection_box.float(), roi=chain.roi_box.float(),
+                              label=chain.label, anchor_index=-1, level=int(self._second.pooled.level[chain.roi_index]),
+                              score=chain.score)
 
     def _second_stage(self, proposals: ProposalsTrace) -> _SecondStage:
         known = [boxes for record, boxes in self._known_rois if record is proposals]

@@ -70,8 +70,8 @@ def pad_batch(images: list[Tensor], size_divisible: int) -> Tensor:
     """Zero-pad (3, Hi, Wi) images to one (N, 3, Hp, Wp) tensor, Hp and Wp multiples of size_divisible."""
     height, width = padded_size(max(i.shape[1] for i in images), max(i.shape[2] for i in images), size_divisible)
     batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
-    for slot, image in zip(batch, images, strict=True):
-        slot[:, : image.shape[1], : image.shape[2]].copy_(image)
+    for index, image in enumerate(images):  # not `zip(batch, ...)`: unbind's views refuse a copy that needs grad
+        batch[index, :, : image.shape[1], : image.shape[2]].copy_(image)
     return batch
 
 
