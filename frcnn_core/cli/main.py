@@ -1,4 +1,4 @@
-"""`frcnn` command line: models, detect, trace, train, eval, diagnose, errors (DESIGN.md, "CLI contract").
+"""`frcnn` command line: models, detect, trace, train, eval, diagnose, errors, explain (DESIGN.md, "CLI contract").
 
 A user's mistake (bad image, annotation, checkpoint, model name) is one line on stderr and exit
 status 2; `--verbose` adds the traceback.
@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from frcnn_core.analysis.errors import error_analysis
 from frcnn_core.analysis.evaluate import evaluate
-from frcnn_core.cli import errors_report, reports
+from frcnn_core.cli import errors_report, explain, reports
 from frcnn_core.data.augment import AugmentConfig
 from frcnn_core.data.formats import open_dataset
 from frcnn_core.data.samples import SKIPPED_NO_ANNOTATION
@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--out", metavar="DIR", help="write diagnose.json and a best-anchor-IoU histogram there")
     _errors_arguments(commands.add_parser(
         "errors", help="TIDE's error types and the stage that lost each missed box, over a dataset (torchrun-ready)"))
+    explaining = commands.add_parser("explain", help="which pixels a detection's score rests on (saliency), "
+                                                     "with the deletion test of the map")
+    explain.add_arguments(explaining, NATURAL)
+    _model_arguments(explaining)
     return parser
 
 
@@ -349,8 +353,15 @@ def command_errors(args) -> int:
     return 0
 
 
+def command_explain(args) -> int:
+    record = explain.explain(_load_model(args), args)
+    if args.json:
+        reports.write_json(args.json, record)
+    return 0
+
+
 COMMANDS = {"models": command_models, "detect": command_detect, "trace": command_trace, "train": command_train,
-            "eval": command_eval, "diagnose": command_diagnose, "errors": command_errors}
+            "eval": command_eval, "diagnose": command_diagnose, "errors": command_errors, "explain": command_explain}
 
 
 def _problem(error: InputError | OSError) -> str:

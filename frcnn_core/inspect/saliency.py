@@ -17,8 +17,12 @@ Two methods, each giving a map over the image's pixels (higher: the score rests 
   in expectation, less noise). No gradients: any model in the zoo. A generator, one
   `SaliencyProgress` per batch of masks, so that a caller shows the map as it refines and stops
   when told.
-- `grad_cam` — Grad-CAM through captum's `LayerGradCam` on the feature map the target was computed
-  from (the FPN level its RoI was pooled from, or its anchor's level), up-sampled to the image.
+- `hires_cam` — HiResCAM (Draelos & Carin, 2020): the gradient of the target's logit times the
+  activation, element by element, summed over the channels (captum's `LayerGradientXActivation`),
+  on the feature map the target was computed from (the FPN level its RoI was pooled from, or its
+  anchor's level), up-sampled to the image. Grad-CAM proper averages the gradient over the map
+  first, which spreads a RoI's score onto every place with like features: on BCCD val its top 10 %
+  cost the score 3x what a random 10 % cost, HiResCAM's 8x (12 detections of 3 images).
 
 `deletion_test` fills the most salient share of the pixels with the image's mean colour and
 compares the target's score drop with that of deleting a random share of the same size.
@@ -43,8 +47,8 @@ from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.trace import ProposalsTrace, Trace
 
 DETECTION, PROPOSAL = "detection", "proposal"
-DRISE, GRAD_CAM = "drise", "gradcam"
-METHODS = {DRISE: "D-RISE (random masks)", GRAD_CAM: "Grad-CAM (captum)"}
+DRISE, HIRES_CAM = "drise", "hirescam"
+METHODS = {DRISE: "D-RISE (random masks)", HIRES_CAM: "HiResCAM (gradient x activation)"}
 PREVIEW_MASKS = 64  # D-RISE's first map, in a few seconds on a CPU
 REFINED_MASKS = 1000  # D-RISE's default count: the paper's 4,000-5,000 is a GPU's budget
 MASK_PROBABILITY = 0.5  # the share of grid cells a mask keeps (D-RISE's p)
@@ -191,7 +195,8 @@ def random_masks(count: int, image_size: tuple[int, int], cell: float, generator
     cell_px = max(1, round(cell))
     rows, columns = math.ceil(height / cell_px) + 1, math.ceil(width / cell_px) + 1
     grid = (torch.rand(count, 1, rows, columns, generator=generator) < MASK_PROBABILITY).float()
-    smooth = F.interpolate(grid, size=(rows * cell_px, columns * cell_px), mode="bilinear", align_corners=False)[:, 0]
+    smooth = F.interpolate(grid, size=(rows * cell_px, columns * cell_px), mode="bilinear", align_corners=False)
+    smooth = smooth[:, 0].clamp(0, 1)  # the interpolation overshoots 1 by a rounding error
     shifts = torch.randint(0, cell_px, (count, 2), generator=generator)
     return torch.stack([mask[dy: dy + height, dx: dx + width] for mask, (dy, dx) in zip(smooth, shifts.tolist(),
                                                                                          strict=True)])
@@ -223,33 +228,48 @@ def _drise_weights(scores: TargetScores, target: SaliencyTarget, reference: Targ
     return overlap * cosine
 
 
+class MaskStatistics:
+    """Running sums over weighted masks: `heatmap()` is, per pixel, the covariance of the mask value
+    with the weight over the masks added so far, E[w m] - E[w] E[m] (D-RISE's map, centred)."""
+
+    def __init__(self, size: tuple[int, int], device: torch.device):
+        self.weighted = torch.zeros(size, device=device)  # sum of weight x mask
+        self.kept = torch.zeros(size, device=device)  # sum of masks
+        self.weight_sum = 0.0
+        self.count = 0
+
+    def add(self, weights: Tensor, masks: Tensor) -> None:
+        """weights (N,) and masks (N, H, W), on the statistics' device."""
+        self.weighted += torch.einsum("n,nhw->hw", weights.float(), masks)
+        self.kept += masks.sum(0)
+        self.weight_sum += float(weights.sum())
+        self.count += len(masks)
+
+    def heatmap(self) -> Tensor:
+        """(H, W) on the CPU."""
+        return (self.weighted / self.count - (self.weight_sum / self.count) * (self.kept / self.count)).cpu()
+
+
 def drise(model: FasterRCNN, image: Tensor, target: SaliencyTarget, masks: int = REFINED_MASKS,
           batch_size: int = 8, generator: torch.Generator | None = None,
           cell: float | None = None) -> Iterator[SaliencyProgress]:
-    """D-RISE over `masks` masks (module docstring), `batch_size` at a time; yields the map after
-    each batch (the last is the result). Runs under inference mode; `cell`: mask_cell's by default."""
+    """D-RISE over `masks` masks (module docstring), `batch_size` at a time; yields no map at
+    first, then the map after each batch (the last is the result). Under inference mode;
+    `cell`: mask_cell's by default; `generator` draws the masks (seed 0 by default)."""
     generator = generator or torch.Generator().manual_seed(0)
     size = (int(image.shape[-2]), int(image.shape[-1]))
     cell = cell or mask_cell(target, size)
     scorer = TargetScorer(model, target)
     device = next(model.parameters()).device
     image = image.to(device)
-    weighted = torch.zeros(size, device=device)  # sum of weight x mask
-    kept = torch.zeros(size, device=device)  # sum of masks
-    weight_sum, done = 0.0, 0
+    statistics = MaskStatistics(size, device)
     yield SaliencyProgress(0, masks, None)
     with torch.inference_mode():
         reference = scorer(image[None])
-        while done < masks:
-            chunk = random_masks(min(batch_size, masks - done), size, cell, generator).to(device)
-            weights = _drise_weights(scorer(_fill(image, chunk)), target, reference).float()
-            weighted += torch.einsum("n,nhw->hw", weights, chunk)
-            kept += chunk.sum(0)
-            weight_sum += float(weights.sum())
-            done += len(chunk)
-            # the covariance of mask and weight over the masks so far
-            covariance = weighted / done - (weight_sum / done) * (kept / done)
-            yield SaliencyProgress(done, masks, covariance.cpu())
+        while statistics.count < masks:
+            chunk = random_masks(min(batch_size, masks - statistics.count), size, cell, generator).to(device)
+            statistics.add(_drise_weights(scorer(_fill(image, chunk)), target, reference), chunk)
+            yield SaliencyProgress(statistics.count, masks, statistics.heatmap())
 
 
 def drise_map(model: FasterRCNN, image: Tensor, target: SaliencyTarget, masks: int = REFINED_MASKS,
@@ -270,37 +290,38 @@ def feature_layer(model: FasterRCNN, level: int) -> nn.Module:
     body = getattr(backbone, "body", None)
     if body is not None:
         return body
-    raise ValueError(f"Grad-CAM does not know which layer of a {type(backbone).__name__} backbone to use")
+    raise ValueError(f"HiResCAM does not know which layer of a {type(backbone).__name__} backbone to use")
 
 
-def grad_cam(model: FasterRCNN, image: Tensor, target: SaliencyTarget) -> Tensor:
-    """Grad-CAM (captum's LayerGradCam, ReLU on) of the target's logit (as Grad-CAM's paper: a
-    confident probability's gradient vanishes) at its feature level, as a map (H, W) over the image:
-    the feature cells cover the padded input, so the map is up-sampled to it, cut to the resized
-    image and resized to the original."""
-    from captum.attr import LayerGradCam
+def hires_cam(model: FasterRCNN, image: Tensor, target: SaliencyTarget) -> Tensor:
+    """HiResCAM of the target's logit (as the CAM papers: a confident probability's gradient
+    vanishes) at its feature level, ReLU'd, as a map (H, W) over the image: the feature cells cover
+    the padded input, so the map is up-sampled to it, cut to the resized image and resized to the
+    original."""
+    from captum.attr import LayerGradientXActivation
 
     scorer = TargetScorer(model, target)
-    explainer = LayerGradCam(lambda images: scorer(images).logit, feature_layer(model, target.level))
+    explainer = LayerGradientXActivation(lambda images: scorer(images).logit, feature_layer(model, target.level))
     device = next(model.parameters()).device
     with torch.inference_mode(False), torch.enable_grad():
         inputs = image[None].to(device).clone().requires_grad_(True)
-        cam = explainer.attribute(inputs, relu_attributions=True).detach().float()  # (1, 1, h, w)
-    batch_size = transform.padded_size(*transform.resized_size(*image.shape[-2:], model.config.transform),
-                                       model.config.transform.size_divisible)
-    resized = transform.resized_size(*image.shape[-2:], model.config.transform)
-    padded = F.interpolate(cam, size=batch_size, mode="bilinear", align_corners=False)
+        # (1, C, h, w) gradient x activation -> (1, 1, h, w)
+        cam = explainer.attribute(inputs).detach().float().sum(1, keepdim=True).clamp(min=0)
+    transform_config = model.config.transform
+    resized = transform.resized_size(*image.shape[-2:], transform_config)
+    padded = F.interpolate(cam, size=transform.padded_size(*resized, transform_config.size_divisible),
+                           mode="bilinear", align_corners=False)
     cut = padded[:, :, : resized[0], : resized[1]]
     return F.interpolate(cut, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)[0, 0].cpu()
 
 
 def saliency_map(model: FasterRCNN, image: Tensor, target: SaliencyTarget, method: str,
                  masks: int = REFINED_MASKS, generator: torch.Generator | None = None) -> Tensor:
-    """The map (H, W) of `method` (DRISE or GRAD_CAM) for the target."""
+    """The map (H, W) of `method` (DRISE or HIRES_CAM) for the target."""
     if method == DRISE:
         return drise_map(model, image, target, masks, generator)
-    if method == GRAD_CAM:
-        return grad_cam(model, image, target)
+    if method == HIRES_CAM:
+        return hires_cam(model, image, target)
     raise ValueError(f"unknown saliency method {method!r}: {', '.join(METHODS)}")
 
 

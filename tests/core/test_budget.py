@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -150,6 +151,29 @@ def test_a_plateau_is_patience_checks_without_gain_after_half_the_budget():
     assert not validator.plateaued(0.9)
 
 
+def test_a_later_checkpoint_within_one_hold_out_box_of_the_best_is_kept(tmp_path, monkeypatch):
+    """The raccoon 10-minute run's validations (19 hold-out images, 23 boxes): the highest AP50,
+    0.982 at iteration 226, scored 0.693 on the test photos, the last (0.975) 0.847."""
+    scripted = iter([0.871, 0.422, 0.982, 0.935, 0.975, 0.959, 0.975])
+    monkeypatch.setattr(validation, "run_detections", lambda *args, **kwargs: [])
+    monkeypatch.setattr(validation, "coco_metrics", lambda *args: {"AP50": next(scripted), "AP": 0.4})
+    saved = []
+    monkeypatch.setattr(validation, "save_checkpoint", lambda path, *args, extra: saved.append(extra["iteration"]))
+    validator = Validator.__new__(Validator)
+    validator.dataset, validator.run, validator.device = SimpleNamespace(class_names=[]), tmp_path, torch.device("cpu")
+    validator.state, validator.tolerance, validator._ground_truth = ValidationState(), 1 / 23, None
+    model = torch.nn.Linear(1, 1)
+    model.model_name, model.config, model.class_names = "m", None, ["__background__", "raccoon"]
+    kept = [validator.validate(model, iteration, {"iteration": iteration})["best"]
+            for iteration in (47, 65, 103, 226, 271, 314, 392)]
+    assert kept == [True, False, False, True, False, True, True]
+    assert saved == [47, 226, 314, 392] and validator.state.best_iteration == 392
+    assert validator.state.best_ap50 == 0.982 and validator.state.kept_ap50 == 0.975
+    assert "the highest, 0.982, is within one hold-out box" in validator.summary()
+    # 0.959 at 352 is within 1/23 of 0.982 too: kept; 0.935 is not
+    assert validator.state.since_best == 3  # no gain of MIN_GAIN over 0.982 since iteration 226
+
+
 @pytest.mark.slow
 def test_a_budgeted_run_ends_in_time_and_keeps_the_best_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(validation, "PATIENCE", 10**6)  # an untrained model plateaus at once; here: no early stop
@@ -162,9 +186,10 @@ def test_a_budgeted_run_ends_in_time_and_keeps_the_best_checkpoint(tmp_path, mon
     assert records[-1].event == "done" and "final.pt is the best validation AP50" in records[-1].message
     validations = [r.validation for r in records if r.event == "validated"]
     assert len(validations) >= 2 and all(0.0 <= v["AP50"] <= 1.0 for v in validations)
-    best = max(validations, key=lambda v: (v["AP50"], -v["iteration"]))
+    kept = [v for v in validations if v["best"]]  # the rule itself: the test above
+    assert kept[0] == validations[0] and max(validations, key=lambda v: v["AP50"])["AP50"] - kept[-1]["AP50"] < 0.5
     final = torch.load(run / "final.pt", map_location="cpu", weights_only=True)
-    assert final["iteration"] == best["iteration"]
+    assert final["iteration"] == kept[-1]["iteration"]
     last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     iterations = [r for r in records if r.event == "iteration"]
     assert last["iteration"] == iterations[-1].iteration and not (run / "best.pt").exists()
