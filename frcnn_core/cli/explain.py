@@ -54,7 +54,8 @@ def add_arguments(explain: argparse.ArgumentParser, counts) -> None:
                       help="the K-th detection, best first from 0 (as `frcnn detect --json` lists them)")
     what.add_argument("--proposal", type=counts, metavar="K", help="the K-th proposal after NMS: its objectness")
     what.add_argument("--box", type=box_argument, metavar="X1,Y1,X2,Y2",
-                      help="a box of yours in image pixels, scored by the box head as a RoI")
+                      help="a box of yours in image pixels, scored by the box head as a RoI "
+                           "(--box=-5,... when it starts with a minus)")
     explain.add_argument("--label", help="with --box: the class to explain (default: the box head's likeliest)")
     explain.add_argument("--method", choices=list(METHODS), default=DRISE,
                          help="drise: random masks, no gradients (default); "

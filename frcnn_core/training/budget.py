@@ -111,9 +111,9 @@ def plan_budget(data: str, minutes: float, out: str, given: dict | None = None, 
         why.append(f"the box head learns from {roi_batch} sampled RoIs an image, not torchvision's 512: on a "
                    f"{kind.upper()} the head's cost falls about fourfold, so the budget holds more iterations, "
                    f"and a quarter of {roi_batch} still holds every object's positive RoIs")
-    why.append("flips: left-right half of the time; upside down never unless you ask (--vflip 0.5 suits "
-               "microscopy or aerial images): the boxes of photos and of microscopy look alike in their "
-               "shapes and places, so the data cannot tell which way is up")
+    why.append("flips: left-right half of the time; upside down only when you ask for it (it suits microscopy "
+               "and aerial images): the boxes of photos and of microscopy look alike in their shapes and "
+               "places, so the data cannot tell which way is up")
     settings = TrainSettings(
         data=str(Path(data).resolve()), out=str(out), split=split, model=model, weights=weights, batch_size=batch,
         lr=lr, warmup_iters=WARMUP_ITERS, schedule="cosine", seed=seed, device=device,
