@@ -93,8 +93,8 @@ def run(detections: int = DETECTIONS, masks: int = BENCH_MASKS) -> dict:
         results[method] = {"salient_drop": salient_mean, "random_drop": random_mean,
                            "ratio": salient_mean / random_mean if random_mean > 0 else float("inf"),
                            "seconds_median": statistics.median(seconds[method])}
-    return {"detections": len(previews), "masks": masks, "threads": torch.get_num_threads(),
-            "methods": results, "preview_masks": PREVIEW_MASKS, "preview_s_median": statistics.median(previews),
+    return {"detections": len(previews), "masks": masks, "threads": torch.get_num_threads(), "methods": results,
+            "preview_masks": min(PREVIEW_MASKS, masks), "preview_s_median": statistics.median(previews),
             "preview_s_max": max(previews), "target_ratio": TARGET_RATIO}
 
 

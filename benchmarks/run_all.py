@@ -19,6 +19,7 @@ import torchvision
 
 import bench_errors
 import bench_inference
+import bench_saliency
 import bench_seed_stages
 import bench_startup
 from common import atomic_write_text, cpu_model
@@ -60,7 +61,8 @@ def _vmhwm_note(rss: dict) -> str:
     return f" (/proc VmHWM agrees within {gap:.0f} MB)"
 
 
-def table(inference: dict, seed: dict, startup: dict, errors: dict, gui_rows: list[tuple[str, str]]) -> str:
+def table(inference: dict, seed: dict, startup: dict, errors: dict, saliency: dict,
+          gui_rows: list[tuple[str, str]]) -> str:
     """The Markdown table of the benchmarks' results."""
     seconds, rss, ms = inference["seconds"], inference["rss_mb"], seed["ms"]
     rows = [
@@ -94,14 +96,15 @@ def table(inference: dict, seed: dict, startup: dict, errors: dict, gui_rows: li
         (f"`frcnn detect`, BCCD val ({errors['images']} images, bccd-demo)", _seconds(errors["seconds"]["detect"])),
         ("`frcnn errors`, the same images", _seconds(errors["seconds"]["errors"])),
         (f"errors / detect (medians; at most {errors['target']})", f"{errors['ratio']:.2f}"),
+        *bench_saliency.lines(saliency),
         *gui_rows,
     ]
     lines = ["| measure | result |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 
-def report(inference: dict, seed: dict, startup: dict, errors: dict, gui: dict, gui_rows: list[tuple[str, str]],
-           started: datetime.datetime, runtime_s: float, load: tuple) -> str:
+def report(inference: dict, seed: dict, startup: dict, errors: dict, saliency: dict, gui: dict,
+           gui_rows: list[tuple[str, str]], started: datetime.datetime, runtime_s: float, load: tuple) -> str:
     """results.md: the context, then the table, then what the seed run labelled."""
     counts = seed["counts"]
     context = [
@@ -123,7 +126,7 @@ def report(inference: dict, seed: dict, startup: dict, errors: dict, gui: dict, 
         "",
         "",
     ]
-    return "\n".join(context) + table(inference, seed, startup, errors, gui_rows) + "\n"
+    return "\n".join(context) + table(inference, seed, startup, errors, saliency, gui_rows) + "\n"
 
 
 def main() -> None:
@@ -136,11 +139,12 @@ def main() -> None:
     seed = bench_seed_stages.run()
     startup = bench_startup.run()
     errors = bench_errors.run()
+    saliency = bench_saliency.run()
     gui = gui_benchmark()
     import bench_gui  # only now: Qt and the window's code stay out of the processes the others fork
 
-    text = report(inference, seed, startup, errors, gui, bench_gui.lines(gui), started, time.perf_counter() - start,
-                  (load_start, os.getloadavg()[0]))
+    text = report(inference, seed, startup, errors, saliency, gui, bench_gui.lines(gui), started,
+                  time.perf_counter() - start, (load_start, os.getloadavg()[0]))
     print(text)
     atomic_write_text(RESULTS_PATH, text)
     print(f"written to {RESULTS_PATH}")
