@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -218,3 +222,24 @@ def test_a_resumed_budgeted_run_continues_the_same_plan(tmp_path, monkeypatch):
     assert [r.iteration for r in resumed if r.event == "iteration"][0] == cancelled_at + 1
     history = torch.load(run / "last.pt", map_location="cpu", weights_only=True)["validation"]["history"]
     assert history[:len(saved["validation"]["history"])] == saved["validation"]["history"]
+
+
+@pytest.mark.slow
+def test_under_torchrun_the_budget_is_the_whole_jobs_wall_time(tmp_path):
+    """Two gloo processes, a one-minute budget: rank 0's plan and stop reach rank 1 (were they to
+    differ by an iteration, the gradient all-reduce would hang until the timeout)."""
+    data, run = photo_folder(tmp_path / "data", 12, 40), tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "frcnn_core.cli.main", "train", "--data", str(data), "--minutes", "1", "--model",
+               "mobilenet-v3-320-fpn", "--weights", "none", "--out", str(run), "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    iterations = [entry["iteration"] for entry in log if entry["event"] == "iteration"]
+    assert iterations == list(range(1, len(iterations) + 1)) and len(iterations) >= 5
+    done = log[-1]
+    assert done["event"] == "done" and done["iteration"] == iterations[-1]
+    spent = float(re.search(r"in ([0-9.]+) of 1 minutes", done["message"]).group(1))
+    assert 0.8 <= spent <= 1.05  # the budget, to the rounding of the message
+    assert any(entry["event"] == "validated" for entry in log) and (run / "final.pt").exists()
