@@ -1,8 +1,8 @@
 """`frcnn-gui IMAGE --stage STAGE --screenshot OUT` (for the saliency stage with a click and a mask
-count) draws what it claims: in the written PNG, the
-canvas region shows the photo, and the stage's overlay on it (the same region rendered with the
-stage's layers hidden differs), and nothing else of the window changes. `screenshot_probe.py`
-runs the command in a subprocess and notes where the canvas lies when the picture is taken."""
+count) draws what it claims: in the written PNG, the canvas region shows the photo, and the
+stage's overlay on it (the same region rendered with the stage's layers hidden differs), and
+nothing else of the window changes. `screenshot_probe.py` runs the command in a subprocess and
+notes where the canvas lies when the picture is taken."""
 from __future__ import annotations
 
 import os
