@@ -19,9 +19,8 @@ for an inspection that is no longer the worker's latest are not computed at all.
 
 A pass of the error analysis over the folder (`ErrorsRequest`) is wanted while it is the latest
 and not cancelled; the worker asks after each image. Its updates (an image's row after a GT edit)
-are never stale to the client: the view drops those of a report it no longer shows.
-Saliency maps (`SaliencyRequest`, `saliency_pass.py`) go through `EngineClient.saliency`
-(`saliency_link.py`): the latest is wanted, and a cancelled one answers with the map so far.
+are never stale to the client: the view drops those of a report it no longer shows. Saliency maps
+(`SaliencyRequest`) go through `EngineClient.saliency` (`saliency_link.py`); a model load stops one.
 
 Failures arrive as a `WorkerError`, never as a crash or a hang: an `InputError` (the user's bad
 file, an unknown model, no CUDA) carries its one line and no traceback; anything else is our bug
@@ -261,6 +260,7 @@ class EngineClient(QObject):
         """Queue a model load; returns its request id. Answered by `model_loaded` or `failed`."""
         request_id = self._issue()
         self._loads.add(request_id)
+        self.saliency.cancel()  # a map of the model replaced: it would hold the load back
         self._load_requested.emit(LoadModelRequest(request_id, model, weights, device, amp))
         return request_id
 

@@ -154,3 +154,12 @@ def test_a_request_for_a_replaced_inspection_gives_nothing(qtbot, client, inspec
     assert results == [] and errors == []
     with qtbot.waitSignal(client.saliency.done, timeout=TIMEOUT_MS):  # the new inspection's are answered
         client.saliency.explain(received.args[0].request_id, "proposal", 0, "drise", 8)
+
+
+def test_a_model_load_stops_the_map_under_way(qtbot, client, inspection, small_bccd):  # noqa: F811
+    updates, results = collect(client.saliency.progress), collect(client.saliency.done)
+    client.saliency.explain(inspection.request_id, "proposal", 0, "drise", ENDLESS)
+    qtbot.waitUntil(lambda: any(update.done > 0 for update in updates), timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(client.model_loaded, timeout=TIMEOUT_MS):  # not after the thousands of masks asked for
+        client.load_model(small_bccd, "none", device="cpu")
+    assert len(results) == 1 and results[0].cancelled and results[0].masks < ENDLESS
