@@ -32,13 +32,17 @@ def clickable_detection(window) -> tuple[float, float]:
     """The centre of the best detection shown whose centre no smaller shown detection covers."""
     inspector = window.inspector
     detections, shown = inspector.inspection.trace.detections, inspector.shown_detections()
-    boxes = detections.boxes[shown]
-    for rank in np.argsort(-detections.scores[shown].numpy()):
+    return unshadowed_centre(detections.boxes[shown], detections.scores[shown])
+
+
+def unshadowed_centre(boxes, scores) -> tuple[float, float]:
+    """The centre of the best-scoring box (N, 4) whose centre no smaller box covers."""
+    for rank in np.argsort(-scores.numpy()):
         x1, y1, x2, y2 = boxes[rank].tolist()
         centre = ((x1 + x2) / 2, (y1 + y2) / 2)
         if smallest_box_at(boxes, *centre) == rank:
             return centre
-    raise AssertionError("every shown detection's centre lies in a smaller one")
+    raise AssertionError("every box's centre lies in a smaller one")
 
 
 def map_share(window) -> tuple[float, float]:
@@ -119,8 +123,7 @@ def test_a_clicked_detection_gets_its_map_cancel_keeps_it_and_grad_cam_explains_
     qtbot.waitUntil(lambda: "Click a detection" in text(window), timeout=TIMEOUT_MS)
 
 
-def test_leaving_the_stage_stops_the_map_and_a_click_off_the_boxes_asks_nothing(qtbot, make_window,
-                                                                                 journey_folder):
+def test_a_proposal_explained_and_leaving_the_stage_stops_a_map(qtbot, make_window, journey_folder):
     window = make_window(journey_folder, model=MODEL)
     choose_stage(qtbot, window, "saliency")
     saliency = window.inspector.saliency
@@ -135,3 +138,22 @@ def test_leaving_the_stage_stops_the_map_and_a_click_off_the_boxes_asks_nothing(
     assert not saliency.layer.isVisible()
     choose_stage(qtbot, window, "saliency")
     assert saliency.layer.isVisible() and f"cancelled at {saliency.result.masks:,} masks" in text(window)
+
+    # "explain: a proposal" with Grad-CAM: the best proposals drawn, one clicked, its objectness explained
+    controls = saliency.controls
+    controls.kind.setFocus()
+    qtbot.keyClick(controls.kind, Qt.Key_Down)
+    assert saliency.result is None and saliency.layer.image.isNull() and "Click a proposal" in text(window)
+    proposals = window.inspector.inspection.trace.proposals
+    drawn = window.inspector.drawn
+    assert len(window.inspector.layer._boxes) == drawn
+    controls.method.setFocus()
+    qtbot.keyClick(controls.method, Qt.Key_Down)  # no target yet: nothing runs
+    assert saliency.running is None
+    with qtbot.waitSignal(saliency.finished, timeout=TIMEOUT_MS):
+        click(qtbot, window, *unshadowed_centre(proposals.boxes[:drawn], proposals.scores[:drawn]))
+    result = saliency.result
+    assert result.request.kind == "proposal" and result.request.method == "gradcam"
+    assert result.box == tuple(proposals.boxes[saliency.target].tolist())
+    assert text(window).startswith(f"Grad-CAM (captum) of proposal #{saliency.target}, objectness ")
+    assert "Deleting the 10% most salient pixels: objectness " in text(window)
