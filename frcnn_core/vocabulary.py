@@ -2,7 +2,9 @@
 window can name the stages before the engine has imported.
 
 `STAGES` are the inspector's stages in the paper's order and `STAGE_TITLES` their names as the
-Stages dock lists them; `FUNNEL_STAGES` are the points where the recall funnel can lose a GT box.
+Stages dock lists them ("saliency", after the class scores, explains one detection's or proposal's
+score on demand: it has no picture in `frcnn trace --out`); `FUNNEL_STAGES` are the points where the
+recall funnel can lose a GT box.
 `outcome_words(lost_at)` names where the recall funnel (`frcnn_core.inspect.funnel`) lost a GT box,
 in the funnel panel, the stage texts, `frcnn trace --gt` and `frcnn diagnose` alike.
 """
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 STAGE_TITLES = {"anchors": "anchors", "anchor-labels": "anchor labels", "objectness": "objectness",
                 "proposals-pre-nms": "proposals before NMS", "proposals": "proposals", "roi-samples": "RoI samples",
-                "roi-pool": "RoI pooling", "class-scores": "class scores", "detections": "detections"}
+                "roi-pool": "RoI pooling", "class-scores": "class scores", "saliency": "saliency",
+                "detections": "detections"}
 STAGES = tuple(STAGE_TITLES)
 FUNNEL = "funnel"  # the recall funnel: a view of its own beside the stages (`frcnn trace --stage funnel`)
 DEFAULT_SCORE_THRESH = 0.5  # the detections panel's starting threshold

@@ -1,6 +1,8 @@
 """`frcnn-gui [IMAGE|FOLDER] [--model ...] [--stage STAGE] [--errors] [--screenshot OUT.png]`; STAGE
 is one of the stages the stage panel shows (`frcnn_core.vocabulary.STAGES`), or "funnel": the
 recall funnel dock raised, its first missed GT box (else the first) chosen and its chain drawn.
+With --stage saliency, --click X,Y explains the detection there and --masks sets D-RISE's masks
+(a screenshot waits for the whole map).
 --errors opens the Errors view once the first detections are shown and, when its analysis is in,
 opens the worst image and draws the chain of its first missed box (else of its first error)."""
 from __future__ import annotations
@@ -40,6 +42,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--click", metavar="X,Y", type=_point, default=None,
                         help="with --screenshot: click the image at (X, Y) original pixels once the stage is shown"
                              " (the anchors of a cell, a proposal, a RoI, a detection)")
+    parser.add_argument("--masks", type=_count, default=None,
+                        help="D-RISE's mask count in the saliency stage (default: the stage's own)")
     parser.add_argument("--errors", action="store_true",
                         help="open the Errors view (the folder's errors) and the chain of the worst image's first"
                              " missed box (else of its first error)")
@@ -52,6 +56,16 @@ def _point(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not X,Y (two numbers)") from None
     return x, y
+
+
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.screenshot:
         window = MainWindow(model, weights, args.device)
         excepthook.install(window.log.add)
-        _show_stage(window, args.stage)
+        _show_stage(window, args.stage, args.masks)
         if args.errors:
             _show_errors(window)
         window.open_path(args.path)
@@ -80,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         window = MainWindow(model, weights, args.device, settings=settings)
         window.resize(*SCREENSHOT_SIZE)
         excepthook.install(window.log.add)
-        _show_stage(window, args.stage)
+        _show_stage(window, args.stage, args.masks)
         if args.errors:
             _show_errors(window)
         window.open_path(args.path)
@@ -88,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         return _screenshot(app, window, args.screenshot, args.stage, args.click, args.errors)
 
 
-def _show_stage(window, stage: str) -> None:
-    """Pick `stage` in the stage panel, or, for the funnel, raise its dock and, once the engine is
-    ready, trace each image opened and choose the first missed GT box's row once the funnel is filled."""
+def _show_stage(window, stage: str, masks: int | None = None) -> None:
+    """Pick `stage` in the stage panel (with `masks`, set D-RISE's mask count once the engine is
+    ready), or, for the funnel, raise its dock and, once the engine is ready, trace each image
+    opened and choose the first missed GT box's row once the funnel is filled."""
+    if masks is not None:
+        window.engine_ready.connect(lambda: window.inspector.saliency.controls.masks.setValue(masks))
     if stage != FUNNEL:
         window.stages_panel.select(stage)
         return

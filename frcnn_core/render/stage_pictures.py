@@ -23,6 +23,11 @@ from frcnn_core.modeling.trace import Trace
 STAGE_PICTURES = (
     "anchors", "anchor-labels", "objectness", "proposals-pre-nms", "proposals", "roi-samples", "detections",
 )
+# the inspector's other stages (`vocabulary.STAGES`) show one box at a time, picked in the window: no picture
+WITHOUT_PICTURE = {"roi-pool": "it shows one RoI's pooling, picked in the stage inspector",
+                   "class-scores": "it shows one detection's class scores, picked in the stage inspector",
+                   "saliency": "its map is computed on demand for one detection or proposal, picked in the stage"
+                               " inspector (frcnn_core.inspect.saliency)"}
 
 # stage -> (the trace field it needs, the pass that records it)
 _NEEDS = {"anchor-labels": ("anchor_labels", "a training pass (with GT)"),
@@ -226,7 +231,10 @@ _DRAWERS = {"anchors": _draw_anchors, "anchor-labels": _draw_anchor_labels, "obj
 
 
 def _unsupported(trace: Trace, stage: str) -> str | None:
-    """Why `trace` cannot show `stage`, or None when it can. Raises ValueError for unknown stages."""
+    """Why `trace` cannot show `stage`, or None when it can. Raises ValueError for unknown stages
+    and for the stages without a picture (`WITHOUT_PICTURE`), saying why."""
+    if stage in WITHOUT_PICTURE:
+        raise ValueError(f"stage {stage!r} has no picture: {WITHOUT_PICTURE[stage]}")
     if stage not in _DRAWERS:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGE_PICTURES)}")
     field, recorded_by = _NEEDS.get(stage, (None, None))

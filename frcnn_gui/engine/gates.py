@@ -9,8 +9,8 @@ from frcnn_gui.engine.messages import RerunRequest
 
 
 class RequestGate:
-    """Thread-safe record of which request of one kind (detect, inspect, error pass) is still
-    wanted: the latest, unless cancelled."""
+    """Thread-safe record of which request of one kind (detect, inspect, error pass, saliency map)
+    is still wanted: the latest, unless cancelled."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -28,6 +28,11 @@ class RequestGate:
     def wants(self, request_id: int) -> bool:
         with self._lock:
             return request_id == self._latest and request_id > self._cancelled_through
+
+    def is_latest(self, request_id: int) -> bool:
+        """True for the latest request, cancelled or not (a cancelled saliency map still answers)."""
+        with self._lock:
+            return request_id == self._latest
 
 
 class Mailbox:

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch's types: the window imports this module before the engine has imported torch
+    import numpy as np
+
     from frcnn_core.analysis.errors import ErrorReport
+    from frcnn_core.inspect.saliency import DeletionTest
     from frcnn_core.modeling.trace import Trace
 
 
@@ -141,4 +144,49 @@ class ErrorsResult:
     request: ErrorsRequest
     report: ErrorReport
     pass_id: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SaliencyRequest:
+    """A saliency map (`frcnn_core.inspect.saliency`) of one score of the worker's inspection
+    `inspection_id`: `kind` "detection" or "proposal", `index` into that inspection's detections or
+    its proposals after NMS; `method` a key of `saliency.METHODS`; `masks` D-RISE's mask count
+    (HiResCAM ignores it). Wanted while it is the latest and not cancelled; a cancelled one still
+    answers, with the map so far."""
+
+    request_id: int
+    inspection_id: int
+    kind: str
+    index: int
+    method: str
+    masks: int
+
+
+@dataclass(frozen=True)
+class SaliencyUpdate:
+    """D-RISE under way: `done` of `total` masks scored; `heatmap` (H, W) float32, the map so far,
+    or None (before the preview's masks are done, and between two maps sent)."""
+
+    request_id: int
+    done: int
+    total: int
+    heatmap: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class SaliencyResult:
+    """What `request` gave: `heatmap` (H, W) float32 over the original image (None when cancelled
+    before its first masks were scored); the target's `box` (x1, y1, x2, y2, original pixels) and
+    `score` in the pass; `masks` scored (0 for HiResCAM); `deletion` the deletion test of the map
+    (None when `cancelled`: stopped early, the map is the one so far); `seconds` on the worker's
+    thread."""
+
+    request: SaliencyRequest
+    heatmap: np.ndarray | None
+    box: tuple[float, float, float, float]
+    score: float
+    masks: int
+    deletion: DeletionTest | None
+    cancelled: bool
     seconds: float

@@ -5,9 +5,9 @@ loads behind a window that is already shown. `Engine` holds the model, its devic
 setting and turns each request into its result message; `check()` raises when the request is no
 longer wanted and `enter(stage)` reports a stage (raising likewise), so that a stale detection
 stops at its next stage. It also keeps the latest image's `Inspection`, which the stage
-inspector's re-runs (`reruns.RERUNS`) start from, and the latest error analysis of the folder, which
-the Errors view's updates edit (`error_pass`). Nothing from here reaches the UI thread but the
-messages, which carry detached CPU tensors only.
+inspector's re-runs (`reruns.RERUNS`) and saliency maps (`saliency_pass`) start from, and the
+latest error analysis of the folder, which the Errors view's updates edit (`error_pass`). Nothing
+from here reaches the UI thread but the messages, which carry detached CPU data only.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from frcnn_core.io.images import load_image
 from frcnn_core.modeling.checkpoints import cached_weights
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_core.modeling.zoo import MODELS, build_model
-from frcnn_gui.engine import error_pass
+from frcnn_gui.engine import error_pass, saliency_pass
 from frcnn_gui.engine.messages import (
     DetectRequest,
     DetectResult,
@@ -37,9 +37,12 @@ from frcnn_gui.engine.messages import (
     ModelLoaded,
     RerunRequest,
     RerunResult,
+    SaliencyRequest,
+    SaliencyResult,
+    SaliencyUpdate,
 )
 from frcnn_gui.engine.reruns import RERUNS
-from frcnn_gui.engine.worker import detached_cpu
+from frcnn_gui.engine.worker_shared import detached_cpu
 
 
 def engine_threads() -> int:
@@ -118,6 +121,15 @@ class Engine:
         start = time.perf_counter()
         value = RERUNS[request.kind](self.inspection, **request.arguments)
         return RerunResult(request, value, time.perf_counter() - start)
+
+    def saliency(self, request: SaliencyRequest, progress: Callable[[SaliencyUpdate], None],
+                 wanted: Callable[[], bool]) -> SaliencyResult | None:
+        """`request`'s map (`saliency_pass`) on the inspection it names, in float32 whatever `amp`
+        says; None when that inspection is no longer the latest (another image or model came)."""
+        model = self._loaded("explaining a score")
+        if self.inspection is None or request.inspection_id != self.inspection_id:
+            return None
+        return saliency_pass.explain(model, self.inspection, request, progress, wanted)
 
     def errors(self, request: ErrorsRequest, progress: Callable[[int, int], None],
                cancelled: Callable[[], bool]) -> ErrorsResult | None:

@@ -19,7 +19,8 @@ for an inspection that is no longer the worker's latest are not computed at all.
 
 A pass of the error analysis over the folder (`ErrorsRequest`) is wanted while it is the latest
 and not cancelled; the worker asks after each image. Its updates (an image's row after a GT edit)
-are never stale to the client: the view drops those of a report it no longer shows.
+are never stale to the client: the view drops those of a report it no longer shows. Saliency maps
+(`SaliencyRequest`) go through `EngineClient.saliency` (`saliency_link.py`); a model load stops one.
 
 Failures arrive as a `WorkerError`, never as a crash or a hang: an `InputError` (the user's bad
 file, an unknown model, no CUDA) carries its one line and no traceback; anything else is our bug
@@ -55,8 +56,11 @@ from frcnn_gui.engine.messages import (  # noqa: F401  (re-exported: the worker'
     ModelLoaded,
     RerunRequest,
     RerunResult,
+    SaliencyRequest,
     WorkerError,
 )
+from frcnn_gui.engine.saliency_link import SaliencyLink
+from frcnn_gui.engine.worker_shared import LINGERING, one_line
 
 SHUTDOWN_WAIT_S = 5.0
 # imported in the worker thread with the engine: the stage inspector, which the window builds once
@@ -79,15 +83,18 @@ class EngineWorker(QObject):
     progress = Signal(int, str)  # request id, stage name
     errors_done = Signal(object)  # ErrorsResult
     errors_progress = Signal(int, int, int)  # request id, images analysed, images in all
+    saliency_progress = Signal(object)  # SaliencyUpdate
+    saliency_done = Signal(object)  # SaliencyResult
     request_done = Signal(int)  # every request ends with this, whatever became of it
     engine_ready = Signal(float)  # seconds the engine took to import; once, before the first answer
 
     def __init__(self, gate: RequestGate, inspect_gate: RequestGate, mailbox: Mailbox,
-                 errors_gate: RequestGate) -> None:
+                 errors_gate: RequestGate, saliency_gate: RequestGate) -> None:
         super().__init__()
         self._gate = gate
         self._inspect_gate = inspect_gate
         self._errors_gate = errors_gate
+        self._saliency_gate = saliency_gate
         self._mailbox = mailbox
         self._engine = None  # an engine.Engine once imported
 
@@ -121,6 +128,12 @@ class EngineWorker(QObject):
         progress = functools.partial(self.errors_progress.emit, request_id)
         self._run(request_id, lambda engine: self._emit_if_any(self.errors_done, engine.errors(
             request, progress, lambda: not self._errors_gate.wants(request_id))))
+
+    @Slot(object)
+    def explain(self, request: SaliencyRequest) -> None:
+        wanted = functools.partial(self._saliency_gate.wants, request.request_id)
+        self._run(request.request_id, lambda engine: self._emit_if_any(
+            self.saliency_done, engine.saliency(request, self.saliency_progress.emit, wanted)))
 
     @staticmethod
     def _emit_if_any(signal, result: object | None) -> None:
@@ -201,11 +214,13 @@ class EngineClient(QObject):
         self._loads: set[int] = set()
         self._reruns: set[int] = set()  # re-runs waiting or running: never stale to the client
         self._error_updates: set[int] = set()  # likewise
+        self.saliency = SaliencyLink(self._issue, self)  # saliency maps: requests, Cancel, the latest's answers
         self._closed = False
         # No parent: a QThread deleted with its parent while still running aborts the process.
         self._thread = QThread()
         self._thread.setObjectName("engine")
-        self._worker = EngineWorker(self._gate, self._inspect_gate, self._mailbox, self._errors_gate)
+        self._worker = EngineWorker(self._gate, self._inspect_gate, self._mailbox, self._errors_gate,
+                                    self.saliency.gate)
         self._worker.moveToThread(self._thread)
         self._thread.finished.connect(self._worker.deleteLater)
         queued = Qt.ConnectionType.QueuedConnection
@@ -223,6 +238,7 @@ class EngineClient(QObject):
         self._worker.errors_done.connect(self._on_errors_done, queued)
         self._worker.errors_progress.connect(self.errors_progress, queued)  # the view knows which pass it waits for
         self._worker.request_done.connect(self._on_request_done, queued)
+        self.saliency.connect_worker(self._worker)
         self._worker.engine_ready.connect(self.engine_ready, queued)
         app = QCoreApplication.instance()
         if app is not None:
@@ -244,6 +260,7 @@ class EngineClient(QObject):
         """Queue a model load; returns its request id. Answered by `model_loaded` or `failed`."""
         request_id = self._issue()
         self._loads.add(request_id)
+        self.saliency.cancel()  # a map of the model replaced: it would hold the load back
         self._load_requested.emit(LoadModelRequest(request_id, model, weights, device, amp))
         return request_id
 
@@ -307,6 +324,7 @@ class EngineClient(QObject):
         self._closed = True
         self._gate.cancel()
         self._inspect_gate.cancel()
+        self.saliency.close()
         self._thread.quit()
         if not self._thread.wait(int(wait_s * 1000)):
             # Still inside one stage: keep the thread alive until it ends rather than destroy it.
@@ -332,7 +350,8 @@ class EngineClient(QObject):
     def _wanted(self, request_id: int) -> bool:
         return not self._closed and (request_id in self._loads or request_id in self._reruns
                                      or request_id in self._error_updates or self._gate.wants(request_id)
-                                     or self._inspect_gate.wants(request_id) or self._errors_gate.wants(request_id))
+                                     or self._inspect_gate.wants(request_id) or self._errors_gate.wants(request_id)
+                                     or self.saliency.wants(request_id))
 
     @Slot(object)
     def _on_result(self, result: DetectResult) -> None:
@@ -378,19 +397,3 @@ class EngineClient(QObject):
             self._outstanding.discard(request_id)
             if not self._outstanding and not self._closed:
                 self.busy.emit(False)
-
-
-LINGERING: set[QThread] = set()  # threads that outlived shutdown's wait, kept until they end
-
-
-def detached_cpu(detections: dict) -> dict:
-    """Detections as CPU tensors without grad; float16 (AMP) floats become float32."""
-    return {
-        key: value.detach().cpu().float() if value.is_floating_point() else value.detach().cpu()
-        for key, value in detections.items()
-    }
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else ""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from frcnn_gui.engine.worker import LINGERING  # one shutdown rule for both worker threads
+from frcnn_gui.engine.worker_shared import LINGERING  # one shutdown rule for both worker threads
 from frcnn_gui.finetune.training_thread import Job, RunWorker
 
 if TYPE_CHECKING:  # the window imports this module before the engine has imported torch

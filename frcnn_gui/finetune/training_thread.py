@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from frcnn_core.errors import InputError
 from frcnn_core.io.images import load_image
 from frcnn_core.training.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT
-from frcnn_gui.engine.worker import detached_cpu, one_line  # one way to detach results and to word errors, both workers
+from frcnn_gui.engine.worker_shared import detached_cpu, one_line  # the same for both workers
 from frcnn_gui.finetune.messages import FinetuneResult, ImageComparison, PreviewDetections
 
 if TYPE_CHECKING:  # torch and the training code load in this thread when first needed, not with the window

@@ -9,7 +9,7 @@ the inspection's cache; the RoI samples (once per GT edit), the selected RoI's p
 selected detection's provenance and the recall funnel likewise. The newest request of a kind wins
 (a fast drag never queues stale work), and the stage keeps showing its previous overlay until the
 result arrives; this thread never calls the model. What each stage draws lives in `overlays.py`
-and `chains.py` (boxes) and `pictures.py` (heatmaps).
+and `chains.py` (boxes) and `pictures.py` (heatmaps); the saliency stage is `saliency_view.py`'s.
 
 What the panels say follows the image, the model and the detections panel's score threshold: a
 new image or model clears every inspection view at once (until its inspection arrives), and the
@@ -36,6 +36,7 @@ from frcnn_gui.inspector.drawing import stage_overlay
 from frcnn_gui.inspector.overlays import EMPTY, STAGE_LAYER_Z, box_at, pre_nms_shown_idx
 from frcnn_gui.inspector.pictures import HeatmapLayer, liveliest_level, shape_names
 from frcnn_gui.inspector.reruns import Reruns
+from frcnn_gui.inspector.saliency_view import SALIENCY_STAGE, SaliencyView
 from frcnn_gui.inspector.stage_panel import SHOWN_DEFAULT
 from frcnn_gui.inspector.texts import stage_text
 
@@ -85,6 +86,8 @@ class StageInspector(QObject):
         self.trace = None  # the inspection's trace with the latest re-runs swapped in
         self._detect_trace = None  # the current image's detection trace: counts before any inspection
         self.reruns = Reruns(engine)
+        self.saliency = SaliencyView(self)
+        self.saliency.changed.connect(self._show)
         self.gt_count = 0  # the GT boxes the anchor labels were last matched against
         self._training_outdated = False  # the GT boxes changed since the RoI samples were asked for
         self._pending: int | None = None
@@ -117,6 +120,7 @@ class StageInspector(QObject):
         self.funnel = []
         self._training_outdated = False
         self.reruns.reset(None)
+        self.saliency.forget()
         EMPTY.draw_on(self.chain_layer)
         self.panel.clear_inspection()
         self.forgotten.emit()
@@ -135,6 +139,7 @@ class StageInspector(QObject):
             self._ask_funnel()
 
     def _stage_chosen(self, stage: str) -> None:
+        self.saliency.stage_chosen(stage)
         if stage != "detections":
             self.inspect()
         self._show()
@@ -300,9 +305,12 @@ class StageInspector(QObject):
         return None
 
     def _clicked(self, x: float, y: float) -> None:
-        """Anchors: the cell at (x, y); other stages: the box of `_clickable` that contains (x, y)
-        with its centre nearest."""
+        """Anchors: the cell at (x, y); saliency: the smallest box there is explained; other stages:
+        the box of `_clickable` that contains (x, y) with its centre nearest."""
         self.point = (x, y)
+        if self.panel.stage == SALIENCY_STAGE and self.inspection is not None:
+            self.saliency.pick(x, y)
+            return
         clickable = self._clickable() if self.inspection is not None else None
         index = None if clickable is None else box_at(clickable[1], x, y)
         if index is not None:
@@ -321,6 +329,7 @@ class StageInspector(QObject):
         self.canvas.inspecting = stage not in GT_EDITING_STAGES
         self.layer.setVisible(stage != "detections")
         self.heatmap.setVisible(stage == "objectness" and self.trace is not None)
+        self.saliency.layer.setVisible(stage == SALIENCY_STAGE and self.trace is not None)
         if self.trace is None:
             EMPTY.draw_on(self.layer)
             self._layer_stage = None

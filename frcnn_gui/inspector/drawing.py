@@ -1,8 +1,9 @@
 """What the stage inspector draws for each stage: its `Overlay` of boxes from the inspector's trace,
 the pictures beside it (the objectness heatmap, the pooled features, the class scores), and the
 results the worker sent for the selected RoI or detection (`Reruns.fetched`), asking for them when
-they are not there yet. The builders are in `overlays.py`, `chains.py` and `pictures.py`; what the
-panel says about a stage is in `texts.py`."""
+they are not there yet; the saliency stage's boxes are its view's (`saliency_view.py`). The
+builders are in `overlays.py`, `chains.py` and `pictures.py`; what the panel says about a stage is
+in `texts.py`."""
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF
@@ -28,6 +29,8 @@ def stage_overlay(inspector, stage: str) -> Overlay | None:
     """What `stage` draws for a StageInspector that holds an inspection (None: the canvas's own
     detections, or nothing new until a re-run's result arrives); the pictures beside it too."""
     trace = inspector.trace
+    if stage == "saliency":
+        return inspector.saliency.overlay()
     if stage == "anchors":
         height, width = inspector.document.image_size[1], inspector.document.image_size[0]
         x, y = inspector.point or (width / 2, height / 2)

@@ -1,5 +1,6 @@
-"""The stages drawn as pictures rather than boxes: the objectness heatmap over the image (one
-`HeatmapLayer` item under the stage's box layer) and a RoI's pooled features as small heatmaps.
+"""The stages drawn as pictures rather than boxes: the objectness heatmap and a saliency map over
+the image (each one `HeatmapLayer` item under the stage's box layer) and a RoI's pooled features as
+small heatmaps.
 Functions of trace records and tensors; Qt only for the images and the item."""
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem
 
 HEATMAP_ALPHA, HEATMAP_FLOOR = 210, 70  # the opacity of a score-1 and a score-0 cell
+SALIENCY_ALPHA = 200  # a saliency map's opacity at its highest; 0 where it is 0, so that the photo shows
+SALIENCY_TOP = 2 / 3  # heat_image's ramp up to yellow: its white would vanish on a pale photo
 STRONGEST_CHANNELS = 3
 
 
@@ -55,6 +58,18 @@ def heat_image(values: np.ndarray, alpha: np.ndarray | None = None) -> QImage:
     pixels = np.ascontiguousarray(np.dstack([(ramp * 255).astype(np.uint8), opacity]))
     height, width = values.shape
     return QImage(pixels.data, width, height, width * 4, QImage.Format_RGBA8888).copy()
+
+
+def saliency_image(heatmap: np.ndarray) -> QImage | None:
+    """A saliency map (H, W) as an RGBA image of the same size: its positive part divided by its
+    highest value, dark red through yellow, as opaque as it is high (none at 0, SALIENCY_ALPHA at
+    the highest); None when no value is positive."""
+    positive = np.clip(heatmap.astype(np.float32), 0, None)
+    highest = float(positive.max())
+    if highest <= 0:
+        return None
+    values = positive / highest
+    return heat_image(values * SALIENCY_TOP, (values * SALIENCY_ALPHA).astype(np.uint8))
 
 
 def normalised(values: np.ndarray) -> np.ndarray:

@@ -155,6 +155,7 @@ class StagesPanel(QWidget):
         scroller.setFrameShape(QFrame.NoFrame)
         scroller.setWidget(self.explanation)
         layout.addWidget(scroller, 1)
+        self.stage_controls: dict[str, QWidget] = {}  # added by the inspector: shown on their stage only
         self.stage_list.currentRowChanged.connect(self._row_changed)
         self.nms_slider.valueChanged.connect(self._knobs_moved)
         for knob in (self.post_nms_top_n, self.pre_nms_top_n, self.min_size):
@@ -173,6 +174,14 @@ class StagesPanel(QWidget):
 
     def step(self, delta: int) -> None:
         self.stage_list.setCurrentRow(min(max(self.stage_list.currentRow() + delta, 0), len(STAGES) - 1))
+
+    def add_controls(self, stage: str, controls: QWidget) -> None:
+        """Controls shown only while `stage` is, above the explanation (the saliency stage's, which
+        the inspector adds once the engine is ready)."""
+        self.stage_controls[stage] = controls
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self.sample_table), controls)
+        controls.setVisible(self.stage == stage)
 
     def set_counts(self, counts: dict[str, str]) -> None:
         """counts: stage name -> its count text ("" or missing: the title alone)."""
@@ -306,6 +315,8 @@ class StagesPanel(QWidget):
         self.anchor_controls.setVisible(STAGES[row] == "anchors")
         self.pool_view.setVisible(STAGES[row] == "roi-pool")
         self.class_table.setVisible(STAGES[row] == "class-scores")
+        for stage, controls in self.stage_controls.items():
+            controls.setVisible(STAGES[row] == stage)
         self.stage_chosen.emit(STAGES[row])
 
 

@@ -1,11 +1,12 @@
 """What the stage panel says under the picture: the stage's explanation (`frcnn_core.inspect.describe`)
 for the inspector's trace, plus what the user chose on it — the clicked cell's anchors followed
 forward, the selected proposal, RoI or detection, the level of the heatmap — and how fast the
-latest re-run was."""
+latest re-run was; for the saliency stage, its map and deletion test in plain words."""
 from __future__ import annotations
 
 from frcnn_core.inspect.describe import explain
 from frcnn_core.inspect.follow import fate_text
+from frcnn_core.inspect.saliency import DETECTION, HIRES_CAM, METHODS, PREVIEW_MASKS, DeletionTest
 from frcnn_gui.inspector.chains import class_text, proposal_chain, provenance_text
 from frcnn_gui.inspector.overlays import (
     anchor_shape_mask,
@@ -20,6 +21,8 @@ from frcnn_gui.inspector.pictures import likely_per_level, liveliest_level, shap
 def stage_text(inspector, stage: str) -> str:
     """The text of `stage` for a StageInspector that holds an inspection (its trace is set)."""
     trace = inspector.trace
+    if stage == "saliency":
+        return saliency_text(inspector.saliency)
     if stage == "anchor-labels" and trace.anchor_labels is None:
         return "Draw a GT box (W, then drag) to see which anchors become positive and negative."
     if stage == "roi-samples":
@@ -92,3 +95,47 @@ def _anchors_text(inspector, text: str) -> str:
                 " white):\n" + "\n".join(fate_text(fate, inspector.trace.proposals) for fate in fates)
                 + "\n\n" + text)
     return text
+
+
+def saliency_text(view) -> str:
+    """The saliency stage's text for a SaliencyView: how to pick a target; then the method, the
+    target, the masks so far; then the masks and seconds of the map and its deletion test."""
+    noun = "score" if view.kind == DETECTION else "objectness"
+    if view.target is None:
+        return (f"Click a {view.kind} to see which pixels its {noun} rests on. D-RISE fills random parts of the"
+                f" image with its mean colour and weighs each mask by how much of the {view.kind} survives it: the"
+                f" first map after {PREVIEW_MASKS} masks, then it refines; no gradients. HiResCAM weighs the feature"
+                f" map the {noun} came from by its gradient. Drawn over the photo: the map's positive part, dark red"
+                " → yellow at its highest.")
+    what = f"{METHODS[view.method]} of {view.target_words()}"
+    if view.running is not None:
+        update = view.update
+        if view.method == HIRES_CAM or update is None:
+            return f"{what}: computing…"
+        return f"{what}: {update.done:,} / {update.total:,} masks… " + (
+            f"The map after {view.drawn_masks:,} masks is shown; it refines as more come."
+            if view.drawn_masks is not None else f"The first map comes after {min(PREVIEW_MASKS, update.total)} masks.")
+    result = view.result
+    if result is None:
+        return f"{what}: it failed (the log has why). Click the box to try again."
+    masks = f"{result.masks:,} masks" if view.method != HIRES_CAM else "one step"
+    if result.cancelled:
+        text = (f"{what}: cancelled at {masks}" + (f" of {result.request.masks:,}" if view.method != HIRES_CAM else "")
+                + f", after {result.seconds:.1f} s; the map so far is shown, without a deletion test.")
+    else:
+        text = f"{what}: {masks} in {result.seconds:.1f} s."
+    if view.drawn_masks is None:
+        text += " The map has no positive value: nothing is drawn."
+    if result.deletion is not None:
+        text += "\n" + deletion_words(result.deletion, noun)
+    return text + " Click another box to explain it."
+
+
+def deletion_words(test: DeletionTest, noun: str) -> str:
+    """The deletion test in plain words: the salient share's drop against a random share's."""
+    share = f"{test.share:.0%}"
+    text = (f"Deleting the {share} most salient pixels: {noun} {test.score:.2f} → {test.salient:.2f}; a random"
+            f" {share}: {test.random:.2f}.")
+    if test.salient_drop > test.random_drop:
+        return text + f" The map points at pixels the {noun} needs."
+    return text + " Its pixels matter no more than random ones: the map is not faithful here."

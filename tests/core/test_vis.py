@@ -10,7 +10,15 @@ from PIL import Image
 
 from frcnn_core.io.images import load_image
 from frcnn_core.modeling.zoo import build_model
-from frcnn_core.render.stage_pictures import GT_COLOUR, STAGE_PICTURES, class_colour, render_stage, save_stage_pictures
+from frcnn_core.render.stage_pictures import (
+    GT_COLOUR,
+    STAGE_PICTURES,
+    WITHOUT_PICTURE,
+    class_colour,
+    render_stage,
+    save_stage_pictures,
+)
+from frcnn_core.vocabulary import STAGES
 
 from reference import PHOTO
 
@@ -140,6 +148,13 @@ def test_unknown_stage_and_wrong_image_size_raise(forward_pass):
         render_stage(forward_pass.image, forward_pass.inference, "roi-pooling", forward_pass.class_names)
     with pytest.raises(ValueError, match="anchors"):
         render_stage(forward_pass.image[:, :100], forward_pass.inference, "anchors", forward_pass.class_names)
+
+
+def test_every_inspector_stage_has_a_picture_or_says_why_not(forward_pass):
+    assert sorted(STAGE_PICTURES + tuple(WITHOUT_PICTURE)) == sorted(STAGES)
+    for stage in WITHOUT_PICTURE:
+        with pytest.raises(ValueError, match=f"stage '{stage}' has no picture: "):
+            render_stage(forward_pass.image, forward_pass.inference, stage, forward_pass.class_names)
 
 
 @pytest.mark.parametrize("which, expected", [("training", TRAINING_STAGES), ("inference", INFERENCE_STAGES)])

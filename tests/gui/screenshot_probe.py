@@ -22,9 +22,10 @@ def rgb(image: QImage) -> np.ndarray:
 
 
 def stage_layers(window: MainWindow) -> list:
-    """What the stage inspector draws over the photo: the stage's boxes, a followed chain, a heatmap."""
+    """What the stage inspector draws over the photo: the stage's boxes, a followed chain, a heatmap,
+    a saliency map."""
     inspector = window.inspector
-    return [inspector.layer, inspector.chain_layer, inspector.heatmap]
+    return [inspector.layer, inspector.chain_layer, inspector.heatmap, inspector.saliency.layer]
 
 
 def main(probe: str, argv: list[str]) -> int:

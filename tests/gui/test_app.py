@@ -54,3 +54,10 @@ def test_errors_screenshot_waits_for_the_errors_view_s_chain(tmp_path):
     assert done.returncode == 0, done.stderr
     with Image.open(out) as picture:
         assert picture.format == "PNG" and picture.size == WINDOW_SIZE
+
+
+def test_a_mask_count_below_one_is_refused_with_one_line(tmp_path):
+    done = run_gui(str(SAMPLES), "--stage", "saliency", "--masks", "0", "--screenshot", str(tmp_path / "out.png"),
+                   timeout=60)
+    assert done.returncode == 2 and "argument --masks: '0' is not a whole number >= 1" in done.stderr
+    assert not (tmp_path / "out.png").exists()

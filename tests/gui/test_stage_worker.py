@@ -1,7 +1,7 @@
 """The stage inspector's re-runs live in the engine's worker, driven as a user drives them: a GT box
 dragged with 20 mouse moves gives far fewer re-runs and the last one is what is drawn; a re-run
-that raises shows one line and the window keeps working; a whole inspector session never runs an
-`Inspection` method (every call into the model's code) on the UI thread."""
+that raises shows one line and the window keeps working; a whole inspector session (a saliency map
+included) never runs an `Inspection` method (every call into the model's code) on the UI thread."""
 from __future__ import annotations
 
 import threading
@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from frcnn_core.inspect.inspection import Inspection
-from frcnn_gui.engine import reruns as engine_reruns
+from frcnn_gui.engine import reruns as engine_reruns, saliency_pass
 from frcnn_gui.inspector.overlays import anchor_labels_overlay, box_at
 
 from test_stages import TIMEOUT_MS, at, choose, settled, shown_boxes, window  # noqa: F401 (window: a fixture)
@@ -20,7 +20,8 @@ from test_stages import TIMEOUT_MS, at, choose, settled, shown_boxes, window  # 
 WBC_CENTRE = (307.0, 282.0)  # inside the image's WBC box (236, 211, 379, 353) and no other GT box's middle
 SLOW_RERUN_S = 0.1  # each relabel made this slow: a drag's moves come faster than the worker answers
 INSPECTION_CALLS = ("run", "relabel_anchors", "rerun_proposals", "training_trace_for", "pooled_features",
-                    "sampling_grid", "provenance")
+                    "sampling_grid", "provenance", "saliency_target")
+ENGINE_CALLS = ((engine_reruns, "recall_funnel"), (saliency_pass, "drise"), (saliency_pass, "deletion_test"))
 
 
 def wrap(monkeypatch, owner, name: str, before=lambda *args, **kwargs: None, after=lambda result: None) -> None:
@@ -101,8 +102,9 @@ def test_an_inspector_session_never_runs_the_model_code_on_the_ui_thread(qtbot, 
     for name in INSPECTION_CALLS:
         wrap(monkeypatch, Inspection, name, before=lambda *_args, name=name, **_kwargs: threads.append(
             (name, threading.current_thread())))
-    wrap(monkeypatch, engine_reruns, "recall_funnel",
-         before=lambda *_args, **_kwargs: threads.append(("recall_funnel", threading.current_thread())))
+    for owner, name in ENGINE_CALLS:
+        wrap(monkeypatch, owner, name, before=lambda *_args, name=name, **_kwargs: threads.append(
+            (name, threading.current_thread())))
     inspector, panel = window.inspector, window.stages_panel
     choose(qtbot, window, "anchor-labels")
     viewport = window.canvas.viewport()
@@ -122,8 +124,12 @@ def test_an_inspector_session_never_runs_the_model_code_on_the_ui_thread(qtbot, 
                          at(window, *((proposals[other, :2] + proposals[other, 2:]) / 2).tolist()))
     choose(qtbot, window, "class-scores")
     settled(qtbot, window, "funnel")  # asked for with the inspection and again after the drop
+    choose(qtbot, window, "saliency")
+    inspector.saliency.controls.masks.setValue(16)
+    with qtbot.waitSignal(inspector.saliency.finished, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(viewport, Qt.LeftButton, Qt.NoModifier, at(window, *WBC_CENTRE))
     ran = {name for name, _ in threads}
-    assert ran == {*INSPECTION_CALLS, "recall_funnel"}  # every kind of call was made, so the check means something
+    assert ran == {*INSPECTION_CALLS, *(name for _, name in ENGINE_CALLS)}  # every kind of call was made
     on_ui = [name for name, thread in threads if thread is threading.main_thread()]
     assert on_ui == []
     assert "internal error" not in window.log.toPlainText()
