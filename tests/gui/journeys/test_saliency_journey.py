@@ -112,7 +112,7 @@ def test_a_clicked_detection_gets_its_map_cancel_keeps_it_and_hires_cam_explains
         qtbot.keyClick(controls.method, Qt.Key_Down)
     result = saliency.result
     assert result.request.method == "hirescam" and result.deletion is not None and not controls.masks.isEnabled()
-    assert text(window).startswith(f"HiResCAM (captum) of {saliency.target_words()}: one step in ")
+    assert text(window).startswith(f"HiResCAM (gradient x activation) of {saliency.target_words()}: one step in ")
     assert "Deleting the 10% most salient pixels" in text(window)
     assert map_share(window)[0] > 0.01
 
@@ -155,5 +155,5 @@ def test_a_proposal_explained_and_leaving_the_stage_stops_a_map(qtbot, make_wind
     result = saliency.result
     assert result.request.kind == "proposal" and result.request.method == "hirescam"
     assert result.box == tuple(proposals.boxes[saliency.target].tolist())
-    assert text(window).startswith(f"HiResCAM (captum) of proposal #{saliency.target}, objectness ")
+    assert text(window).startswith(f"HiResCAM (gradient x activation) of proposal #{saliency.target}, objectness ")
     assert "Deleting the 10% most salient pixels: objectness " in text(window)
