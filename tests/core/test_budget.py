@@ -156,9 +156,10 @@ def test_a_plateau_is_patience_checks_without_gain_after_half_the_budget():
 
 
 def test_a_later_checkpoint_within_one_hold_out_box_of_the_best_is_kept(tmp_path, monkeypatch):
-    """The raccoon 10-minute run's validations (19 hold-out images, 23 boxes): the highest AP50,
-    0.982 at iteration 226, scored 0.693 on the test photos, the last (0.975) 0.847."""
-    scripted = iter([0.871, 0.422, 0.982, 0.935, 0.975, 0.959, 0.975])
+    """Shaped on the raccoon 10-minute run (19 hold-out images, 23 boxes): its highest validation
+    AP50 (0.982) scored 0.693 on the test photos, a later one 0.025 lower scored 0.847. A checkpoint
+    within 1/23 of the highest is kept; one further below is not."""
+    scripted = iter([0.871, 0.422, 0.804, 0.982, 0.935, 0.959, 0.975])
     monkeypatch.setattr(validation, "run_detections", lambda *args, **kwargs: [])
     monkeypatch.setattr(validation, "coco_metrics", lambda *args: {"AP50": next(scripted), "AP": 0.4})
     saved = []
@@ -241,5 +242,8 @@ def test_under_torchrun_the_budget_is_the_whole_jobs_wall_time(tmp_path):
     done = log[-1]
     assert done["event"] == "done" and done["iteration"] == iterations[-1]
     spent = float(re.search(r"in ([0-9.]+) of 1 minutes", done["message"]).group(1))
-    assert 0.8 <= spent <= 1.05  # the budget, to the rounding of the message
+    # An untrained model's AP50 never rises, so the run may stop at a plateau (after half the budget);
+    # either way every rank stopped on rank 0's word, at the same iteration (else the all-reduce hangs).
+    stopped_early = done["message"].startswith("stopped early")
+    assert (0.5 if stopped_early else 0.8) <= spent <= 1.05  # the budget, to the rounding of the message
     assert any(entry["event"] == "validated" for entry in log) and (run / "final.pt").exists()
