@@ -45,6 +45,7 @@ from PySide6.QtCore import QEvent, QEventLoop, QObject, QPoint, QPointF, QSettin
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from frcnn_core.allocator import keep_freed_memory
 from frcnn_core.data.voc import write_voc_xml  # noqa: E402
 from frcnn_core.modeling.checkpoints import save_checkpoint  # noqa: E402
 from frcnn_core.modeling.zoo import build_model  # noqa: E402
@@ -362,6 +363,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("saliency",), help="run this scenario alone")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line (for run_all.py)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the CLI and the application do
     result = run(args.moves, args.stall_seconds, only_saliency=args.only == "saliency")
     if args.json:
         print(json.dumps(result))

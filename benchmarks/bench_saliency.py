@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from frcnn_core.allocator import keep_freed_memory
 from frcnn_core.data.formats import open_dataset
 from frcnn_core.inspect.saliency import (
     DRISE,
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--masks", type=int, default=BENCH_MASKS, help=f"D-RISE's masks (default {BENCH_MASKS})")
     parser.add_argument("--json", action="store_true", help="print the result as JSON as the last line")
     args = parser.parse_args()
+    keep_freed_memory()  # as the CLI and the application do
     result = run(args.detections, args.masks)
     for name, value in lines(result):
         print(f"{name}: {value}")

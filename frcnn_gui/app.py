@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from frcnn_core.allocator import keep_freed_memory
 from frcnn_core.devices import DEVICES
 from frcnn_core.names import default_model, default_weights
 from frcnn_core.resources import SAMPLES
@@ -70,6 +71,7 @@ def _count(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    keep_freed_memory()
     if not Path(args.path).exists():
         print(f"error: {args.path}: no such image or folder", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from frcnn_core.allocator import keep_freed_memory
 from frcnn_core.analysis.errors import error_analysis
 from frcnn_core.analysis.evaluate import evaluate
 from frcnn_core.cli import errors_report, explain, reports
@@ -154,6 +155,10 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--scale-jitter", type=_in_range(float, 1e-3, 1e3, "a scale from 0.001 to 1000"), nargs=2,
                        metavar=("LO", "HI"))
     train.add_argument("--photometric", action="store_true", help="brightness / contrast / saturation jitter")
+    train.add_argument("--input-size", type=_in_range(int, 32, 4096, "a size in pixels from 32 to 4096"), nargs=2,
+                       metavar=("SHORT", "LONG"),
+                       help="resize so the shorter side is SHORT px, the longer at most LONG (default: the model's; "
+                            "with --minutes, planned from the images)")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--out", required=True, metavar="RUN_DIR")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
@@ -296,6 +301,11 @@ def _given_train_settings(args) -> dict:
                                          scale=tuple(args.scale_jitter or base.scale), photometric=args.photometric)
     if args.no_amp:
         given["amp"] = False
+    if args.input_size:
+        short, long = args.input_size
+        if long < short:
+            raise InputError(None, f"--input-size {short} {long}: the longer side's limit is under the shorter side")
+        given["input_size"] = (short, long)
     return given
 
 
@@ -375,6 +385,7 @@ def _problem(error: InputError | OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     if args.command == "train" and args.scale_jitter and args.scale_jitter[0] > args.scale_jitter[1]:
         parser.error(f"argument --scale-jitter: LO {args.scale_jitter[0]} is above HI {args.scale_jitter[1]}")
     try:

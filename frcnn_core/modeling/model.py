@@ -125,11 +125,19 @@ class FasterRCNN(nn.Module):
         `backbone_pass`, then `later_stages`. Runs in the caller's grad mode."""
         return self.later_stages(self.backbone_pass(images), targets, generator)
 
-    def backbone_pass(self, images: list[Tensor]) -> BackbonePass:
-        """Prepare the images, run the backbone and the RPN head, lay out the anchors."""
+    def features_of(self, images: list[Tensor], memory_format: torch.memory_format | None = None,
+                    ) -> tuple[transform.ImageBatch, list[Tensor]]:
+        """Prepare the images and run the backbone: the batch and its feature maps, finest first.
+        `memory_format` overrides the model's layout for this call (the input's layout decides the
+        convolutions')."""
         batch = transform.prepare(images, self.config.transform)
-        features = self.backbone(batch.tensor.contiguous(memory_format=self.memory_format))
-        features = list(features.values()) if isinstance(features, dict) else features
+        features = self.backbone(batch.tensor.contiguous(memory_format=memory_format or self.memory_format))
+        return batch, list(features.values()) if isinstance(features, dict) else features
+
+    def backbone_pass(self, images: list[Tensor], memory_format: torch.memory_format | None = None) -> BackbonePass:
+        """Prepare the images, run the backbone and the RPN head, lay out the anchors
+        (`memory_format`: as in `features_of`)."""
+        batch, features = self.features_of(images, memory_format)
         objectness, deltas = self.rpn["head"](features)
         grid_sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
         anchors = self.anchors_for(grid_sizes, tuple(batch.tensor.shape[-2:]), batch.tensor.device)

@@ -51,6 +51,17 @@ def test_the_flags_given_win_and_the_others_are_planned(tmp_path, handed):
     assert settings.model == "mobilenet-v2-fpn" and settings.minutes == 5
 
 
+def test_an_input_size_given_wins_over_the_planned_one(tmp_path, handed, capsys):
+    data = photo_folder(tmp_path / "data", 10, 50)
+    cli.main(["train", "--data", str(data), "--minutes", "5", "--out", str(tmp_path / "run"), "--input-size", "480",
+              "800"])
+    (settings, _), = handed
+    assert settings.input_size == (480, 800) and "yours: input_size = (480, 800)" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(data), "--minutes", "5", "--out", str(tmp_path / "r2"), "--input-size",
+                     "800", "480"]) == 2
+    assert capsys.readouterr().err.strip().endswith("the longer side's limit is under the shorter side")
+
+
 def test_without_minutes_the_old_defaults_hold(tmp_path, handed):
     data = photo_folder(tmp_path / "data", 4, 50)
     cli.main(["train", "--data", str(data), "--split", "all", "--iters", "3", "--out", str(tmp_path / "run")])
