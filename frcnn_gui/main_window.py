@@ -107,6 +107,9 @@ class MainWindow(QMainWindow):
             "Boxes": self.boxes_table, "Classes": self.classes_panel, "Log": self.log,
             "Why missed?": self.funnel_panel, "Training run": self.finetuning.run_panel,
             "Runs": self.finetuning.runs_panel, "Review": ReviewPanel(), "Errors": self.errors.panel})
+        # the next turn of the event loop: the chosen stage's controls are shown by then
+        self.stages_panel.stage_chosen.connect(
+            lambda _stage: QTimer.singleShot(0, self, lambda: window_layout.fit_dock(self.docks["Stages"])))
         self.review = ReviewController(self.document, self.canvas, self.docks["Review"],
                                        lambda command: self._push(lambda: command), self.report, self)
         self.image_list.image_chosen.connect(self.open_index)

@@ -8,7 +8,8 @@ narrower than the panel needs, so that no panel sets the window's minimum size: 
 1024x700 screen. The Review dock waits hidden behind Stages until review mode shows it, the Errors
 dock hidden on the left until the Errors view is opened: then it is a column left of the canvas.
 "Restore default layout" (View menu) puts every dock back where this module puts
-it, shown and docked, and sizes them for the window's current size.
+it, shown and docked, and sizes them for the window's current size. When a stage with controls
+is chosen, the Stages dock grows to show them (fit_dock), taking room from the docks below.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ ASIDE = ("Errors",)  # docks hidden until asked for, then a column left of the c
 ASIDE_WIDTH = (0.36, 400, 620)  # share of the window's width when shown, clamped likewise
 COLUMN_WIDTH = (0.2, 300, 360)  # share of the window's width, clamped to [min, max] pixels
 STRIP_HEIGHT = (0.1, 90, 130)  # share of the window's height, clamped likewise
+FIT_MOST = 0.5  # a dock grown to fit its panel's controls (fit_dock) takes at most this share of the height
 
 
 def add_docks(window: QMainWindow, panels: dict[str, QWidget]) -> dict[str, QDockWidget]:
@@ -66,6 +68,19 @@ def show_aside(dock: QDockWidget) -> None:
     dock.raise_()
     if hidden and not dock.isFloating():
         window.resizeDocks([dock], [_clamped(window.width(), *ASIDE_WIDTH)], Qt.Horizontal)
+
+
+def fit_dock(dock: QDockWidget) -> None:
+    """Grow a docked, shown `dock` to the height its panel asks for (a stage's controls, say), at
+    most FIT_MOST of the window's height; the docks beside it give the room. Never shrinks it:
+    a dock the user made taller stays so."""
+    window = dock.parentWidget()
+    if dock.isFloating() or not dock.isVisible() or not isinstance(window, QMainWindow):
+        return
+    frame = dock.height() - dock.widget().height()  # the title bar
+    wanted = min(dock.widget().widget().sizeHint().height() + frame, round(window.height() * FIT_MOST))
+    if wanted > dock.height():
+        window.resizeDocks([dock], [wanted], Qt.Vertical)
 
 
 def _dock(window: QMainWindow, title: str, panel: QWidget) -> QDockWidget:

@@ -160,6 +160,30 @@ def test_restore_default_layout_docks_and_shows_every_panel(qtbot, window):
     assert raised_strip_tab(window) == "Log"
 
 
+def test_a_stage_with_controls_grows_the_stages_dock_until_they_show(qtbot, window):
+    """The proposals stage's last knob (the minimum size) was below the dock's bottom edge in a
+    1400x900 window; choosing the stage now grows the dock, and the knob is on screen."""
+    window.resize(1400, 900)
+    window.restore_default_layout()
+    dock, knob = window.docks["Stages"], window.stages_panel.min_size
+    qtbot.waitUntil(lambda: window.size() == QSize(1400, 900))
+    before = dock.height()
+    stages = window.stages_panel.stage_list
+    stages.setFocus()
+    qtbot.keyClick(stages, Qt.Key_Home)  # anchors, then down the list to proposals
+    while window.stages_panel.stage != "proposals":
+        qtbot.keyClick(stages, Qt.Key_Down)
+    # all of it, not a sliver
+    qtbot.waitUntil(lambda: knob.visibleRegion().boundingRect().height() == knob.height())
+    assert before < dock.height() <= 0.5 * window.height() + 1
+    window.resizeDocks([dock], [round(0.45 * window.height())], Qt.Vertical)  # the user's own size
+    qtbot.wait(50)
+    taller = dock.height()
+    qtbot.keyClick(stages, Qt.Key_Up)  # a stage with fewer controls
+    qtbot.wait(50)
+    assert dock.height() >= taller  # never shrunk
+
+
 def test_the_view_menu_lists_every_panel_and_the_way_back(window):
     assert set(panels_menu(window)) == {*COLUMN, *STRIP, *BEHIND, *ASIDE, "Toolbar"}
     view = next(action.menu() for action in window.menuBar().actions() if action.text() == "&View")
