@@ -13,8 +13,10 @@ SCORE_THRESH (at most 100 per image, both detectors' default).
 - tutorial: tutorial_recipe.py in this process; seconds: from building the model to the end of
   the last iteration (the budget counts from the same moment).
 
+Ablations of ours (recipes "ours/NAME", ABLATIONS): one planned choice overruled by a flag each.
+
 Run: `.venv/bin/python benchmarks/bench_finetune.py [--datasets raccoon,bccd20,bccd205] [--minutes 5,10]
-[--recipes ours,tutorial] [--seed 0] [--json OUT] [--scratch DIR] [--write-results] [--smoke]`.
+[--recipes ours,tutorial,ours/step-schedule,...] [--seed 0] [--json OUT] [--scratch DIR] [--write-results] [--smoke]`.
 Not part of `make bench`: the full grid trains for 3 datasets x (5 + 10) minutes x 2 recipes = 90 minutes.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torchvision
 from frcnn_core.analysis.evaluate import coco_detections, coco_ground_truth, coco_metrics, relabel, run_detections
 from frcnn_core.data.formats import open_dataset
 from frcnn_core.modeling.zoo import build_model
+from frcnn_core.training.budget import plan_budget
 from frcnn_core.training.runs import FINAL_CHECKPOINT, read_log
 
 import tutorial_recipe
@@ -46,6 +49,15 @@ from finetune_splits import DATASETS, Split, build_split
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PATH = Path(__file__).resolve().parent / "finetune_results.md"
 RECIPES = ("ours", "tutorial")
+# The ablation of our recipe: each is `frcnn train --minutes` with one planned choice overruled by a flag
+# (recipe name "ours/NAME"). A shape that equals the plan's is skipped (it would be "ours" again).
+ABLATIONS = {
+    "anchors-unfitted": ["--anchors", "model"],  # the model's own anchors, no fit to the training boxes
+    "step-schedule": ["--schedule", "step"],  # x0.1 at 2/3 and 8/9 of the planned iterations, not cosine
+    "fine-shape": ["--model", "mobilenet-v2"],  # stride 8-64, 128-channel FPN, trainable batch norm
+    "coarse-shape": ["--model", "mobilenet-v2-fpn"],  # stride 32 + pool, 256 channels, frozen batch norm
+    "tutorial-size": ["--input-size", "800", "1333"],  # torchvision's resize, not the planned one
+}
 SCORE_THRESH = 0.001  # keep (nearly) every detection, as AP wants; torchvision's own default is 0.05
 SMOKE = {"minutes": [0.2], "recipes": ["tutorial"], "train_limit": 4, "test_limit": 3}
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the tutorial's choice; ours: --device auto
@@ -65,19 +77,27 @@ def run_tutorial(split: Split, minutes: float, seed: int, run_dir: Path) -> dict
     return {**score(records, test), "iterations": run.iterations, "seconds": run.seconds}
 
 
-def ours_command(split: Split, minutes: float, run_dir: Path) -> list[str]:
-    """The `frcnn train` call a user would type, with nothing but --data, --minutes and --out."""
+def ours_command(split: Split, minutes: float, run_dir: Path, flags: list[str] = ()) -> list[str]:
+    """The `frcnn train` call a user would type, with nothing but --data, --minutes and --out (and
+    an ablation's flags)."""
     return [sys.executable, "-m", "frcnn_core.cli.main", "train", "--data", str(split.train_dir),
-            "--minutes", f"{minutes:g}", "--out", str(run_dir)]
+            "--minutes", f"{minutes:g}", "--out", str(run_dir), *flags]
 
 
-def run_ours(split: Split, minutes: float, seed: int, run_dir: Path) -> dict:
+def planned_model(split: Split, minutes: float) -> str:
+    """The base model `frcnn train --minutes` plans for the split (it reads annotations only)."""
+    with tempfile.TemporaryDirectory() as out:
+        return plan_budget(str(split.train_dir), minutes, out).settings.model
+
+
+def run_ours(split: Split, minutes: float, seed: int, run_dir: Path, flags: list[str] = ()) -> dict:
     """Train with `frcnn train --minutes` and score its final.pt: {"AP50", "AP", "iterations", "seconds"}.
     seed: unused (the command's own default seed). RuntimeError with the log's last line when it fails."""
     log_path = run_dir.parent / f"{run_dir.name}.log"
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        done = subprocess.run(ours_command(split, minutes, run_dir), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(ours_command(split, minutes, run_dir, flags), cwd=ROOT, stdout=log,
+                              stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines() or ["(no output)"]
@@ -90,6 +110,18 @@ def run_ours(split: Split, minutes: float, seed: int, run_dir: Path) -> dict:
 
 
 RUNNERS = {"ours": run_ours, "tutorial": run_tutorial}
+RECIPE_NAMES = (*RECIPES, *(f"ours/{name}" for name in ABLATIONS))
+
+
+def runner(recipe: str, split: Split, minutes: float):
+    """The function that runs `recipe` ("ours", "tutorial" or "ours/ABLATION") on the split, or None
+    when the ablation would repeat the plan (a shape flag naming the planned model)."""
+    if recipe in RUNNERS:
+        return RUNNERS[recipe]
+    flags = ABLATIONS[recipe.split("/", 1)[1]]
+    if flags[0] == "--model" and flags[1] == planned_model(split, minutes):
+        return None
+    return lambda split, budget, seed, run_dir: run_ours(split, budget, seed, run_dir, flags)
 
 
 def benchmark(datasets: list[str], minutes: list[float], recipes: list[str], seed: int, scratch: Path,
@@ -101,9 +133,13 @@ def benchmark(datasets: list[str], minutes: list[float], recipes: list[str], see
         split = build_split(dataset, scratch, seed, train_limit, test_limit)
         for budget in minutes:
             for recipe in recipes:
-                run_dir = split.train_dir.parent / "runs" / f"{recipe}-{budget:g}min"
+                run = runner(recipe, split, budget)
+                if run is None:
+                    print(f"{dataset} {budget:g} min {recipe}: skipped (the plan's own model)", file=sys.stderr)
+                    continue
+                run_dir = split.train_dir.parent / "runs" / f"{recipe.replace('/', '-')}-{budget:g}min"
                 run_dir.parent.mkdir(exist_ok=True)
-                result = RUNNERS[recipe](split, budget, seed, run_dir)
+                result = run(split, budget, seed, run_dir)
                 records.append({"dataset": dataset, "train_images": len(split.train_images),
                                 "test_images": len(split.test_images), "minutes": budget, "recipe": recipe,
                                 **result})
@@ -136,6 +172,11 @@ def table(records: list[dict]) -> str:
             ours, tutorial = runs["ours"], runs["tutorial"]
             lines.append(f"| {ours['dataset']} | | {ours['minutes']:g} | ours − tutorial | "
                          f"{_gain(ours['AP50'], tutorial['AP50'])} | {_gain(ours['AP'], tutorial['AP'])} | | |")
+        for name, ablated in runs.items():
+            if name.startswith("ours/") and "ours" in runs:
+                ours = runs["ours"]
+                lines.append(f"| {ours['dataset']} | | {ours['minutes']:g} | {name} − ours | "
+                             f"{_gain(ablated['AP50'], ours['AP50'])} | {_gain(ablated['AP'], ours['AP'])} | | |")
     return "\n".join(lines)
 
 
@@ -182,13 +223,15 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--datasets", type=lambda text: _names(text, DATASETS), default=list(DATASETS),
                         help=f"comma-separated, of {', '.join(DATASETS)} (default: all)")
     parser.add_argument("--minutes", type=_budgets, default=None, help="comma-separated budgets (default 5,10)")
-    parser.add_argument("--recipes", type=lambda text: _names(text, RECIPES), default=None,
-                        help="comma-separated, of ours, tutorial (default: both)")
+    parser.add_argument("--recipes", type=lambda text: _names(text, RECIPE_NAMES), default=None,
+                        help="comma-separated, of ours, tutorial (default: both) and the ablations of ours: "
+                             + ", ".join(f"ours/{name}" for name in ABLATIONS))
     parser.add_argument("--seed", type=int, default=0, help="the splits' and the tutorial's seed (default 0)")
     parser.add_argument("--json", metavar="OUT", help="write the records as JSON")
     parser.add_argument("--scratch", metavar="DIR", type=Path,
                         help="where the splits and runs go (kept; default: a temporary folder, removed)")
-    parser.add_argument("--write-results", action="store_true", help=f"write the table to {RESULTS_PATH.name}")
+    parser.add_argument("--write-results", nargs="?", const=RESULTS_PATH, type=Path, metavar="MD",
+                        help=f"write the table to MD (default {RESULTS_PATH.name} beside this script)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"{SMOKE['train_limit']} training and {SMOKE['test_limit']} test images per dataset, "
                              f"{SMOKE['minutes'][0]} minutes, the tutorial only (frcnn train refuses budgets under "
@@ -212,10 +255,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(_json_ready(records), indent=1) + "\n")
     if args.write_results:
-        heading = "# Fine-tuning within a time budget: ours against torchvision's tutorial recipe"
+        heading = ("# Fine-tuning within a time budget: the ablation of our recipe"
+                   if any(recipe.startswith("ours/") for recipe in args.recipes)
+                   else "# Fine-tuning within a time budget: ours against torchvision's tutorial recipe")
         lines = context(args.seed, started, argv, (load_at_start, os.getloadavg()[0]))
-        atomic_write_text(RESULTS_PATH, "\n".join([heading, "", *lines, "", text, ""]))
-        print(f"written to {RESULTS_PATH}")
+        atomic_write_text(args.write_results, "\n".join([heading, "", *lines, "", text, ""]))
+        print(f"written to {args.write_results}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,21 @@ def test_table_subtracts_the_tutorial_from_ours():
                                  {**row, "recipe": "tutorial", "AP50": 0.85, "AP": 0.45}])
     assert "| raccoon | | 5 | ours − tutorial | +0.050 | -0.050 | | |" in text.splitlines()
 
+    ablated = bench_finetune.table([{**row, "recipe": "ours", "AP50": 0.9, "AP": 0.4},
+                                    {**row, "recipe": "ours/step-schedule", "AP50": 0.8, "AP": 0.45}])
+    assert "| raccoon | | 5 | ours/step-schedule − ours | -0.100 | +0.050 | | |" in ablated.splitlines()
+
+
+def test_an_ablation_passes_its_flag_and_one_repeating_the_plan_is_skipped(tmp_path, monkeypatch):
+    split = build_split("raccoon", tmp_path, seed=0)  # large boxes: the plan's model is the coarse one
+    calls = []
+    monkeypatch.setattr(bench_finetune, "run_ours", lambda *args: calls.append(args[4]))
+    assert bench_finetune.runner("ours/coarse-shape", split, 5.0) is None
+    bench_finetune.runner("ours/fine-shape", split, 5.0)(split, 5.0, 0, tmp_path / "run")
+    bench_finetune.runner("ours/tutorial-size", split, 5.0)(split, 5.0, 0, tmp_path / "run")
+    assert calls == [["--model", "mobilenet-v2"], ["--input-size", "800", "1333"]]
+    assert bench_finetune.ours_command(split, 5.0, tmp_path / "run", calls[1])[-3:] == calls[1]
+
 
 @pytest.mark.slow
 def test_tutorial_smoke_run_scores_within_zero_and_one(tmp_path, capsys):
