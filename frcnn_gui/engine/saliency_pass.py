@@ -18,12 +18,21 @@ import numpy as np
 from torch import Tensor
 
 from frcnn_core.inspect.inspection import Inspection
-from frcnn_core.inspect.saliency import DRISE, HIRES_CAM, METHODS, PREVIEW_MASKS, deletion_test, drise, hires_cam
+from frcnn_core.inspect.saliency import (
+    DRISE,
+    HIRES_CAM,
+    MASK_BATCH,
+    METHODS,
+    PREVIEW_MASKS,
+    deletion_test,
+    drise,
+    hires_cam,
+)
 from frcnn_core.modeling.model import FasterRCNN
 from frcnn_gui.engine.messages import SaliencyRequest, SaliencyResult, SaliencyUpdate
 
 UPDATE_INTERVAL_S = 0.25  # at most four refined maps a second: each crosses to the UI and is coloured there
-BATCH_SIZE = 8  # masked images per forward pass: Cancel is heard after each
+BATCH_SIZE = MASK_BATCH  # masked images per forward pass: Cancel is heard after each
 
 
 def explain(model: FasterRCNN, inspection: Inspection, request: SaliencyRequest,
