@@ -156,9 +156,8 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
                        metavar=("LO", "HI"))
     train.add_argument("--photometric", action="store_true", help="brightness / contrast / saturation jitter")
     train.add_argument("--input-size", type=_in_range(int, 32, 4096, "a size in pixels from 32 to 4096"), nargs=2,
-                       metavar=("SHORT", "LONG"),
-                       help="resize so the shorter side is SHORT px, the longer at most LONG (default: the model's; "
-                            "with --minutes, planned from the images)")
+                       metavar=("SHORT", "LONG"), help="shorter side SHORT px, longer ≤ LONG (default: model's; "
+                                                         "with --minutes, planned from the images)")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--out", required=True, metavar="RUN_DIR")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR exactly")
