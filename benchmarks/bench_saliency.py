@@ -10,8 +10,8 @@ its mean score drop is at least TARGET_RATIO times the random deletion's mean dr
 The preview: D-RISE's first PREVIEW_MASKS masks for each detection, timed from the call to the map
 (torch's default threads; the application's engine runs on half the cores, see bench_gui.py).
 
-Run: `.venv/bin/python benchmarks/bench_saliency.py [--detections 50] [--masks N] [--json]`
-(run_all.py runs it with its defaults).
+Run: `.venv/bin/python benchmarks/bench_saliency.py [--detections 50] [--masks N] [--device cuda] [--json]`
+(run_all.py runs it with its defaults, on the CPU).
 """
 from __future__ import annotations
 
@@ -48,10 +48,12 @@ BENCH_MASKS = 256  # D-RISE's masks for the deletion test: past the preview, wel
 
 
 def targets(model, count: int):
-    """(image, target) pairs: the first val images' best detections (module docstring)."""
+    """(image, target) pairs: the first val images' best detections (module docstring), the
+    images on the model's device."""
     dataset = open_dataset(str(BCCD), split=SPLIT)
+    device = next(model.parameters()).device
     for sample in sorted(dataset.samples, key=lambda s: Path(s.image_path).name):
-        image = load_image(sample.image_path).tensor
+        image = load_image(sample.image_path).tensor.to(device)
         with torch.inference_mode():
             _, traces = model([image], trace=True)
         detections = traces[0].detections
@@ -67,12 +69,19 @@ def drise_with_preview(model, image, target, masks: int) -> tuple[torch.Tensor, 
     started, preview_s = time.perf_counter(), None
     for step in drise(model, image, target, masks):
         if preview_s is None and step.done >= min(PREVIEW_MASKS, masks):
+            synchronize(image.device)
             preview_s = time.perf_counter() - started
     return step.heatmap, preview_s
 
 
-def run(detections: int = DETECTIONS, masks: int = BENCH_MASKS) -> dict:
-    model = build_model("bccd-demo")
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's kernels run after the call returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(detections: int = DETECTIONS, masks: int = BENCH_MASKS, device: str = "cpu") -> dict:
+    model = build_model("bccd-demo").to(device)
     drops = {method: ([], []) for method in METHODS}
     seconds = {method: [] for method in METHODS}
     previews = []
@@ -84,6 +93,7 @@ def run(detections: int = DETECTIONS, masks: int = BENCH_MASKS) -> dict:
                 previews.append(preview_s)
             else:
                 heatmap = hires_cam(model, image, target)
+            synchronize(image.device)
             seconds[method].append(time.perf_counter() - started)
             test = deletion_test(model, image, target, heatmap)
             drops[method][0].append(test.salient_drop)
@@ -94,7 +104,8 @@ def run(detections: int = DETECTIONS, masks: int = BENCH_MASKS) -> dict:
         results[method] = {"salient_drop": salient_mean, "random_drop": random_mean,
                            "ratio": salient_mean / random_mean if random_mean > 0 else float("inf"),
                            "seconds_median": statistics.median(seconds[method])}
-    return {"detections": len(previews), "masks": masks, "threads": torch.get_num_threads(), "methods": results,
+    return {"detections": len(previews), "masks": masks, "threads": torch.get_num_threads(), "device": device,
+            "methods": results,
             "preview_masks": min(PREVIEW_MASKS, masks), "preview_s_median": statistics.median(previews),
             "preview_s_max": max(previews), "target_ratio": TARGET_RATIO}
 
@@ -110,8 +121,11 @@ def lines(result: dict) -> list[tuple[str, str]]:
                      f"top 10% deleted: score drop {numbers['salient_drop']:.3f}; random 10%: "
                      f"{numbers['random_drop']:.3f}; ratio {numbers['ratio']:.1f} (at least "
                      f"{result['target_ratio']:g}: {verdict}); {numbers['seconds_median']:.2f} s a map (median)"))
-    rows.append((f"D-RISE preview ({result['preview_masks']} masks, one detection, {result['threads']} threads)",
-                 f"{result['preview_s_median']:.1f} s median, {result['preview_s_max']:.1f} s max (under 10)"))
+    on_gpu = result.get("device", "cpu").startswith("cuda")
+    where = result["device"] if on_gpu else f"{result['threads']} threads"
+    rows.append((f"D-RISE preview ({result['preview_masks']} masks, one detection, {where})",
+                 f"{result['preview_s_median']:.1f} s median, {result['preview_s_max']:.1f} s max "
+                 f"(under {1 if on_gpu else 10})"))
     return rows
 
 
@@ -119,10 +133,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detections", type=int, default=DETECTIONS, help=f"detections (default {DETECTIONS})")
     parser.add_argument("--masks", type=int, default=BENCH_MASKS, help=f"D-RISE's masks (default {BENCH_MASKS})")
+    parser.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N")
     parser.add_argument("--json", action="store_true", help="print the result as JSON as the last line")
     args = parser.parse_args()
     keep_freed_memory()  # as the CLI and the application do
-    result = run(args.detections, args.masks)
+    result = run(args.detections, args.masks, args.device)
     for name, value in lines(result):
         print(f"{name}: {value}")
     if args.json:

@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
             self.resize(window_layout.first_size(self.screen().availableGeometry().size()))
         # first start: the docks get their default sizes for the size the window is first shown at
         self._size_docks_when_shown = not self.restoreState(self.settings.value("window_state", b""))
+        self._shown_once = False
         self.load_model(model, weights, device)
 
     # --- construction -------------------------------------------------------------------
@@ -107,9 +108,7 @@ class MainWindow(QMainWindow):
             "Boxes": self.boxes_table, "Classes": self.classes_panel, "Log": self.log,
             "Why missed?": self.funnel_panel, "Training run": self.finetuning.run_panel,
             "Runs": self.finetuning.runs_panel, "Review": ReviewPanel(), "Errors": self.errors.panel})
-        # the next turn of the event loop: the chosen stage's controls are shown by then
-        self.stages_panel.stage_chosen.connect(
-            lambda _stage: QTimer.singleShot(0, self, lambda: window_layout.fit_dock(self.docks["Stages"])))
+        self.stages_panel.stage_chosen.connect(lambda _stage: self._fit_stages_dock())
         self.review = ReviewController(self.document, self.canvas, self.docks["Review"],
                                        lambda command: self._push(lambda: command), self.report, self)
         self.image_list.image_chosen.connect(self.open_index)
@@ -138,12 +137,21 @@ class MainWindow(QMainWindow):
         self.funnel_panel.inspect_requested.connect(self.inspector.inspect)
         self.log.add(f"engine ready ({import_seconds:.1f} s to import torch and the model code)")
         self.engine_ready.emit()
+        self._fit_stages_dock()  # the inspector added its stages' controls (the saliency stage's)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self._size_docks_when_shown:
             self._size_docks_when_shown = False
             window_layout.size_docks(self, self.docks)
+        if not self._shown_once:  # a stage chosen before the window showed (frcnn-gui --stage) gets its room
+            self._shown_once = True
+            self._fit_stages_dock()
+
+    def _fit_stages_dock(self) -> None:
+        """Grow the Stages dock to the chosen stage's controls (window_layout.fit_dock), on the
+        next turn of the event loop: the controls are shown and laid out by then."""
+        QTimer.singleShot(0, self, lambda: window_layout.fit_dock(self.docks["Stages"]))
 
     def eventFilter(self, watched, event) -> bool:
         """The canvas's first paint starts the engine (the next turn of the event loop: after the

@@ -75,7 +75,7 @@ def choose_target(model: FasterRCNN, image: torch.Tensor, args) -> SaliencyTarge
     if args.label is not None:
         raise InputError(None, "--label goes with --box (a detection or proposal has its own class)")
     with torch.inference_mode():
-        _, traces = model([image], trace=True)
+        _, traces = model([image.to(next(model.parameters()).device)], trace=True)
     if args.proposal is not None:
         return proposal_target(traces[0].proposals, args.proposal)
     return detection_target(traces[0], args.detection)

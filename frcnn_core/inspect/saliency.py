@@ -343,13 +343,13 @@ def deletion_test(model: FasterRCNN, image: Tensor, target: SaliencyTarget, heat
     mean colour, against RANDOM_DRAWS random deletions of the same size (module docstring)."""
     generator = generator or torch.Generator().manual_seed(0)
     height, width = heatmap.shape
-    salient = most_salient(heatmap, share)
+    salient = most_salient(heatmap.detach().float().cpu(), share)  # the map may be on the model's device
     count = int(salient.sum())
     random = torch.zeros(RANDOM_DRAWS, height * width, dtype=torch.bool)
     for row in random:
         row[torch.randperm(height * width, generator=generator)[:count]] = True
     deleted = torch.cat([salient[None], random.reshape(RANDOM_DRAWS, height, width)])
-    keep = torch.cat([torch.ones(1, height, width), (~deleted).float()])
+    keep = torch.cat([torch.ones(1, height, width), (~deleted).float()]).to(image.device)
     with torch.inference_mode():
         scores = TargetScorer(model, target)(_fill(image, keep)).score.float().cpu()
     return DeletionTest(score=float(scores[0]), salient=float(scores[1]), random=float(scores[2:].mean()), share=share)

@@ -97,7 +97,10 @@ def run_loop(run: RunParts, start: int, total: int, cancel, show: Callable[[int]
     def validate() -> Progress | None:
         if validator is None:
             return None
-        result = validator.validate(run.model, iteration, {"iteration": iteration, **state()})
+        # a plateau counts only once the rate has come down: a step schedule's drop is still to come
+        settled = (clock.spent() >= 0.5 * clock.budget_s
+                   and run.optimizer.param_groups[0]["lr"] <= 0.5 * settings.lr)
+        result = validator.validate(run.model, iteration, {"iteration": iteration, **state()}, settled)
         clock.validation_took(result["seconds"])
         clock.plan(iteration)
         message = (f"validation AP50 {result['AP50']:.3f} (AP {result['AP']:.3f}) at iteration {iteration}; "
@@ -125,6 +128,9 @@ def run_loop(run: RunParts, start: int, total: int, cancel, show: Callable[[int]
             return
         run.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if settings.grad_clip is not None:
+            scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), settings.grad_clip)
         scaler.step(run.optimizer)
         scaler.update()
         iteration += 1
@@ -140,8 +146,9 @@ def run_loop(run: RunParts, start: int, total: int, cancel, show: Callable[[int]
         yield record
         if clock is not None and clock.validation_due(iteration) and validator is not None:
             yield validate()
-            if validator.plateaued(clock.spent() / clock.budget_s):  # the run ends after the next iteration
-                stop_reason = f"stopped early: validation AP50 has not risen for {validator.state.since_best} checks"
+            if validator.plateaued():  # the run ends after the next iteration
+                stop_reason = (f"stopped early: validation AP50 has not risen for {validator.state.since_best} "
+                               "checks at the lowered learning rate")
                 clock.stop_requested = True
         if iteration % settings.checkpoint_every == 0 or (clock is None and iteration == total):
             save()

@@ -83,6 +83,7 @@ class TrainSettings:
     input_size: tuple[int, int] | None = None  # (min_size, max_size) of the resize; None: the model's
     roi_batch: int | None = None  # RoIs sampled per image for the box head in training; None: the model's
     anchors: AnchorConfig | None = None
+    grad_clip: float | None = None  # the gradients' total norm is clipped to this; None: not clipped
 
     def to_dict(self) -> dict:
         return asdict(self)

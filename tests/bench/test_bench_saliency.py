@@ -16,3 +16,10 @@ def test_two_detections_give_both_methods_and_the_preview():
     rows = dict(bench_saliency.lines(result))
     assert len(rows) == 3 and any(name.startswith("D-RISE preview (8 masks") for name in rows)
     assert all(("faithful" in value) for name, value in rows.items() if "deletion test" in name)
+
+
+def test_a_gpu_run_is_held_to_one_second():
+    result = {"detections": 1, "masks": 8, "threads": 16, "device": "cuda", "methods": {}, "preview_masks": 8,
+              "preview_s_median": 0.4, "preview_s_max": 0.5, "target_ratio": 2.0}
+    rows = dict(bench_saliency.lines(result))
+    assert rows == {"D-RISE preview (8 masks, one detection, cuda)": "0.4 s median, 0.5 s max (under 1)"}

@@ -146,29 +146,47 @@ def budget_settings(data, out, minutes: float) -> TrainSettings:
                             "warmup_iters": 3})
 
 
-def test_a_plateau_is_patience_checks_without_gain_after_half_the_budget():
-    state = ValidationState(best_ap50=0.6, best_iteration=40, since_best=PATIENCE)
-    validator = Validator.__new__(Validator)  # the rule alone: no dataset, no model
-    validator.state = state
-    assert validator.plateaued(0.5) and not validator.plateaued(0.45)
-    state.since_best = PATIENCE - 1
-    assert not validator.plateaued(0.9)
+def scripted_validator(tmp_path, monkeypatch, ap50s, tolerance=0.0) -> Validator:
+    """A Validator whose validations score the AP50s given, in turn (no dataset, no model run)."""
+    scripted = iter(ap50s)
+    monkeypatch.setattr(validation, "run_detections", lambda *args, **kwargs: [])
+    monkeypatch.setattr(validation, "coco_metrics", lambda *args: {"AP50": next(scripted), "AP": 0.4})
+    monkeypatch.setattr(validation, "save_checkpoint", lambda path, *args, extra: None)
+    validator = Validator.__new__(Validator)
+    validator.dataset, validator.run, validator.device = SimpleNamespace(class_names=[]), tmp_path, torch.device("cpu")
+    validator.state, validator.tolerance, validator._ground_truth = ValidationState(), tolerance, None
+    return validator
+
+
+def scripted_model() -> torch.nn.Module:
+    model = torch.nn.Linear(1, 1)
+    model.model_name, model.config, model.class_names = "m", None, ["__background__", "raccoon"]
+    return model
+
+
+def test_a_plateau_is_patience_settled_checks_without_gain(tmp_path, monkeypatch):
+    """Checks made before the run settled (half the budget, the rate down to half its peak) do not
+    count: a step schedule's AP50 stands still at the full rate until its drop."""
+    validator = scripted_validator(tmp_path, monkeypatch, [0.5, 0.6] + [0.6] * (PATIENCE + 2) + [0.62] + [0.6] * PATIENCE)
+    model = scripted_model()
+    for iteration in range(2 + PATIENCE + 2):  # the best at the second check; then no gain, unsettled
+        validator.validate(model, iteration, {"iteration": iteration}, settled=False)
+    assert validator.state.since_best == 0 and not validator.plateaued()
+    validator.validate(model, 10, {"iteration": 10}, settled=True)  # a gain of MIN_GAIN or more: counting restarts
+    for iteration in range(11, 11 + PATIENCE):
+        assert not validator.plateaued()
+        validator.validate(model, iteration, {"iteration": iteration}, settled=True)
+    assert validator.state.since_best == PATIENCE and validator.plateaued()
 
 
 def test_a_later_checkpoint_within_one_hold_out_box_of_the_best_is_kept(tmp_path, monkeypatch):
     """Shaped on the raccoon 10-minute run (19 hold-out images, 23 boxes): its highest validation
     AP50 (0.982) scored 0.693 on the test photos, a later one 0.025 lower scored 0.847. A checkpoint
     within 1/23 of the highest is kept; one further below is not."""
-    scripted = iter([0.871, 0.422, 0.804, 0.982, 0.935, 0.959, 0.975])
-    monkeypatch.setattr(validation, "run_detections", lambda *args, **kwargs: [])
-    monkeypatch.setattr(validation, "coco_metrics", lambda *args: {"AP50": next(scripted), "AP": 0.4})
+    validator = scripted_validator(tmp_path, monkeypatch, [0.871, 0.422, 0.804, 0.982, 0.935, 0.959, 0.975], 1 / 23)
     saved = []
     monkeypatch.setattr(validation, "save_checkpoint", lambda path, *args, extra: saved.append(extra["iteration"]))
-    validator = Validator.__new__(Validator)
-    validator.dataset, validator.run, validator.device = SimpleNamespace(class_names=[]), tmp_path, torch.device("cpu")
-    validator.state, validator.tolerance, validator._ground_truth = ValidationState(), 1 / 23, None
-    model = torch.nn.Linear(1, 1)
-    model.model_name, model.config, model.class_names = "m", None, ["__background__", "raccoon"]
+    model = scripted_model()
     kept = [validator.validate(model, iteration, {"iteration": iteration})["best"]
             for iteration in (47, 65, 103, 226, 271, 314, 392)]
     assert kept == [True, False, False, True, False, True, True]

@@ -144,3 +144,27 @@ def test_resuming_from_a_model_checkpoint_without_training_state_is_one_line(tin
     with pytest.raises(InputError, match="cannot resume: no usable training state") as raised:
         list(train(settings(tiny_dataset, run), resume=True))
     assert str(run / "last.pt") in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_grad_clip_holds_an_exploding_step_to_the_norm_asked(tiny_dataset, tmp_path, monkeypatch):
+    """Losses scaled a millionfold (an exploding step): with grad_clip the gradients the optimizer
+    steps with have a total norm of at most grad_clip; without it, they are far above."""
+    forward, real_clip, norms = FasterRCNN.forward, torch.nn.utils.clip_grad_norm_, []
+
+    def exploding(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        return {name: value * 1e6 for name, value in out.items()} if self.training and isinstance(out, dict) else out
+
+    def step_norm(optimizer):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    monkeypatch.setattr(FasterRCNN, "forward", exploding)
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: step_norm(self))  # the norm, no step
+    clipped = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clipped.append(1) or real_clip(*a, **k))
+    list(train(settings(tiny_dataset, tmp_path / "clipped", iters=2, warmup_iters=0, grad_clip=35.0)))
+    assert len(clipped) == 2 and len(norms) == 2 and all(norm <= 35.0 * 1.0001 for norm in norms)
+    norms.clear()
+    list(train(settings(tiny_dataset, tmp_path / "free", iters=2, warmup_iters=0)))
+    assert len(clipped) == 2 and len(norms) == 2 and all(norm > 1e3 for norm in norms)

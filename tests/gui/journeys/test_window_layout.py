@@ -12,15 +12,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtWidgets import QTabBar
 
 from frcnn_gui.canvas.image_view import WHEEL_ZOOM
+from frcnn_gui.main_window import MainWindow
 from frcnn_gui.window_layout import ASIDE, BEHIND, COLUMN, STRIP
 
 from journeys_helpers import canvas_pixels, changed_fraction, press
 
 ROOT = Path(__file__).resolve().parents[3]
+FAST_MODEL, TIMEOUT_MS = "mobilenet-v3-320-fpn", 60_000  # as conftest.py's
 SMALL_SCREEN = QSize(1024, 700)
 ROOM_FOR_TITLE_BAR_AND_PANEL = 60  # a 700-px screen keeps this much for the frame and a desktop panel
 FIRST_START = textwrap.dedent("""
@@ -182,6 +184,25 @@ def test_a_stage_with_controls_grows_the_stages_dock_until_they_show(qtbot, wind
     qtbot.keyClick(stages, Qt.Key_Up)  # a stage with fewer controls
     qtbot.wait(50)
     assert dock.height() >= taller  # never shrunk
+
+
+@pytest.mark.parametrize("stage", ["proposals", "saliency"])
+def test_a_stage_chosen_before_the_window_shows_gets_its_room(qtbot, tmp_path, journey_folder, stage):
+    """`frcnn-gui --stage S` chooses the stage before the window is shown (the proposals stage's
+    knobs exist then; the saliency stage's come with the engine): the Stages dock still grows until
+    the stage's last knob is on screen, whole."""
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    window = MainWindow(FAST_MODEL, "none", "cpu", settings=settings)
+    qtbot.addWidget(window)
+    window.resize(1400, 900)
+    window.stages_panel.select(stage)
+    with qtbot.waitSignal(window.engine_ready, timeout=TIMEOUT_MS):
+        window.open_path(journey_folder)
+        window.show()
+    knob = window.stages_panel.min_size if stage == "proposals" else window.inspector.saliency.controls.masks
+    qtbot.waitUntil(lambda: knob.isVisible() and knob.visibleRegion().boundingRect().height() == knob.height())
+    assert window.docks["Stages"].height() <= 0.5 * window.height() + 1
+    assert "internal error" not in window.log.toPlainText()
 
 
 def test_the_view_menu_lists_every_panel_and_the_way_back(window):
