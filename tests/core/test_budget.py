@@ -167,7 +167,8 @@ def scripted_model() -> torch.nn.Module:
 def test_a_plateau_is_patience_settled_checks_without_gain(tmp_path, monkeypatch):
     """Checks made before the run settled (half the budget, the rate down to half its peak) do not
     count: a step schedule's AP50 stands still at the full rate until its drop."""
-    validator = scripted_validator(tmp_path, monkeypatch, [0.5, 0.6] + [0.6] * (PATIENCE + 2) + [0.62] + [0.6] * PATIENCE)
+    scores = [0.5, 0.6] + [0.6] * (PATIENCE + 2) + [0.62] + [0.6] * PATIENCE
+    validator = scripted_validator(tmp_path, monkeypatch, scores)
     model = scripted_model()
     for iteration in range(2 + PATIENCE + 2):  # the best at the second check; then no gain, unsettled
         validator.validate(model, iteration, {"iteration": iteration}, settled=False)
