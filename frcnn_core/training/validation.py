@@ -9,7 +9,7 @@ images, the best 0.982 at iteration 226 of 392 scored AP50 0.693 on the test pho
 0.975, scored 0.847.) At the end of the run `best.pt` becomes `final.pt`, `last.pt` is the last.
 A plateau is PATIENCE validations in a row without a gain of MIN_GAIN over the best, made once
 the run has settled: half the budget spent and the learning rate down to half its peak or less.
-(Before, a plateau is the learning rate's doing: on raccoon with a step schedule, whose drop comes
+(Earlier in a run a stall is the learning rate's doing: on raccoon with a step schedule, whose drop comes
 at 2/3 of the run, the AP50 stood still at the full rate and the run stopped at 56 % of its
 budget, at hold-out AP50 0.68 where the cosine run reached 0.97.)
 """
